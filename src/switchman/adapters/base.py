@@ -1,0 +1,78 @@
+"""The adapter interface: the codec for one upstream wire API.
+
+An adapter turns a canonical ``ChatRequest`` into one HTTP call for one model, and the upstream's
+answer (a whole body, or server-sent events) back into canonical types. It does no I/O: the
+executor owns the transport, so adapters are pure and testable on bytes. Errors are mapped here,
+once, from the vendor's status and error code (never its message text) into ``UpstreamError``.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from ..errors import UpstreamError
+from ..types import ChatRequest, ChatResponse, StreamEvent
+
+if TYPE_CHECKING:
+    from ..config import ModelSpec
+
+
+@dataclass(slots=True)
+class UpstreamCall:
+    method: str
+    url: str
+    headers: dict[str, str]
+    body: bytes
+
+
+class StreamDecoder(ABC):
+    """Turns one upstream stream, event by event, into canonical stream events."""
+
+    @abstractmethod
+    def feed(self, event: str | None, data: bytes) -> list[StreamEvent]:
+        """One server-sent event (its ``event:`` name, if any, and its ``data:`` payload)."""
+
+    @property
+    @abstractmethod
+    def done(self) -> bool:
+        """Whether the upstream's own end-of-stream marker has been seen (else: a cut stream)."""
+
+
+class Adapter(ABC):
+    kind: str  # the wire API, as in the provider's ``kind``
+
+    @abstractmethod
+    def build(self, req: ChatRequest, model: ModelSpec) -> UpstreamCall:
+        """The HTTP call for ``req`` to ``model`` (streaming iff ``req.stream``). Raises
+        ``Unsupported`` for what the target cannot take (e.g. images to a text-only model)."""
+
+    @abstractmethod
+    def parse(self, body: bytes, model: ModelSpec) -> ChatResponse:
+        """A whole (non-streaming) success body."""
+
+    @abstractmethod
+    def stream_decoder(self, model: ModelSpec, keep_raw: bool = False) -> StreamDecoder:
+        """``keep_raw``: attach each upstream chunk dict to its events (see ``types``)."""
+
+    @abstractmethod
+    def error(self, status: int, headers: dict[str, str], body: bytes, model: ModelSpec) -> UpstreamError:
+        """An error answer, classified by status and the vendor's error code."""
+
+
+def retry_after(headers: dict[str, str]) -> float | None:
+    """Seconds from ``retry-after`` (seconds form) or ``retry-after-ms``; header names lower-case."""
+    v = headers.get("retry-after-ms")
+    if v:
+        try:
+            return float(v) / 1000
+        except ValueError:
+            pass
+    v = headers.get("retry-after")
+    if v:
+        try:
+            return float(v)
+        except ValueError:
+            return None  # an HTTP date: rare from LLM vendors; treated as unknown
+    return None

@@ -1,0 +1,170 @@
+"""The HTTP API over a ``Gateway``: endpoints, auth, the ``x-switchman-*`` headers, and errors
+in each client's own dialect. Never a traceback: anything unexpected is logged here and answered
+with a generic 500 in the client's shape.
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+import os
+import time
+
+import orjson
+
+from .dialects import dialect_for
+from .dialects.base import Dialect
+from .errors import BodyTooLarge, InvalidRequest, SwitchmanError, Unauthorized
+from .gateway import Gateway, Reply
+from .http.server import Request, Response, StreamingResponse
+
+log = logging.getLogger("switchman")
+
+_JSON = "application/json"
+_SSE = "text/event-stream"
+# Vendor headers a same-kind upstream should still see (they change the API's behaviour).
+_PASSTHROUGH = ("anthropic-beta",)
+
+
+def _rid() -> str:
+    return "req_" + os.urandom(12).hex()
+
+
+class App:
+    """``await app(request)`` answers one HTTP request."""
+
+    def __init__(self, gateway: Gateway) -> None:
+        self.gateway = gateway
+        key = gateway.config.auth.admin_key
+        self._key = key.encode() if key else None
+        self._routes = {
+            ("POST", "/v1/chat/completions"): self._openai,
+            ("POST", "/chat/completions"): self._openai,  # clients whose base_url lacks /v1
+            ("POST", "/v1/messages"): self._anthropic,
+            ("GET", "/v1/models"): self._models,
+            ("GET", "/models"): self._models,
+            ("GET", "/health/live"): self._live,
+            ("GET", "/health/ready"): self._ready,
+        }
+        self._openai_d = dialect_for("openai")
+        self._anthropic_d = dialect_for("anthropic")
+
+    async def __call__(self, req: Request) -> Response | StreamingResponse:
+        h = self._routes.get((req.method, req.path))
+        if h is None or req.body is None:
+            d = self._anthropic_d if req.path.startswith("/v1/messages") else self._openai_d
+            if req.body is None:
+                limit = self.gateway.config.server.max_body_bytes
+                return self._error(d, BodyTooLarge(f"request body exceeds the limit of {limit} bytes"), _rid())
+            known = any(p == req.path for _, p in self._routes)
+            status = 405 if known else 404
+            msg = f"method {req.method} not allowed on {req.path}" if known else f"no such endpoint: {req.path}"
+            err = InvalidRequest(msg)
+            err.status = status  # type: ignore[misc]
+            return self._error(d, err, _rid())
+        return await h(req)
+
+    # -- auth --------------------------------------------------------------------------------------
+    def _authorized(self, req: Request) -> bool:
+        if self._key is None:
+            return True
+        # OpenAI SDKs and current Anthropic SDKs send a bearer token; older Anthropic ones x-api-key.
+        got = req.headers.get("authorization", "")
+        if got[:7].lower() == "bearer ":
+            got = got[7:].strip()
+        else:
+            got = req.headers.get("x-api-key", "")
+        return hmac.compare_digest(got.encode(), self._key)
+
+    # -- chat --------------------------------------------------------------------------------------
+    async def _openai(self, req: Request):
+        return await self._chat(req, self._openai_d)
+
+    async def _anthropic(self, req: Request):
+        return await self._chat(req, self._anthropic_d)
+
+    async def _chat(self, req: Request, d: Dialect) -> Response | StreamingResponse:
+        rid = _rid()
+        try:
+            if not self._authorized(req):
+                raise Unauthorized("missing or invalid API key (send it as a bearer token or x-api-key)")
+            try:
+                body = orjson.loads(req.body)
+            except orjson.JSONDecodeError as e:
+                raise InvalidRequest(f"body is not valid JSON: {e}") from None
+            creq = d.decode(body)
+            for h in _PASSTHROUGH:
+                v = req.headers.get(h)
+                if v is not None:
+                    creq.passthrough_headers = {h: v}
+            reply = await self.gateway.run(creq)
+        except SwitchmanError as e:
+            return self._error(d, e, rid)
+        except Exception:
+            log.exception("request %s failed", rid)
+            return self._error(d, SwitchmanError("internal error"), rid)
+        headers = _headers(rid, reply)
+        if reply.response is not None:
+            cost = reply.cost()
+            if cost is not None:
+                headers["x-switchman-cost-usd"] = f"{cost:f}"
+            headers["content-type"] = _JSON
+            return Response(200, d.encode(reply.response, creq), headers)
+        headers["content-type"] = _SSE
+        headers["cache-control"] = "no-cache"
+        return StreamingResponse(200, _stream(d, creq, reply, rid), headers)
+
+    def _error(self, d: Dialect, e: SwitchmanError, rid: str) -> Response:
+        headers = {"content-type": _JSON, "x-switchman-request-id": rid}
+        ra = getattr(e, "retry_after", None)
+        if ra:
+            headers["retry-after"] = str(max(1, round(ra)))
+        return Response(e.status, d.encode_error(e), headers)
+
+    # -- the rest ----------------------------------------------------------------------------------
+    async def _models(self, req: Request) -> Response:
+        if not self._authorized(req):
+            return self._error(self._openai_d, Unauthorized("missing or invalid API key"), _rid())
+        cfg = self.gateway.config
+        now = int(time.time())
+        data = [{"id": m.name, "object": "model", "created": now, "owned_by": m.provider.name} for m in cfg.models.values()]
+        data += [{"id": r.name, "object": "model", "created": now, "owned_by": "switchman"} for r in cfg.routes.values()]
+        return Response(200, orjson.dumps({"object": "list", "data": data}), {"content-type": _JSON})
+
+    async def _live(self, req: Request) -> Response:
+        return Response(200, b'{"status":"ok"}', {"content-type": _JSON})
+
+    async def _ready(self, req: Request) -> Response:
+        ok = bool(self.gateway.config.models)
+        body = {"status": "ready" if ok else "no models configured", "models": len(self.gateway.config.models)}
+        return Response(200 if ok else 503, orjson.dumps(body), {"content-type": _JSON})
+
+
+def _headers(rid: str, reply: Reply) -> dict[str, str]:
+    return {
+        "x-switchman-request-id": rid,
+        "x-switchman-model": reply.outcome.model.name,
+        "x-switchman-route": reply.route,
+        "x-switchman-attempts": str(reply.outcome.attempts),
+        "x-switchman-reason": reply.reason,
+    }
+
+
+async def _stream(d: Dialect, creq, reply: Reply, rid: str):
+    enc = d.stream_encoder(creq)
+    events = reply.events
+    try:
+        async for ev in events:  # type: ignore[union-attr]
+            b = enc.encode(ev)
+            if b:
+                yield b
+        yield enc.close()
+    except SwitchmanError as e:
+        # After the first byte there is no taking it back: a well-formed error event, then the end.
+        log.warning("request %s: stream failed after it began: %s", rid, e.message)
+        yield enc.error(e)
+    except Exception:
+        log.exception("request %s: stream failed", rid)
+        yield enc.error(SwitchmanError("internal error"))
+    finally:
+        await events.aclose()  # type: ignore[union-attr]

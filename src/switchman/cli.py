@@ -1,0 +1,114 @@
+"""The ``switchman`` command. Exit codes: 0 success, 1 runtime failure, 2 usage or config error."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from .errors import ConfigError
+
+
+def _config(path: str | None):
+    from . import configfile
+
+    return configfile.load(path)
+
+
+def cmd_serve(a: argparse.Namespace) -> int:
+    from .serve import main_serve
+
+    return main_serve(_config(a.config), a.host, a.port, a.workers, a.allow_public, a.log_level)
+
+
+def cmd_check(a: argparse.Namespace) -> int:
+    cfg = _config(a.config)
+    print(f"config {cfg.source}: ok")
+    print(f"\nproviders ({len(cfg.providers)})")
+    for p in cfg.providers.values():
+        key = "key set" if p.api_key else "no key"
+        print(f"  {p.name:<16} kind={p.kind:<10} wire={p.wire:<9} {p.base_url}  ({key})")
+    print(f"\nmodels ({len(cfg.models)})            USD per 1M tokens: input / output / cached input")
+    for m in cfg.models.values():
+        pr = m.price
+        cached = pr.cached_input if pr.cached_input is not None else pr.input
+        ctx = f"{m.context_window:,}" if m.context_window else "?"
+        fb = f"  fallbacks: {', '.join(m.fallbacks)}" if m.fallbacks else ""
+        print(f"  {m.name:<22} {m.provider.name}/{m.upstream:<28} {pr.input:>8} / {pr.output:>8} / {cached:>8}"
+              f"  ctx {ctx:>9}  ({m.priced_by}){fb}")
+    print(f"\nroutes ({len(cfg.routes)})")
+    for r in cfg.routes.values():
+        if r.policy == "weighted":
+            plan = ", ".join(f"{m}={w:g}" for m, w in zip(r.models, r.weights))
+        else:
+            plan = " -> ".join(r.models)
+        fb = f"  fallbacks: {' -> '.join(r.fallbacks)}" if r.fallbacks else ""
+        print(f"  {r.name:<16} {r.policy}: {plan}{fb}")
+    if cfg.auth.admin_key:
+        print("\nauth: admin key set")
+    return 0
+
+
+def cmd_demo(a: argparse.Namespace) -> int:
+    from .demo import main_demo
+
+    return main_demo(a.port, a.exit, a.host)
+
+
+def _passthrough(name: str):
+    def run(a: argparse.Namespace) -> int:
+        try:
+            from .eval import command
+        except ImportError as e:
+            print(f"switchman {name}: not available ({e}); install with: pip install 'switchman[eval]'", file=sys.stderr)
+            return 2
+        return getattr(command, f"{name}_main")(a.rest)
+
+    return run
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="switchman", description="LLM model router and gateway")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    s = sub.add_parser("serve", help="run the gateway")
+    s.add_argument("--config", help="config file (default ./switchman.yaml; without one, provider keys from the environment)")
+    s.add_argument("--host")
+    s.add_argument("--port", type=int)
+    s.add_argument("--workers", type=int)
+    s.add_argument("--allow-public", action="store_true", help="serve beyond loopback with no key configured")
+    s.add_argument("--log-level", default="WARNING")
+    s.set_defaults(func=cmd_serve)
+
+    c = sub.add_parser("check", help="validate a config and print what it resolves to")
+    c.add_argument("--config")
+    c.set_defaults(func=cmd_check)
+
+    d = sub.add_parser("demo", help="run the gateway over a simulated fleet on loopback (no keys needed)")
+    d.add_argument("--port", type=int, default=4000)
+    d.add_argument("--host", default="127.0.0.1")
+    d.add_argument("--exit", action="store_true", help="exit after the sample requests instead of serving")
+    d.set_defaults(func=cmd_demo)
+
+    for name, text in (("eval", "replay outcome data through routing strategies"), ("train", "fit a learned router")):
+        e = sub.add_parser(name, help=text, add_help=False)
+        e.add_argument("rest", nargs=argparse.REMAINDER)
+        e.set_defaults(func=_passthrough(name))
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except ConfigError as e:
+        print(f"switchman: config error: {e}", file=sys.stderr)
+        return 2
+    except OSError as e:
+        print(f"switchman: {e}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

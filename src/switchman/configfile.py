@@ -1,0 +1,344 @@
+"""Reading config: YAML parsed strictly (unknown keys and wrong types are errors naming the file,
+line and key), ``${VAR}`` substituted from the environment, then loaded into the frozen runtime
+objects of ``config`` with every reference resolved. This is the only module that reads the
+environment.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from decimal import Decimal, InvalidOperation
+from pathlib import Path
+from typing import Any, Mapping
+
+import yaml
+
+from . import catalog
+from .config import AuthSpec, Config, Limits, ModelSpec, Price, ProviderSpec, RouteSpec, ServerSpec, Timeout
+from .errors import ConfigError
+from .providers import AUTH_STYLES, ENV_DEFAULT_MODELS, KINDS
+
+_VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+POLICY_KINDS = ("first", "weighted")
+
+
+class _Doc:
+    """The parsed document plus where each dotted key sits in the file."""
+
+    def __init__(self, file: str, env: Mapping[str, str]) -> None:
+        self.file = file
+        self.env = env
+        self.lines: dict[str, int] = {}
+
+    def at(self, path: str) -> str:
+        # The nearest located ancestor: a missing key is reported at its parent's line.
+        p = path
+        while p:
+            if p in self.lines:
+                return f"{self.file}:{self.lines[p]}"
+            p = p.rpartition(".")[0] if "." in p else ""
+        return self.file
+
+    def error(self, path: str, message: str) -> ConfigError:
+        return ConfigError(message, where=self.at(path), key=path or None)
+
+    def build(self, node: yaml.Node, path: str) -> Any:
+        self.lines[path] = node.start_mark.line + 1
+        if isinstance(node, yaml.MappingNode):
+            out: dict[str, Any] = {}
+            for k, v in node.value:
+                key = k.value if isinstance(k, yaml.ScalarNode) else None
+                if not isinstance(key, str):
+                    raise ConfigError("keys must be strings", where=f"{self.file}:{k.start_mark.line + 1}")
+                sub = f"{path}.{key}" if path else key
+                if key in out:
+                    raise ConfigError("duplicate key", where=f"{self.file}:{k.start_mark.line + 1}", key=sub)
+                self.lines[sub] = k.start_mark.line + 1
+                out[key] = self.build(v, sub)
+            return out
+        if isinstance(node, yaml.SequenceNode):
+            return [self.build(v, f"{path}[{i}]") for i, v in enumerate(node.value)]
+        value = yaml.SafeLoader(
+            "").construct_object(node) if node.tag != "tag:yaml.org,2002:str" else node.value
+        if isinstance(value, str):
+            value = self.expand(value, path)
+        return value
+
+    def expand(self, s: str, path: str) -> str:
+        def sub(m: re.Match) -> str:
+            name, default = m.group(1), m.group(2)
+            v = self.env.get(name)
+            if v is None or v == "":
+                if default is not None:
+                    return default
+                raise self.error(path, f"environment variable {name} is not set")
+            return v
+
+        return _VAR.sub(sub, s) if "${" in s else s
+
+
+class _Obj:
+    """Strict access to one mapping of the document."""
+
+    def __init__(self, doc: _Doc, path: str, value: Any, allowed: tuple[str, ...], required: tuple[str, ...] = ()):
+        if not isinstance(value, dict):
+            raise doc.error(path, f"must be a mapping, not {_tname(value)}")
+        for k in value:
+            if k not in allowed:
+                sub = f"{path}.{k}" if path else k
+                raise doc.error(sub, f"unknown key '{k}' (allowed: {', '.join(allowed)})")
+        for k in required:
+            if k not in value:
+                raise doc.error(path, f"missing required key '{k}'")
+        self.doc, self.path, self.v = doc, path, value
+
+    def sub(self, key: str) -> str:
+        return f"{self.path}.{key}" if self.path else key
+
+    def get(self, key: str, typ: type | tuple, default: Any = None) -> Any:
+        if key not in self.v or self.v[key] is None:
+            return default
+        v = self.v[key]
+        if typ is float and isinstance(v, int) and not isinstance(v, bool):
+            v = float(v)
+        if isinstance(v, bool) and typ in (int, float):
+            raise self.doc.error(self.sub(key), f"must be a number, not a boolean")
+        if not isinstance(v, typ):
+            want = typ.__name__ if isinstance(typ, type) else " or ".join(t.__name__ for t in typ)
+            raise self.doc.error(self.sub(key), f"must be {want}, not {_tname(v)}")
+        return v
+
+    def positive(self, key: str, typ: type, default: Any = None) -> Any:
+        v = self.get(key, typ, default)
+        if v is not None and v <= 0:
+            raise self.doc.error(self.sub(key), "must be greater than 0")
+        return v
+
+    def names(self, key: str) -> tuple[str, ...]:
+        v = self.get(key, list, [])
+        for i, x in enumerate(v):
+            if not isinstance(x, str):
+                raise self.doc.error(f"{self.sub(key)}[{i}]", f"must be a model name, not {_tname(x)}")
+        return tuple(v)
+
+
+def _tname(v: Any) -> str:
+    return {dict: "a mapping", list: "a list", str: "a string", int: "an integer", float: "a number",
+            bool: "a boolean", type(None): "empty"}.get(type(v), type(v).__name__)
+
+
+def _money(doc: _Doc, path: str, v: Any) -> Decimal:
+    if isinstance(v, bool) or not isinstance(v, (int, float, str)):
+        raise doc.error(path, f"must be a price in USD per 1M tokens, not {_tname(v)}")
+    try:
+        d = Decimal(str(v))
+    except InvalidOperation:
+        raise doc.error(path, f"must be a number, not {v!r}") from None
+    if d < 0 or not d.is_finite():
+        raise doc.error(path, "must be a non-negative number")
+    return d
+
+
+def load(path: str | os.PathLike | None = None, *, env: Mapping[str, str] | None = None) -> Config:
+    """Load ``path`` (default ``./switchman.yaml``); with no such file and no path given, build a
+    config from the provider keys in the environment."""
+    env = os.environ if env is None else env
+    if path is None:
+        p = Path("switchman.yaml")
+        if not p.exists():
+            return from_env(env)
+    else:
+        p = Path(path)
+    try:
+        text = p.read_text()
+    except OSError as e:
+        raise ConfigError(f"cannot read config: {e.strerror}", where=str(p)) from None
+    return loads(text, file=str(p), env=env)
+
+
+def loads(text: str, *, file: str = "<config>", env: Mapping[str, str] | None = None) -> Config:
+    doc = _Doc(file, os.environ if env is None else env)
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.MarkedYAMLError as e:
+        mark = e.problem_mark or e.context_mark
+        where = f"{file}:{mark.line + 1}" if mark else file
+        raise ConfigError(f"invalid YAML: {e.problem or e}", where=where) from None
+    raw = doc.build(node, "") if node is not None else {}
+    return _resolve(doc, raw)
+
+
+def _resolve(doc: _Doc, raw: Any) -> Config:
+    top = _Obj(doc, "", raw, ("server", "providers", "models", "routes", "auth"))
+    server = _server(doc, top.get("server", dict, {}))
+    providers: dict[str, ProviderSpec] = {}
+    praw = top.get("providers", dict, {})
+    for name, v in praw.items():
+        providers[name] = _provider(doc, f"providers.{name}", name, v)
+    models: dict[str, ModelSpec] = {}
+    for i, v in enumerate(top.get("models", list, [])):
+        m = _model(doc, f"models[{i}]", v, providers)
+        if m.name in models:
+            raise doc.error(f"models[{i}].name", f"duplicate model name '{m.name}'")
+        models[m.name] = m
+    routes: dict[str, RouteSpec] = {}
+    for i, v in enumerate(top.get("routes", list, [])):
+        r = _route(doc, f"routes[{i}]", v)
+        if r.name in routes or r.name in models:
+            raise doc.error(f"routes[{i}].name", f"duplicate name '{r.name}' (routes and models share one namespace)")
+        routes[r.name] = r
+    # Every reference resolves, or the file is wrong.
+    for i, m in enumerate(models.values()):
+        for j, f in enumerate(m.fallbacks):
+            if f not in models:
+                raise doc.error(f"models[{i}].fallbacks[{j}]", f"unknown model '{f}' (models: {', '.join(models)})")
+    for i, r in enumerate(routes.values()):
+        for key, names in (("policy.models", r.models), ("fallbacks", r.fallbacks)):
+            for j, n in enumerate(names):
+                if n not in models:
+                    raise doc.error(f"routes[{i}].{key}", f"unknown model '{n}' (models: {', '.join(models) or 'none'})")
+    auth = _auth(doc, top.get("auth", dict, {}))
+    return Config(server=server, providers=providers, models=models, routes=routes, auth=auth, source=doc.file)
+
+
+def _server(doc: _Doc, v: dict) -> ServerSpec:
+    o = _Obj(doc, "server", v, ("host", "port", "workers", "max_body_mb", "allow_public_without_key"))
+    port = o.get("port", int, 4000)
+    if not 0 <= port <= 65535:
+        raise doc.error("server.port", "must be 0..65535")
+    mb = o.positive("max_body_mb", float, 32.0)
+    return ServerSpec(
+        host=o.get("host", str, "127.0.0.1"),
+        port=port,
+        workers=o.positive("workers", int, 1),
+        max_body_bytes=int(mb * 1024 * 1024),
+        allow_public_without_key=o.get("allow_public_without_key", bool, False),
+    )
+
+
+def _provider(doc: _Doc, path: str, name: str, v: Any) -> ProviderSpec:
+    o = _Obj(doc, path, v, ("kind", "base_url", "api_key", "auth", "api_version", "headers"), ("kind",))
+    kind = o.get("kind", str)
+    k = KINDS.get(kind)
+    if k is None:
+        raise doc.error(f"{path}.kind", f"unknown provider kind '{kind}' (kinds: {', '.join(KINDS)})")
+    base = o.get("base_url", str, k.base_url)
+    if base is None:
+        raise doc.error(path, f"provider kind '{kind}' needs a base_url")
+    if not base.startswith(("http://", "https://")):
+        raise doc.error(f"{path}.base_url", "must start with http:// or https://")
+    auth = o.get("auth", str, k.auth)
+    if auth not in AUTH_STYLES:
+        raise doc.error(f"{path}.auth", f"unknown auth style '{auth}' (styles: {', '.join(AUTH_STYLES)})")
+    headers = o.get("headers", dict, {})
+    for hk, hv in headers.items():
+        if not isinstance(hv, str):
+            raise doc.error(f"{path}.headers.{hk}", "header values must be strings")
+    api_version = o.get("api_version", str)
+    if kind == "azure" and api_version is None and not base.rstrip("/").endswith("/openai/v1"):
+        raise doc.error(path, "azure needs api_version, or a base_url ending in /openai/v1")
+    return ProviderSpec(
+        name=name, kind=kind, wire=k.wire, base_url=base.rstrip("/"), api_key=o.get("api_key", str),
+        auth=auth, api_version=api_version, headers=tuple((hk.lower(), hv) for hk, hv in headers.items()),
+    )
+
+
+def _model(doc: _Doc, path: str, v: Any, providers: dict[str, ProviderSpec]) -> ModelSpec:
+    o = _Obj(doc, path, v, ("name", "provider", "model", "price", "context_window", "max_output", "vision",
+                            "limits", "timeout", "fallbacks"), ("name", "provider"))
+    name = o.get("name", str)
+    pname = o.get("provider", str)
+    if pname not in providers:
+        raise doc.error(f"{path}.provider", f"unknown provider '{pname}' (providers: {', '.join(providers) or 'none'})")
+    upstream = o.get("model", str, name)
+    entry = catalog.lookup(upstream) or catalog.lookup(name)
+    price_raw = o.get("price", dict)
+    if price_raw is not None:
+        po = _Obj(doc, f"{path}.price", price_raw, ("input", "output", "cached_input", "cache_write"),
+                  ("input", "output"))
+        vals = {k: _money(doc, f"{path}.price.{k}", x) for k, x in po.v.items() if x is not None}
+        price, priced_by = Price(**vals), "config"
+    elif entry is not None:
+        price, priced_by = entry.price, "catalog"
+    else:
+        raise doc.error(path, f"no price for '{upstream}' in the built-in catalog: give price: {{input, output}} "
+                              "(USD per 1M tokens; 0 for a free local model)")
+    lo = _Obj(doc, f"{path}.limits", o.get("limits", dict, {}), ("rpm", "tpm", "concurrency"))
+    to = _Obj(doc, f"{path}.timeout", o.get("timeout", dict, {}), ("total", "first_token", "connect"))
+    return ModelSpec(
+        name=name,
+        provider=providers[pname],
+        upstream=upstream,
+        price=price,
+        context_window=o.positive("context_window", int, entry.context_window if entry else None),
+        max_output=o.positive("max_output", int, entry.max_output if entry else None),
+        vision=o.get("vision", bool, entry.vision if entry else True),
+        limits=Limits(lo.positive("rpm", int), lo.positive("tpm", int), lo.positive("concurrency", int)),
+        timeout=Timeout(to.positive("total", float, 600.0), to.positive("first_token", float),
+                        to.positive("connect", float, 10.0)),
+        fallbacks=o.names("fallbacks"),
+        priced_by=priced_by,
+    )
+
+
+def _route(doc: _Doc, path: str, v: Any) -> RouteSpec:
+    o = _Obj(doc, path, v, ("name", "policy", "fallbacks"), ("name", "policy"))
+    name = o.get("name", str)
+    po = _Obj(doc, f"{path}.policy", o.get("policy", dict), ("kind", "models"), ("kind", "models"))
+    kind = po.get("kind", str)
+    if kind not in POLICY_KINDS:
+        raise doc.error(f"{path}.policy.kind", f"unknown policy kind '{kind}' (kinds: {', '.join(POLICY_KINDS)})")
+    if kind == "weighted":
+        wm = po.get("models", dict)
+        weights = []
+        for m, w in wm.items():
+            if isinstance(w, bool) or not isinstance(w, (int, float)) or w < 0:
+                raise doc.error(f"{path}.policy.models.{m}", "weights must be non-negative numbers")
+            weights.append(float(w))
+        if not wm or sum(weights) <= 0:
+            raise doc.error(f"{path}.policy.models", "needs at least one model with a weight above 0")
+        models, w = tuple(wm), tuple(weights)
+    else:
+        models, w = po.names("models"), ()
+        if not models:
+            raise doc.error(f"{path}.policy.models", "needs at least one model")
+    return RouteSpec(name=name, policy=kind, models=models, weights=w, fallbacks=o.names("fallbacks"))
+
+
+def _auth(doc: _Doc, v: dict) -> AuthSpec:
+    o = _Obj(doc, "auth", v, ("admin_key", "keys_required"))
+    key = o.get("admin_key", str)
+    return AuthSpec(admin_key=key or None, keys_required=o.get("keys_required", bool, False))
+
+
+def from_env(env: Mapping[str, str]) -> Config:
+    """The config `switchman serve` runs with when there is no file: one provider per key found,
+    a few current models of each (priced from the catalog), and a route ``auto`` over them."""
+    providers: dict[str, ProviderSpec] = {}
+    models: dict[str, ModelSpec] = {}
+    for kind, names in ENV_DEFAULT_MODELS.items():
+        k = KINDS[kind]
+        key = env.get(k.env_key or "")
+        if not key:
+            continue
+        prov = ProviderSpec(name=kind, kind=kind, wire=k.wire, base_url=k.base_url or "", api_key=key, auth=k.auth)
+        providers[kind] = prov
+        for n in names:
+            e = catalog.lookup(n)
+            if e is None:
+                continue
+            models[n] = ModelSpec(name=n, provider=prov, upstream=n, price=e.price, context_window=e.context_window,
+                                  max_output=e.max_output, vision=e.vision, priced_by="catalog")
+    routes = {}
+    if models:
+        # Cheapest first: the first model of each provider, then the rest.
+        order = sorted(models, key=lambda n: models[n].price.input + models[n].price.output)
+        routes["auto"] = RouteSpec(name="auto", policy="first", models=tuple(order))
+    return Config(server=ServerSpec(), providers=providers, models=models, routes=routes,
+                  auth=AuthSpec(admin_key=env.get("SWITCHMAN_ADMIN_KEY") or None), source="<environment>")
+
+
+def admin_key_from_env(env: Mapping[str, str] | None = None) -> str | None:
+    env = os.environ if env is None else env
+    return env.get("SWITCHMAN_ADMIN_KEY") or None

@@ -1,0 +1,19 @@
+"""Client-facing dialects, by kind."""
+
+from __future__ import annotations
+
+from functools import cache
+from importlib import import_module
+
+from .base import Dialect
+
+_REGISTRY = {
+    "openai": ("switchman.dialects.openai", "OpenAIDialect"),
+    "anthropic": ("switchman.dialects.anthropic", "AnthropicDialect"),
+}
+
+
+@cache
+def dialect_for(kind: str) -> Dialect:
+    module, name = _REGISTRY[kind]
+    return getattr(import_module(module), name)()

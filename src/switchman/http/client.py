@@ -1,0 +1,269 @@
+"""A small pooled HTTP/1.1 client on asyncio and httptools, for calls to upstreams.
+
+Why not httpx or aiohttp: encode/httpx#3215 measured httpx's async client far slower than
+aiohttp's under concurrency, and aiohttp's client still costs a few hundred microseconds a request
+on this machine's cores, most of the gateway's budget. Upstream calls need little: POST a JSON
+body over a kept-alive (TLS) connection, read a whole body or a chunked stream, close the
+connection to cancel. Socket failures are mapped here, once, into ``ConnectFailed``/``StreamCut``.
+
+Not supported (by design, for now): HTTP proxies, HTTP/2, compressed responses (we send
+``accept-encoding: identity``), redirects.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+from collections import deque
+from urllib.parse import urlsplit
+
+import httptools
+
+from ..errors import ConnectFailed, StreamCut, UpstreamTimeout
+
+
+class _Target:
+    __slots__ = ("key", "host", "port", "tls", "path", "hostheader")
+
+    def __init__(self, url: str) -> None:
+        u = urlsplit(url)
+        if u.scheme not in ("http", "https") or not u.hostname:
+            raise ValueError(f"unsupported upstream URL: {url!r}")
+        self.tls = u.scheme == "https"
+        self.host = u.hostname
+        self.port = u.port or (443 if self.tls else 80)
+        self.key = (self.tls, self.host, self.port)
+        self.path = (u.path or "/") + (f"?{u.query}" if u.query else "")
+        default = 443 if self.tls else 80
+        self.hostheader = self.host if self.port == default else f"{self.host}:{self.port}"
+
+
+class _Conn(asyncio.Protocol):
+    __slots__ = ("transport", "parser", "status", "headers", "headers_done", "chunks", "done", "error",
+                 "waiter", "closed", "keep_alive", "got_bytes", "_hname")
+
+    def __init__(self) -> None:
+        self.transport: asyncio.Transport | None = None
+        self.closed = False
+        self.reset()
+
+    def reset(self) -> None:
+        self.parser = httptools.HttpResponseParser(self)
+        self.status = 0
+        self.headers: dict[str, str] = {}
+        self.headers_done = False
+        self.chunks: deque[bytes] = deque()
+        self.done = False
+        self.error: Exception | None = None
+        self.waiter: asyncio.Future | None = None
+        self.keep_alive = False
+        self.got_bytes = False
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        if not self.done:
+            try:
+                self.parser.feed_eof()  # a close-delimited body ends here
+            except httptools.HttpParserError:
+                pass
+            if not self.done and self.error is None:
+                self.error = exc or ConnectionResetError("connection closed by upstream")
+        self._wake()
+
+    def data_received(self, data: bytes) -> None:
+        self.got_bytes = True
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserError as e:
+            self.error = e
+            self.transport.close()  # type: ignore[union-attr]
+        self._wake()
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self.headers[name.decode("latin-1").lower()] = value.decode("latin-1")
+
+    def on_headers_complete(self) -> None:
+        self.status = self.parser.get_status_code()
+        self.headers_done = True
+
+    def on_body(self, body: bytes) -> None:
+        self.chunks.append(body)
+
+    def on_message_complete(self) -> None:
+        self.done = True
+        self.keep_alive = self.parser.should_keep_alive()
+
+    def _wake(self) -> None:
+        w = self.waiter
+        if w is not None and not w.done():
+            w.set_result(None)
+
+    async def wait(self) -> None:
+        self.waiter = asyncio.get_running_loop().create_future()
+        try:
+            await self.waiter
+        finally:
+            self.waiter = None
+
+
+async def _wait(c: _Conn, deadline: float | None) -> None:
+    if deadline is None:
+        await c.wait()
+        return
+    try:
+        async with asyncio.timeout_at(deadline):
+            await c.wait()
+    except TimeoutError:
+        raise UpstreamTimeout("upstream did not finish its answer in time") from None
+
+
+class ClientResponse:
+    """An upstream's answer. Read it whole with ``read()`` or piece by piece with ``chunks()``;
+    ``close()`` releases the connection (kept alive if the body was read to its end, else closed,
+    which is how an abandoned upstream generation is cancelled)."""
+
+    __slots__ = ("status", "headers", "_conn", "_client", "_key", "_released")
+
+    def __init__(self, conn: _Conn, client: HttpClient, key: tuple) -> None:
+        self.status = conn.status
+        self.headers = conn.headers
+        self._conn = conn
+        self._client = client
+        self._key = key
+        self._released = False
+
+    async def read(self, deadline: float | None = None) -> bytes:
+        """The whole body; ``deadline`` is a loop time, past which ``UpstreamTimeout``."""
+        c = self._conn
+        try:
+            while not c.done:
+                if c.error is not None:
+                    raise StreamCut(f"upstream connection failed while reading the body: {c.error!r}")
+                await _wait(c, deadline)
+            return b"".join(c.chunks)
+        finally:
+            self.close()
+
+    async def chunks(self, deadline: float | None = None):
+        """Body pieces as they arrive; closing the generator early closes the connection."""
+        c = self._conn
+        try:
+            while True:
+                while c.chunks:
+                    yield c.chunks.popleft()
+                if c.done:
+                    return
+                if c.error is not None:
+                    raise StreamCut(f"upstream stream broke: {c.error!r}")
+                await _wait(c, deadline)
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        if self._released:
+            return
+        self._released = True
+        c = self._conn
+        if c.done and c.keep_alive and not c.closed and c.error is None:
+            self._client._release(self._key, c)
+        elif c.transport is not None:
+            c.transport.close()
+
+
+class HttpClient:
+    """Keeps idle connections per (tls, host, port); most recently used first, so a burst reuses
+    warm connections and the rest age out upstream-side."""
+
+    def __init__(self, max_idle_per_host: int = 256) -> None:
+        self._idle: dict[tuple, list[_Conn]] = {}
+        self._targets: dict[str, _Target] = {}
+        self._ssl: ssl.SSLContext | None = None
+        self.max_idle = max_idle_per_host
+
+    def _target(self, url: str) -> _Target:
+        t = self._targets.get(url)
+        if t is None:
+            t = _Target(url)
+            if len(self._targets) < 4096:  # URLs are per model: few; bound it anyway
+                self._targets[url] = t
+        return t
+
+    async def _connect(self, t: _Target) -> _Conn:
+        loop = asyncio.get_running_loop()
+        ctx = None
+        if t.tls:
+            if self._ssl is None:
+                self._ssl = ssl.create_default_context()
+            ctx = self._ssl
+        try:
+            _, conn = await loop.create_connection(_Conn, t.host, t.port, ssl=ctx)
+        except (OSError, ssl.SSLError) as e:
+            raise ConnectFailed(f"cannot connect to {t.hostheader}: {e.strerror or e}") from None
+        return conn
+
+    def _release(self, key: tuple, conn: _Conn) -> None:
+        pool = self._idle.setdefault(key, [])
+        if len(pool) < self.max_idle:
+            conn.reset()
+            pool.append(conn)
+        else:
+            conn.transport.close()  # type: ignore[union-attr]
+
+    async def request(self, method: str, url: str, headers: dict[str, str], body: bytes,
+                      deadline: float | None = None) -> ClientResponse:
+        """Send one request; return once the status and headers are in, or raise
+        ``ConnectFailed`` / ``UpstreamTimeout`` (past ``deadline``, a loop time). Cancelling
+        closes the connection."""
+        if deadline is None:
+            return await self._request(method, url, headers, body)
+        try:
+            async with asyncio.timeout_at(deadline):
+                return await self._request(method, url, headers, body)
+        except TimeoutError:
+            raise UpstreamTimeout("upstream did not answer in time") from None
+
+    async def _request(self, method: str, url: str, headers: dict[str, str], body: bytes) -> ClientResponse:
+        t = self._target(url)
+        head = [f"{method} {t.path} HTTP/1.1\r\nhost: {t.hostheader}\r\ncontent-length: {len(body)}\r\n"]
+        for k, v in headers.items():
+            head.append(f"{k}: {v}\r\n")
+        head.append("\r\n")
+        data = "".join(head).encode("latin-1") + body
+        pool = self._idle.get(t.key)
+        while True:
+            reused = False
+            conn = None
+            while pool:
+                c = pool.pop()
+                if not c.closed:
+                    conn, reused = c, True
+                    break
+            if conn is None:
+                conn = await self._connect(t)
+            try:
+                conn.transport.write(data)  # type: ignore[union-attr]
+                while not conn.headers_done:
+                    if conn.error is not None or conn.closed:
+                        break
+                    await conn.wait()
+            except BaseException:
+                conn.transport.close()  # type: ignore[union-attr]
+                raise
+            if conn.headers_done:
+                return ClientResponse(conn, self, t.key)
+            conn.transport.close()  # type: ignore[union-attr]
+            # A kept-alive connection the upstream had closed while idle: nothing of ours was
+            # processed, so sending again on a fresh connection is safe.
+            if reused and not conn.got_bytes:
+                continue
+            raise ConnectFailed(f"upstream {t.hostheader} closed the connection before answering: {conn.error!r}")
+
+    async def close(self) -> None:
+        for pool in self._idle.values():
+            for c in pool:
+                if c.transport is not None:
+                    c.transport.close()
+        self._idle.clear()

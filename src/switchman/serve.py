@@ -1,0 +1,132 @@
+"""Running the gateway as a server: one process, or N worker processes sharing one socket."""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import logging
+import os
+import signal
+import socket
+import sys
+
+from .app import App
+from .config import Config
+from .errors import ConfigError
+from .gateway import Gateway
+from .http.server import HttpServer
+
+log = logging.getLogger("switchman")
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def check_exposure(config: Config, host: str, allow_public: bool) -> None:
+    """Refuse to serve beyond loopback with no key: anyone who can reach it would spend the
+    provider keys behind it."""
+    if is_loopback(host) or config.auth.admin_key or allow_public or config.server.allow_public_without_key:
+        return
+    raise ConfigError(
+        f"refusing to listen on {host} with no key configured: set auth.admin_key (or SWITCHMAN_ADMIN_KEY), "
+        "or pass --allow-public if this network is trusted"
+    )
+
+
+def _install_loop() -> None:
+    try:
+        import uvloop  # measured: ~30% more requests/s than the default loop here
+
+        asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+    except ImportError:  # pragma: no cover - uvloop is a core dependency on Linux
+        pass
+
+
+async def serve_on(config: Config, sock: socket.socket, ready=None) -> None:
+    """Serve until SIGTERM/SIGINT, then drain in-flight requests."""
+    gateway = Gateway(config)
+    app = App(gateway)
+    server = HttpServer(app, max_body=config.server.max_body_bytes)
+    await server.start(sock=sock)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    if ready is not None:
+        ready()
+    await stop.wait()
+    await server.stop(grace=10.0)
+    await gateway.close()
+
+
+def bind(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, port))
+    sock.listen(2048)
+    sock.setblocking(False)
+    return sock
+
+
+def run(config: Config, host: str, port: int, workers: int) -> int:
+    sock = bind(host, port)
+    actual = sock.getsockname()[1]
+    banner = f"switchman: serving {len(config.models)} models, {len(config.routes)} routes on http://{host}:{actual} ({workers} worker{'s' if workers > 1 else ''}), config {config.source}"
+
+    def ready() -> None:
+        print(banner, flush=True)
+
+    if workers <= 1:
+        _install_loop()
+        asyncio.run(serve_on(config, sock, ready))
+        return 0
+    pids = []
+    for _ in range(workers):
+        pid = os.fork()
+        if pid == 0:  # a worker: its own event loop on the shared listening socket
+            try:
+                _install_loop()
+                asyncio.run(serve_on(config, sock))
+            finally:
+                os._exit(0)
+        pids.append(pid)
+    ready()
+
+    def forward(sig, _frame):
+        for p in pids:
+            try:
+                os.kill(p, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+
+    signal.signal(signal.SIGTERM, forward)
+    signal.signal(signal.SIGINT, forward)
+    code = 0
+    for p in pids:
+        while True:
+            try:
+                _, status = os.waitpid(p, 0)
+                break
+            except InterruptedError:
+                continue
+        if os.waitstatus_to_exitcode(status) not in (0, -signal.SIGTERM):
+            code = 1
+    return code
+
+
+def main_serve(config: Config, host: str | None, port: int | None, workers: int | None, allow_public: bool,
+               log_level: str = "WARNING") -> int:
+    host = host or config.server.host
+    port = config.server.port if port is None else port
+    workers = workers or config.server.workers
+    check_exposure(config, host, allow_public)
+    logging.basicConfig(level=log_level.upper(), stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    return run(config, host, port, workers)
