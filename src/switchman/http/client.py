@@ -65,11 +65,10 @@ class _Conn(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
         if not self.done:
-            try:
-                self.parser.feed_eof()  # a close-delimited body ends here
-            except httptools.HttpParserError:
-                pass
-            if not self.done and self.error is None:
+            h = self.headers
+            if self.headers_done and "content-length" not in h and "chunked" not in h.get("transfer-encoding", ""):
+                self.done = True  # a close-delimited body ends at EOF (RFC 9112 §6.3)
+            elif self.error is None:
                 self.error = exc or ConnectionResetError("connection closed by upstream")
         self._wake()
 

@@ -1,0 +1,119 @@
+"""``switchman demo``: the gateway over a simulated fleet on loopback, no keys needed.
+
+Four fake upstream models speak the three wire APIs (a cheap fast one, a mid one, a frontier one,
+and a flaky one that fails half the time), priced from the built-in catalog. The demo sends a few
+sample requests through the gateway, prints which model answered, why, and at what cost, then
+keeps serving so a newcomer can point the ``openai`` or ``anthropic`` SDK at it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from decimal import Decimal
+
+from . import catalog
+from .app import App
+from .config import AuthSpec, Config, ModelSpec, Price, ProviderSpec, RouteSpec, ServerSpec
+from .gateway import Gateway
+from .http.server import HttpServer
+from .serve import _install_loop, check_exposure
+from .testing.fake_upstream import FakeUpstream
+from .testing.fleet import demo_models
+
+# (gateway model name, upstream id on the fake, provider kind)
+_FLEET = (
+    ("gpt-4o-mini", "gpt-4o-mini", "openai"),
+    ("claude-haiku-4-5", "claude-haiku-4-5", "anthropic"),
+    ("gemini-2.5-pro", "gemini-2.5-pro", "gemini"),
+    ("flaky-llama", "flaky-llama", "openai"),
+)
+_FLAKY_PRICE = Price(Decimal("0.05"), Decimal("0.08"))  # a small self-hosted-class model
+
+
+def demo_config(fake: FakeUpstream, port: int, host: str = "127.0.0.1") -> Config:
+    providers = {
+        kind: ProviderSpec(name=f"sim-{kind}", kind=kind, wire=kind, base_url=fake.url(kind),
+                           api_key="sim-key", auth={"openai": "bearer", "anthropic": "x-api-key",
+                                                    "gemini": "x-goog-api-key"}[kind])
+        for kind in ("openai", "anthropic", "gemini")
+    }
+    models = {}
+    for name, upstream, kind in _FLEET:
+        e = catalog.lookup(upstream)
+        models[name] = ModelSpec(
+            name=name, provider=providers[kind], upstream=upstream,
+            price=e.price if e else _FLAKY_PRICE, context_window=e.context_window if e else 32_000,
+            max_output=e.max_output if e else 4096, priced_by="catalog" if e else "config",
+        )
+    routes = {
+        # Cheapest first: the flaky self-hosted model, then the cheap API model, then up.
+        "auto": RouteSpec("auto", "first", ("flaky-llama", "gpt-4o-mini"), fallbacks=("claude-haiku-4-5", "gemini-2.5-pro")),
+        "best": RouteSpec("best", "first", ("gemini-2.5-pro",), fallbacks=("claude-haiku-4-5",)),
+        "split": RouteSpec("split", "weighted", ("gpt-4o-mini", "claude-haiku-4-5"), weights=(3.0, 1.0)),
+    }
+    return Config(server=ServerSpec(host=host, port=port), providers=providers, models=models, routes=routes,
+                  auth=AuthSpec(), source="<demo>")
+
+
+_SAMPLES = (
+    ("auto", "What is the capital of France?"),
+    ("auto", "Summarise the plot of Hamlet in one line."),
+    ("auto", "Give me three names for a cat."),
+    ("best", "Prove that the square root of 2 is irrational."),
+    ("split", "Translate 'good morning' into Spanish."),
+    ("claude-haiku-4-5", "Write a haiku about routers."),
+)
+
+
+async def _samples(gw: Gateway) -> None:
+    print(f"\n{'asked':<18} {'answered by':<18} {'tries':>5} {'cost USD':>11}  why")
+    for model, prompt in _SAMPLES:
+        try:
+            r = await gw.chat(model=model, messages=[{"role": "user", "content": prompt}])
+        except Exception as e:  # noqa: BLE001 - a demo shows the failure and goes on
+            print(f"{model:<18} {'(failed)':<18} {'':>5} {'':>11}  {e}")
+            continue
+        cost = r.cost()
+        print(f"{model:<18} {r.outcome.model.name:<18} {r.outcome.attempts:>5} {cost or 0:>11.8f}  {r.reason}")
+
+
+async def _run(port: int, exit_after: bool, host: str) -> int:
+    fake = FakeUpstream(demo_models())
+    await fake.start()
+    config = demo_config(fake, port, host)
+    check_exposure(config, host, allow_public=False)
+    gw = Gateway(config)
+    server = HttpServer(App(gw), max_body=config.server.max_body_bytes)
+    actual = await server.start(host, port)
+    base = f"http://{host}:{actual}"
+    print(f"switchman demo: gateway on {base} over 4 simulated models "
+          f"(gpt-4o-mini via OpenAI wire, claude-haiku-4-5 via Anthropic, gemini-2.5-pro via Gemini, "
+          f"flaky-llama failing half the time); routes: auto, best, split")
+    await _samples(gw)
+    if not exit_after:
+        print(f"""
+Try it (any key works: the demo has none configured):
+
+  python - <<'EOF'
+  from openai import OpenAI
+  c = OpenAI(base_url="{base}/v1", api_key="demo")
+  r = c.chat.completions.with_raw_response.create(model="auto", messages=[{{"role": "user", "content": "hi"}}])
+  print(r.headers["x-switchman-model"], r.headers["x-switchman-reason"], r.parse().choices[0].message.content)
+  EOF
+
+Ctrl-C to stop.""", flush=True)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        await stop.wait()
+    await server.stop(grace=2.0)
+    await gw.close()
+    await fake.stop()
+    return 0
+
+
+def main_demo(port: int = 4000, exit_after: bool = False, host: str = "127.0.0.1") -> int:
+    _install_loop()
+    return asyncio.run(_run(port, exit_after, host))
