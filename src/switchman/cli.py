@@ -54,16 +54,16 @@ def cmd_demo(a: argparse.Namespace) -> int:
     return main_demo(a.port, a.exit, a.host)
 
 
-def _passthrough(name: str):
-    def run(a: argparse.Namespace) -> int:
-        try:
-            from .eval import command
-        except ImportError as e:
-            print(f"switchman {name}: not available ({e}); install with: pip install 'switchman[eval]'", file=sys.stderr)
-            return 2
-        return getattr(command, f"{name}_main")(a.rest)
+_OFFLINE = ("eval", "train")  # commands whose own parsers live with the evaluator
 
-    return run
+
+def _offline(name: str, argv: list[str]) -> int:
+    try:
+        from .eval import command
+    except ImportError as e:
+        print(f"switchman {name}: not available ({e}); install with: pip install 'switchman[eval]'", file=sys.stderr)
+        return 1
+    return getattr(command, f"{name}_main")(argv)
 
 
 def parser() -> argparse.ArgumentParser:
@@ -89,14 +89,15 @@ def parser() -> argparse.ArgumentParser:
     d.add_argument("--exit", action="store_true", help="exit after the sample requests instead of serving")
     d.set_defaults(func=cmd_demo)
 
-    for name, text in (("eval", "replay outcome data through routing strategies"), ("train", "fit a learned router")):
-        e = sub.add_parser(name, help=text, add_help=False)
-        e.add_argument("rest", nargs=argparse.REMAINDER)
-        e.set_defaults(func=_passthrough(name))
+    sub.add_parser("eval", help="replay outcome data through routing strategies (switchman eval --help)")
+    sub.add_parser("train", help="fit a learned router from outcome data (switchman train --help)")
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv and argv[0] in _OFFLINE:
+        return _offline(argv[0], argv[1:])
     args = parser().parse_args(argv)
     try:
         return args.func(args)

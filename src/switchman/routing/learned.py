@@ -1,0 +1,235 @@
+"""The ``learned`` policy: a router trained from outcome data predicts each model's quality for
+the prompt, then picks by ``min_quality`` (the cheapest model predicted to meet it) or by
+``tradeoff`` (the most predicted quality less λ × cost).
+
+A trained router is one ``.npz`` file (numpy arrays only, loaded with ``allow_pickle=False``, so
+loading a router never runs code): the TF-IDF vocabulary and IDF (see :mod:`.features`), one
+logistic-regression row per model, and what the training data said each model costs per call.
+Run time needs numpy alone; training (:mod:`.training`) needs the ``[eval]`` extra.
+
+λ is unitless: cost enters as a share of the dearest candidate's expected cost per call, so
+``tradeoff: 0.1`` means "paying for the dearest model must buy at least 0.1 of quality".
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Mapping, Sequence
+
+import numpy as np
+import orjson
+
+from ..types import ChatRequest, TextPart, ToolResultPart
+from .base import Plan, Policy, RouteContext
+from .features import FeatureParams, Vectorizer
+
+FORMAT = "switchman-router"
+VERSION = 1
+
+
+class RouterFileError(Exception):
+    """A router file that is missing, of another format, or damaged."""
+
+
+@dataclass(slots=True)
+class Router:
+    """A trained quality predictor: ``predict(text)[j]`` is model ``j``'s expected quality."""
+
+    models: list[str]
+    vectorizer: Vectorizer
+    weights: np.ndarray  # (n_features, n_models) float32
+    bias: np.ndarray  # (n_models,)
+    cost_per_call: np.ndarray  # (n_models,) mean cost per call in the training data
+    cost_unit: str = "usd"  # "usd", or "strong-model calls" when the data had no costs
+    output_tokens: np.ndarray | None = None  # (n_models,) mean output tokens, NaN = unknown
+    meta: dict = field(default_factory=dict)  # trained on what, when, with which settings
+
+    def predict(self, text: str) -> np.ndarray:
+        """Predicted quality (0..1) of every model for one prompt."""
+        idx, val = self.vectorizer.transform_one(text)
+        z = val @ self.weights[idx] + self.bias if len(idx) else self.bias.astype(np.float64)
+        return 1.0 / (1.0 + np.exp(-z))
+
+    def predict_many(self, texts: Sequence[str]) -> np.ndarray:
+        """Predicted quality for many prompts, ``(len(texts), n_models)``."""
+        out = np.empty((len(texts), len(self.models)))
+        for i, t in enumerate(texts):
+            out[i] = self.predict(t)
+        return out
+
+    # -- file ------------------------------------------------------------------------------
+
+    def save(self, path: str | Path) -> None:
+        meta = dict(self.meta)
+        meta.update(
+            format=FORMAT,
+            version=VERSION,
+            models=self.models,
+            features=self.vectorizer.params.to_dict(),
+            cost_unit=self.cost_unit,
+        )
+        # N-grams never hold a newline (whitespace is normalised), so one joined string keeps
+        # the vocabulary compact and loadable without pickle.
+        vocab = "\n".join(self.vectorizer.vocab).encode("utf-8")
+        out_tok = self.output_tokens if self.output_tokens is not None else np.full(len(self.models), np.nan)
+        with open(path, "wb") as f:
+            np.savez_compressed(
+                f,
+                meta=np.frombuffer(orjson.dumps(meta), dtype=np.uint8),
+                vocab=np.frombuffer(vocab, dtype=np.uint8),
+                idf=self.vectorizer.idf.astype(np.float32),
+                weights=self.weights.astype(np.float32),
+                bias=self.bias.astype(np.float64),
+                cost_per_call=self.cost_per_call.astype(np.float64),
+                output_tokens=out_tok.astype(np.float64),
+            )
+
+    @classmethod
+    def load(cls, path: str | Path) -> "Router":
+        try:
+            z = np.load(path, allow_pickle=False)
+        except FileNotFoundError:
+            raise RouterFileError(f"{path}: no such router file") from None
+        except (OSError, ValueError) as e:
+            raise RouterFileError(f"{path}: not a switchman router file ({e})") from None
+        with z:
+            try:
+                meta = orjson.loads(z["meta"].tobytes())
+                if meta.get("format") != FORMAT:
+                    raise RouterFileError(f"{path}: not a switchman router file")
+                if meta.get("version") != VERSION:
+                    raise RouterFileError(f"{path}: router format version {meta.get('version')}, this switchman reads {VERSION}; retrain it")
+                raw = z["vocab"].tobytes().decode("utf-8")
+                vocab = raw.split("\n") if raw else []
+                vec = Vectorizer(vocab, z["idf"].astype(np.float64), FeatureParams.from_dict(meta["features"]))
+                return cls(
+                    models=list(meta["models"]),
+                    vectorizer=vec,
+                    weights=z["weights"],
+                    bias=z["bias"],
+                    cost_per_call=z["cost_per_call"],
+                    cost_unit=meta.get("cost_unit", "usd"),
+                    output_tokens=z["output_tokens"],
+                    meta=meta,
+                )
+            except KeyError as e:
+                raise RouterFileError(f"{path}: router file lacks {e}") from None
+
+
+def prompt_text(req: ChatRequest) -> str:
+    """The text the router reads: system, then every message's text, in order."""
+    parts = [p.text for p in req.system]
+    for m in req.messages:
+        for p in m.parts:
+            t = type(p)
+            if t is TextPart:
+                parts.append(p.text)  # type: ignore[union-attr]
+            elif t is ToolResultPart:
+                parts.extend(c.text for c in p.content if type(c) is TextPart)  # type: ignore[union-attr]
+    return "\n".join(parts)
+
+
+class Learned(Policy):
+    """Route by a trained :class:`Router`'s predicted quality.
+
+    Exactly one of ``min_quality`` (cheapest model predicted to reach it; if none does, the
+    model predicted best) or ``tradeoff`` (λ ≥ 0: maximise quality − λ × cost ÷ dearest cost).
+    ``costs`` overrides the expected cost per call of some models (router model names);
+    ``use_prices=True`` prices each request from the configured models' prices instead (input
+    tokens estimated from the prompt, output tokens from the training data's mean).
+    ``aliases`` maps configured model names to the router's names where they differ.
+    """
+
+    def __init__(
+        self,
+        router: Router,
+        *,
+        min_quality: float | None = None,
+        tradeoff: float | None = None,
+        costs: Mapping[str, float] | None = None,
+        aliases: Mapping[str, str] | None = None,
+        use_prices: bool = False,
+    ) -> None:
+        if (min_quality is None) == (tradeoff is None):
+            raise ValueError("learned policy: give exactly one of min_quality or tradeoff")
+        if tradeoff is not None and tradeoff < 0:
+            raise ValueError("learned policy: tradeoff must be >= 0")
+        self.router = router
+        self.min_quality = min_quality
+        self.tradeoff = tradeoff
+        self.use_prices = use_prices
+        cost = np.array(router.cost_per_call, dtype=np.float64)
+        for name, c in (costs or {}).items():
+            if name not in router.models:
+                raise ValueError(f"learned policy: cost given for '{name}', which the router does not know")
+            cost[router.models.index(name)] = c
+        if np.isnan(cost).any():
+            missing = [m for m, c in zip(router.models, cost) if math.isnan(c)]
+            raise ValueError(f"learned policy: no expected cost for {', '.join(missing)}")
+        self.cost = cost
+        # configured name -> router column; by default the names are the same.
+        alias = dict(aliases or {})
+        self._column = {alias.get(m, m): j for j, m in enumerate(router.models)}
+        for cfg, rname in alias.items():
+            if rname not in router.models:
+                raise ValueError(f"learned policy: alias '{cfg}' -> '{rname}', which the router does not know")
+            self._column[cfg] = router.models.index(rname)
+        self._names = [""] * len(router.models)
+        for name, j in self._column.items():
+            if not self._names[j] or name in alias:
+                self._names[j] = name
+
+    def plan(self, req: ChatRequest, ctx: RouteContext) -> Plan:
+        q = self.router.predict(prompt_text(req))
+        if ctx.models:
+            cols, names = [], []
+            for name, j in self._column.items():
+                if name in ctx.models and j not in cols:
+                    cols.append(j)
+                    names.append(name)
+        else:
+            cols = list(range(len(self.router.models)))
+            names = self._names
+        cost = self.cost
+        if self.use_prices and ctx.models:
+            cost = self._priced(req, ctx)
+        return self.decide(q, cost, cols, names)
+
+    def _priced(self, req: ChatRequest, ctx: RouteContext) -> np.ndarray:
+        cost = self.cost.copy()
+        est_in = req.text_chars() // 4  # ~4 characters a token: enough to rank models by price
+        out = self.router.output_tokens
+        for name, j in self._column.items():
+            spec = ctx.models.get(name)
+            if spec is None:
+                continue
+            o = out[j] if out is not None and not math.isnan(out[j]) else 256
+            cost[j] = float(spec.price.cost(est_in, int(o)))
+        return cost
+
+    def decide(self, q: np.ndarray, cost: np.ndarray, cols: Sequence[int], names: Sequence[str]) -> Plan:
+        """The choice itself, given predicted qualities: shared by :meth:`plan` and the
+        offline evaluator (which predicts each prompt once and sweeps the settings)."""
+        if not cols:
+            return Plan((), "learned:no-candidates")
+        qc = q[cols]
+        cc = cost[cols]
+        if self.min_quality is not None:
+            t = self.min_quality
+            ok = np.flatnonzero(qc >= t)
+            if len(ok):
+                # cheapest of those predicted to meet the bar; ties go to the better one
+                k = int(ok[np.lexsort((-qc[ok], cc[ok]))[0]])
+                reason = f"learned:q={qc[k]:.2f}>={t:.2f}"
+            else:
+                k = int(np.argmax(qc))
+                reason = f"learned:q={qc[k]:.2f}<{t:.2f},best"
+        else:
+            top = float(cc.max()) or 1.0
+            score = qc - self.tradeoff * cc / top
+            k = int(np.argmax(score))
+            reason = f"learned:q={qc[k]:.2f},tradeoff={self.tradeoff:g}"
+        rest = sorted((i for i in range(len(cols)) if i != k), key=lambda i: -qc[i])
+        return Plan(tuple(names[i] for i in (k, *rest)), reason)

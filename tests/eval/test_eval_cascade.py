@@ -1,0 +1,54 @@
+"""The replayed cascade: cheap model first, escalating when the learned answer scorer doubts the
+answer, paying for every call."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from switchman.eval.cascade import frontier, normalise
+from switchman.eval.replay import make_folds, run_all
+from switchman.outcomes import Dropped, OutcomeTable, Prompt
+
+pytest.importorskip("sklearn")
+
+
+def _table(n=100):
+    prompts, q, resp = [], [], []
+    for i in range(n):
+        maths = i % 2 == 0
+        text = f"compute {i} times {i + 1}" if maths else f"write a poem about ship number {i}"
+        prompts.append(Prompt(f"p{i}", text, None, "test" if i % 5 == 0 else "train"))
+        # cheap: right on maths (answers a number), wrong on poems (answers "I cannot")
+        q.append([1.0 if maths else 0.0, 0.5, 1.0])
+        resp.append([str(i * (i + 1)) if maths else "I cannot", "maybe", "a fine answer"])
+    quality = np.array(q)
+    cost = np.tile([1.0, 5.0, 10.0], (n, 1))
+    nan = np.full_like(quality, np.nan)
+    return OutcomeTable(prompts, ["cheap", "mid", "dear"], quality, cost, nan, nan, nan, resp, Dropped()), cost
+
+
+def test_frontier_drops_models_no_budget_would_pick():
+    assert frontier(np.array([0.5, 0.5, 1.0]), np.array([1.0, 5.0, 10.0])) == [0, 2]
+
+
+def test_normalise_ignores_case_punctuation_and_escaped_newlines():
+    assert normalise("['A\\n']") == normalise("['a']") == "a"
+
+
+def test_cascade_escalates_doubted_answers_and_pays_for_every_call():
+    from switchman.eval.cascade import CascadeStrategy
+
+    table, cost = _table()
+    folds, _ = make_folds(table, cost, "usd")
+    idx, (res,) = run_all([CascadeStrategy(thresholds=(0.0, 0.5, 1.01))], folds)
+    maths = np.array([int(table.prompts[i].prompt_id[1:]) % 2 == 0 for i in idx])
+    # threshold 0: accept the cheap answer always
+    assert (res.answered[0] == 0).all() and res.cost[0].sum() == len(idx)
+    # threshold 0.5: maths accepted from the cheap model, poems escalated to the dear one
+    assert (res.answered[1][maths] == 0).all() and (res.answered[1][~maths] == 2).all()
+    assert res.quality[1].mean() == 1.0
+    assert (res.cost[1][~maths] == 11.0).all()  # the cheap call is paid for too
+    assert res.called[1][~maths][:, 0].all()
+    # above 1: always escalate to the end of the chain
+    assert (res.answered[2] == 2).all()
