@@ -93,10 +93,9 @@ class App:
             except orjson.JSONDecodeError as e:
                 raise InvalidRequest(f"body is not valid JSON: {e}") from None
             creq = d.decode(body)
-            for h in _PASSTHROUGH:
-                v = req.headers.get(h)
-                if v is not None:
-                    creq.passthrough_headers = {h: v}
+            vendor = {h: req.headers[h] for h in _PASSTHROUGH if h in req.headers}
+            if vendor:
+                creq.passthrough_headers = vendor
             reply = await self.gateway.run(creq)
         except SwitchmanError as e:
             return self._error(d, e, rid)

@@ -28,9 +28,11 @@ from .http.client import HttpClient
 from .sse import SSEDecoder
 from .types import ChatRequest, ChatResponse, Finish, Start, StreamEvent, UsageEvent
 
-# Failures after which the next candidate is worth trying: the retryable ones, plus a prompt too
-# long for this model (a later candidate may have a larger window).
-_FALL_THROUGH = frozenset({UpstreamKind.CONTEXT_WINDOW})
+# Failures after which the next candidate is worth trying although retrying the same model is
+# not: a prompt too long for this model (a later one may have a larger window), a provider that
+# rejects our credentials or is out of credit, or does not know the model. A bad request or a
+# content filter goes straight back to the client: another model would be asked the same thing.
+_FALL_THROUGH = frozenset({UpstreamKind.CONTEXT_WINDOW, UpstreamKind.AUTH, UpstreamKind.NOT_FOUND})
 
 # A rough prompt size: ~4 characters a token for English text (OpenAI's rule of thumb). Used only
 # to skip models whose window is plainly too small before calling them.
@@ -86,7 +88,13 @@ class Executor:
             deadline = start + model.timeout.total
             first = deadline if model.timeout.first_token is None else min(deadline, start + model.timeout.first_token)
             try:
-                resp = await self._call(call, first if req.stream else deadline)
+                try:
+                    resp = await self.client.request(call.method, call.url, call.headers, call.body,
+                                                     first if req.stream else deadline)
+                except UpstreamTimeout:
+                    if req.stream and first < deadline:
+                        raise UpstreamTimeout(f"no first token within {first - start:g}s") from None
+                    raise
                 if resp.status >= 400:
                     body = await resp.read(deadline)
                     raise adapter.error(resp.status, resp.headers, body, model)
@@ -95,7 +103,7 @@ class Executor:
                     return Outcome(model, errors, skipped, response=adapter.parse(body, model))
                 decoder = adapter.stream_decoder(model, keep_raw=req.dialect == adapter.kind)
                 events = _decode(resp.chunks(deadline), decoder, model)
-                head = await _first_content(events, first, model)
+                head = await _first_content(events, first, first - start, model)
                 return Outcome(model, errors, skipped, events=_chain(head, events))
             except UpstreamError as e:
                 e.model = model.name
@@ -113,9 +121,6 @@ class Executor:
             raise errors[0]
         raise AllAttemptsFailed(errors)
 
-    async def _call(self, call, deadline: float):
-        return await self.client.request(call.method, call.url, call.headers, call.body, deadline)
-
 
 async def _decode(chunks: AsyncIterator[bytes], decoder, model: ModelSpec) -> AsyncIterator[StreamEvent]:
     sse = SSEDecoder()
@@ -130,7 +135,8 @@ async def _decode(chunks: AsyncIterator[bytes], decoder, model: ModelSpec) -> As
         await chunks.aclose()  # type: ignore[attr-defined]
 
 
-async def _first_content(events: AsyncIterator[StreamEvent], deadline: float, model: ModelSpec) -> list[StreamEvent]:
+async def _first_content(events: AsyncIterator[StreamEvent], deadline: float, seconds: float,
+                         model: ModelSpec) -> list[StreamEvent]:
     """Pull events until the first one a client would see as content, within ``deadline``."""
     head: list[StreamEvent] = []
     try:
@@ -141,7 +147,7 @@ async def _first_content(events: AsyncIterator[StreamEvent], deadline: float, mo
                     return head
     except TimeoutError:
         await events.aclose()  # type: ignore[attr-defined]
-        raise UpstreamTimeout("no first token in time", model=model.name) from None
+        raise UpstreamTimeout(f"no first token within {seconds:g}s", model=model.name) from None
     except BaseException:
         await events.aclose()  # type: ignore[attr-defined]
         raise
