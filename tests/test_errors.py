@@ -228,3 +228,16 @@ async def test_models_and_health(stack):
     assert (await _call("GET", stack.base + "/health/ready")).json()["status"] == "ready"
     r = await _call("GET", stack.base + "/nope")
     assert r.status_code == 404 and "error" in r.json()
+
+
+async def test_anthropic_only_content_is_refused_for_other_apis_not_dropped(stack):
+    doc = {"type": "document", "source": {"type": "text", "media_type": "text/plain", "data": "the contract"}}
+    body = {"model": "gpt-4o-mini", "max_tokens": 20,
+            "messages": [{"role": "user", "content": [doc, {"type": "text", "text": "summarise"}]}]}
+    r = await post(stack, AN_PATH, body)
+    assert_anthropic_error(r, 400, contains="messages.0.content.0")
+    # to an Anthropic upstream it passes through untouched
+    body["model"] = "claude-haiku-4-5"
+    r = await post(stack, AN_PATH, body)
+    assert r.status_code == 200
+    assert stack.fake.requests[-1].json["messages"][0]["content"][0] == doc

@@ -22,6 +22,7 @@ from .errors import (
     UpstreamError,
     UpstreamKind,
     UpstreamStatus,
+    Unsupported,
     UpstreamTimeout,
 )
 from .http.client import HttpClient
@@ -79,6 +80,9 @@ class Executor:
                 continue
             adapter = adapter_for(model.provider.wire)
             try:
+                if req.native_only and adapter.kind != req.dialect:
+                    raise Unsupported(f"{req.native_only} can only be sent to a model of the {req.dialect} API; "
+                                      f"{model.name} is reached through the {adapter.kind} API", param=req.native_only)
                 call = adapter.build(req, model)
             except ClientError as e:  # e.g. images to a text-only model: another may take them
                 unsupported = unsupported or e

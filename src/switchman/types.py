@@ -106,6 +106,10 @@ class ChatRequest:
     raw: dict | None = None
     # Vendor headers a same-kind adapter forwards (e.g. ``anthropic-beta``); lower-case names.
     passthrough_headers: dict[str, str] | None = None
+    # The first field only an upstream of the client's own kind can take (e.g. an Anthropic
+    # ``document`` block): the executor will not send such a request to another kind, where
+    # that content would silently be lost.
+    native_only: str | None = None
 
     def has_images(self) -> bool:
         for m in self.messages:

@@ -313,6 +313,12 @@ async def test_error_after_sends_the_vendor_error_event_mid_stream():
         with pytest.raises(openai.APIStatusError) as e3:
             await oai(fake).chat.completions.create(model="m", messages=user("hi"))
         assert e3.value.status_code == 529
+        # error_after alone asks for a failure too (503: Anthropic's overloaded_error).
+        fake.default = FakeModel(error_after=0)
+        with pytest.raises(anthropic.APIStatusError) as e4:
+            async with ant(fake).messages.stream(model="m", max_tokens=10, messages=user("hi")) as s:
+                await s.get_final_message()
+        assert e4.value.body["error"]["type"] == "overloaded_error"
 
 
 async def test_a_model_flipped_to_failing_fails_its_next_request_and_recovers():

@@ -302,6 +302,7 @@ def _decode(body: object) -> ChatRequest:
             raise _fail("metadata", "must be an object")
         user = _str(meta, "user_id", "metadata", False)
     return ChatRequest(
+        native_only=_native_only(body),
         model=model,
         messages=_messages(body.get("messages")),
         system=_system(body.get("system")),
@@ -317,6 +318,33 @@ def _decode(body: object) -> ChatRequest:
         dialect="anthropic",
         raw=body,
     )
+
+
+# Blocks the canonical form carries, or may drop without changing what is asked (thinking is the
+# model's own scratch work; another model neither needs nor accepts it).
+_PORTABLE_BLOCKS = frozenset({"text", "image", "tool_use", "tool_result", "thinking", "redacted_thinking"})
+
+
+def _native_only(body: dict) -> str | None:
+    """The path of the first block or tool only an Anthropic upstream understands (documents,
+    search results, server tools and their results), or None."""
+    for i, t in enumerate(body.get("tools") or ()):
+        if type(t) is dict and t.get("type") not in (None, "custom"):
+            return f"tools.{i}"
+    for i, m in enumerate(body.get("messages") or ()):
+        c = m.get("content") if type(m) is dict else None
+        if type(c) is not list:
+            continue
+        for j, b in enumerate(c):
+            if type(b) is not dict:
+                continue
+            if b.get("type") not in _PORTABLE_BLOCKS:
+                return f"messages.{i}.content.{j}"
+            if b.get("type") == "tool_result" and type(b.get("content")) is list:
+                for k, sub in enumerate(b["content"]):
+                    if type(sub) is dict and sub.get("type") not in ("text", "image"):
+                        return f"messages.{i}.content.{j}.content.{k}"
+    return None
 
 
 # ---- encoding ---------------------------------------------------------------------------------

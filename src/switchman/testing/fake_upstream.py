@@ -50,6 +50,7 @@ from ..http.server import HttpServer, Request, Response, StreamingResponse
 from .wires import CONTEXT_LENGTH, AnthropicWire, Answer, BadRequest, Call, GeminiWire, OpenAIWire, Wire
 
 _ECHO_LIMIT = 200  # characters of the prompt the default reply echoes
+_FAIL_STATUS = 503  # when a failure is asked for without a status
 
 
 def _default_tool_arguments() -> dict:
@@ -75,7 +76,8 @@ class FakeModel:
     chunks: int = 4
     """Pieces the text (or a call's arguments) is split into when streamed."""
     error_status: int | None = None
-    """Fail with this status, in the vendor's error shape: every request, or a ``fail_rate`` share."""
+    """Fail with this status (in the vendor's error shape): every request, or a ``fail_rate`` share.
+    Setting only ``fail_rate`` or ``error_after`` fails with 503."""
     error_code: str | None = None
     """The vendor's error code: OpenAI ``error.code``, Anthropic ``error.type``, Gemini ``error.status``.
     ``"context_length_exceeded"`` gives each vendor's own context-window error."""
@@ -84,11 +86,12 @@ class FakeModel:
     """Sent with an error: ``retry-after`` (and ``retry-after-ms``) headers on OpenAI and Anthropic,
     a ``google.rpc.RetryInfo`` detail on Gemini, as each vendor does."""
     fail_rate: float | None = None
-    """Share (0..1) of requests that fail with ``error_status`` (503 if unset), drawn from a seeded
-    RNG per model id. ``None``: every request fails if ``error_status`` is set, else none."""
+    """Share (0..1) of requests that fail, drawn from a seeded RNG per model id. ``None``: every
+    request fails if ``error_status`` or ``error_after`` is set, else none."""
     error_after: int | None = None
-    """Streams only: fail after this many content events with the vendor's in-stream error event
-    (after a 200) instead of failing before the headers."""
+    """Where a failing *stream* fails: after this many content events, with the vendor's in-stream
+    error event after a 200, instead of before the headers. Non-streaming requests still fail
+    before the headers."""
     cut_after: int | None = None
     """Streams: drop the connection after this many content events, with no end marker. Non-streaming
     answers: drop it after half the body."""
@@ -144,7 +147,6 @@ _ANTHROPIC = AnthropicWire()
 _GEMINI = GeminiWire()
 _EXACT = {"/v1/chat/completions": _OPENAI, "/v1/messages": _ANTHROPIC}
 _JSON = "application/json"
-_UNKNOWN_URL = 404
 
 
 def _ceil4(n: int) -> int:
@@ -166,8 +168,9 @@ def _split(s: str, n: int) -> list[str]:
 class FakeUpstream:
     """A fake provider serving ``models`` (upstream model id -> behaviour) on one loopback port.
 
-    Unknown ids use ``default``, or get the vendor's 404 if it is ``None``. ``requests`` keeps the
-    last ``record_limit`` requests; ``stats`` counts per model id.
+    Unknown ids use ``default``, or get the vendor's 404 if it is ``None``. ``requests`` (a deque)
+    keeps the last ``record_limit`` requests, newest last; ``stats`` counts per model id (an id never
+    asked for reads as zeros). ``seed`` seeds the ``fail_rate`` draws.
     """
 
     def __init__(self, models: dict[str, FakeModel] | None = None, default: FakeModel | None = None, *,
@@ -203,7 +206,8 @@ class FakeUpstream:
     def url(self, kind: str) -> str:
         """The base URL in each SDK's convention: ``openai`` ends in ``/v1``; ``anthropic``,
         ``gemini`` and ``azure`` (an Azure endpoint) do not."""
-        base = f"http://{self.host}:{self.port}"
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        base = f"http://{host}:{self.port}"
         if kind == "openai":
             return base + "/v1"
         if kind in ("anthropic", "gemini", "azure"):
@@ -235,10 +239,9 @@ class FakeUpstream:
     async def _handle(self, req: Request) -> Response | StreamingResponse:
         route = self._route(req.path)
         if route is None or req.method != "POST":
-            msg = f"Unknown request URL: {req.method} {req.path}."
-            return Response(_UNKNOWN_URL, orjson.dumps({"error": {"message": msg, "type": "invalid_request_error",
-                                                                  "param": None, "code": "unknown_url"}}),
-                            {"content-type": _JSON})
+            msg = f"Unknown request URL: {req.method} {req.path}."  # OpenAI's words for it
+            err = {"error": {"message": msg, "type": "invalid_request_error", "param": None, "code": "unknown_url"}}
+            return Response(404, orjson.dumps(err), {"content-type": _JSON})
         wire, path_model, path_stream = route
         rec = RecordedRequest(wire.name, req.method, req.path, req.query, req.headers, req.body, None,
                               api_key=wire.credential(req.headers, req.query))
@@ -257,9 +260,14 @@ class FakeUpstream:
             return self._error(wire.bad_request(e))
         rec.model = call.model
         rec.stream = call.stream
+        return await self._serve(req, wire, call, rec)
+
+    async def _serve(self, req: Request, wire: Wire, call: Call, rec: RecordedRequest) -> Response | StreamingResponse:
         st = self.stats[call.model]
         st.requests += 1
-        spec = self.models.get(call.model) or self.default
+        spec = self.models.get(call.model)
+        if spec is None:
+            spec = self.default
         if spec is None:
             return self._error(wire.not_found(call.model), st)
         if spec.require_key is not None and rec.api_key != spec.require_key:
@@ -274,7 +282,7 @@ class FakeUpstream:
         if failing and not (call.stream and spec.error_after is not None):
             if spec.error_code == CONTEXT_LENGTH:
                 return self._error(wire.too_long(prompt, spec.context_window or max(1, prompt - 1)), st)
-            return self._error(wire.error(spec.error_status or 503, spec.error_code, spec.error_message,
+            return self._error(wire.error(spec.error_status or _FAIL_STATUS, spec.error_code, spec.error_message,
                                           spec.retry_after), st, wire, spec.retry_after)
         if spec.context_window is not None and prompt > spec.context_window:
             return self._error(wire.too_long(prompt, spec.context_window), st)
@@ -310,7 +318,10 @@ class FakeUpstream:
         return Response(status, body, headers)
 
     def _fails(self, model: str, spec: FakeModel) -> bool:
-        rate = spec.fail_rate if spec.fail_rate is not None else (1.0 if spec.error_status else 0.0)
+        if spec.fail_rate is not None:
+            rate = spec.fail_rate
+        else:
+            rate = 1.0 if spec.error_status is not None or spec.error_after is not None else 0.0
         if rate <= 0:
             return False
         if rate >= 1:
@@ -333,7 +344,10 @@ class FakeUpstream:
             finish = "tool"
         else:
             r = spec.reply
-            text = r if type(r) is str else r(call.last_user) if r is not None else "echo: " + call.last_user[:_ECHO_LIMIT]
+            if r is None:
+                text = "echo: " + call.last_user[:_ECHO_LIMIT]
+            else:
+                text = r if type(r) is str else r(call.last_user)
             finish = "stop"
             if call.max_tokens is not None and _ceil4(len(text)) > call.max_tokens:
                 text = text[:max(0, call.max_tokens) * 4]
@@ -365,7 +379,7 @@ class FakeUpstream:
                 await self._drop(req)
             if i == err_at:
                 st.errors += 1
-                yield wire.stream_error(spec.error_status or 500, spec.error_code, spec.error_message)
+                yield wire.stream_error(spec.error_status or _FAIL_STATUS, spec.error_code, spec.error_message)
                 return
             if i and gap > 0:
                 await asyncio.sleep(gap)
@@ -374,7 +388,7 @@ class FakeUpstream:
             await self._drop(req)
         if err_at is not None:
             st.errors += 1
-            yield wire.stream_error(spec.error_status or 500, spec.error_code, spec.error_message)
+            yield wire.stream_error(spec.error_status or _FAIL_STATUS, spec.error_code, spec.error_message)
             return
         yield b"".join(tail)
         st.add(a)
