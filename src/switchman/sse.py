@@ -17,7 +17,10 @@ class SSEDecoder:
 
     def feed(self, chunk: bytes) -> list[tuple[str | None, bytes]]:
         buf = self._buf + chunk if self._buf else chunk
+        held = b""
         if b"\r" in buf:
+            if buf.endswith(b"\r"):  # maybe half of a CRLF split across reads: keep it for later
+                buf, held = buf[:-1], b"\r"
             buf = buf.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
         out: list[tuple[str | None, bytes]] = []
         start = 0
@@ -37,7 +40,7 @@ class SSEDecoder:
                     event = line[6:].strip().decode()
             if data or event:
                 out.append((event, b"\n".join(data)))
-        self._buf = buf[start:]
+        self._buf = buf[start:] + held
         return out
 
 

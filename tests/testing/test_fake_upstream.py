@@ -243,7 +243,9 @@ async def test_gemini_function_call_part_and_json_array_stream():
         assert json.loads(raw)["candidates"][0]["content"]["parts"] == [{"functionCall": {"name": "get_weather", "args": ARGS}}]
         status, headers, raw = await post(fake, "/v1beta/models/g:streamGenerateContent", body)  # no alt=sse
         arr = json.loads(raw)
-        assert headers["content-type"] == "application/json" and arr[0]["candidates"][0]["content"]["parts"][0]["functionCall"]["args"] == ARGS
+        assert status == 200 and headers["content-type"] == "application/json"
+        assert arr[0]["candidates"][0]["content"]["parts"][0]["functionCall"]["args"] == ARGS
+        assert arr[-1]["candidates"][0]["finishReason"] == "STOP"
 
 
 # ---- failures -----------------------------------------------------------------------------------

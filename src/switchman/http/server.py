@@ -126,6 +126,8 @@ class _Conn(asyncio.Protocol):
             self._fail(400)
         except httptools.HttpParserError:
             self._fail(400)
+        if self.task is None:
+            self._arm_idle()  # a request still arriving: a stalled one must not hold the connection
 
     # -- httptools callbacks -------------------------------------------------------------------
     def on_message_begin(self) -> None:
@@ -184,7 +186,7 @@ class _Conn(asyncio.Protocol):
                     resp = Response(500, b'{"error":{"message":"internal error","type":"api_error"}}',
                                     {"content-type": "application/json"})
                 await self._write(resp, keep)
-                if not keep:
+                if not keep or self.closed:
                     self._close()
                     return
         except asyncio.CancelledError:
@@ -215,6 +217,10 @@ class _Conn(asyncio.Protocol):
                     if self.paused:
                         self.drain = asyncio.get_running_loop().create_future()
                         await self.drain
+        except Exception:  # noqa: BLE001 - the body broke: end the connection so the client sees it
+            log.exception("response stream failed")
+            self._close()
+            return
         finally:
             await _aclose(body)
         if not self.closed:

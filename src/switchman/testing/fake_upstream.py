@@ -47,7 +47,7 @@ from dataclasses import dataclass, field
 import orjson
 
 from ..http.server import HttpServer, Request, Response, StreamingResponse
-from .wires import CONTEXT_LENGTH, AnthropicWire, Answer, BadRequest, Call, GeminiWire, OpenAIWire, Wire
+from .wires import CONTEXT_LENGTH, Answer, AnthropicWire, BadRequest, Call, GeminiWire, OpenAIWire, Wire
 
 _ECHO_LIMIT = 200  # characters of the prompt the default reply echoes
 _FAIL_STATUS = 503  # when a failure is asked for without a status
