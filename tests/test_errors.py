@@ -241,3 +241,15 @@ async def test_anthropic_only_content_is_refused_for_other_apis_not_dropped(stac
     r = await post(stack, AN_PATH, body)
     assert r.status_code == 200
     assert stack.fake.requests[-1].json["messages"][0]["content"][0] == doc
+
+
+async def test_images_to_a_text_only_model_are_a_clear_400():
+    s = await start_stack(extra_models="  - {name: text-only, provider: oa, model: gpt-4o-mini, vision: false}")
+    try:
+        img = {"type": "image_url", "image_url": {"url": "https://example.com/cat.png"}}
+        body = {"model": "text-only", "messages": [{"role": "user", "content": [{"type": "text", "text": "what?"}, img]}]}
+        r = await post(s, OA_PATH, body)
+        assert_openai_error(r, 400, contains="image")
+        assert not s.fake.requests, "nothing was sent upstream"
+    finally:
+        await stop_stack(s)
