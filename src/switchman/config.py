@@ -28,7 +28,8 @@ class Price:
 class Limits:
     rpm: int | None = None
     tpm: int | None = None
-    concurrency: int | None = None
+    concurrency: int | None = None  # calls in flight to this model
+    queue: int = 0  # requests that may wait for a slot; beyond it they overflow to the next model
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,12 +69,55 @@ class ModelSpec:
 
 
 @dataclass(frozen=True, slots=True)
+class HedgeSpec:
+    """Send a second attempt to the next candidate when the first has not answered (or produced
+    its first token) ``after`` seconds, or after the model's observed ``percentile`` latency."""
+
+    after: float | None = None
+    percentile: float | None = None  # e.g. 95 for ``after: p95``
+    max: int = 2  # attempts in flight at most, the first included
+    min_after: float = 0.05  # floor for a percentile delay (too few samples: ``after`` or 1 s)
+
+
+@dataclass(frozen=True, slots=True)
 class RouteSpec:
     name: str
     policy: str  # kind: first | weighted
     models: tuple[str, ...]
     weights: tuple[float, ...] = ()
     fallbacks: tuple[str, ...] = ()
+    hedge: HedgeSpec | None = None
+    fallback_on: frozenset[str] = frozenset()  # extra failure kinds that move on, e.g. content_filter
+    on_cut: str = "error"  # a stream cut after its first byte: error | resume
+    degrade_reply: str | None = None  # a fixed answer when every candidate failed
+    escalate_webhook: str | None = None  # POSTed the request id and error chain when all failed
+    prefer_other_provider: bool = True  # after a failure, try another provider's model first
+
+
+@dataclass(frozen=True, slots=True)
+class RetrySpec:
+    attempts: int = 2  # calls to one model per request, the first included
+    backoff: float = 0.25  # seconds, the first retry's full-jitter ceiling; doubles each retry
+    max_backoff: float = 8.0
+    budget: float = 0.2  # retries in flight at most this share of requests in flight (Envoy)
+    min_retries: int = 3  # ... but always at least this many
+
+
+@dataclass(frozen=True, slots=True)
+class BreakerSpec:
+    failures: int = 5  # failures of one origin (local or upstream) within ``window`` eject a model
+    window: float = 30.0
+    cooldown: float = 30.0  # first ejection; doubles with each consecutive one
+    max_cooldown: float = 300.0
+    max_ejection_percent: float = 50.0
+
+
+@dataclass(frozen=True, slots=True)
+class ResilienceSpec:
+    deadline: float = 300.0  # overall seconds for a request, retries and fallbacks included
+    retry: RetrySpec = RetrySpec()
+    breaker: BreakerSpec = BreakerSpec()
+    health_interval: float | None = None  # seconds between probes of ejected models; None: off
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,4 +142,5 @@ class Config:
     models: dict[str, ModelSpec]
     routes: dict[str, RouteSpec]
     auth: AuthSpec = AuthSpec()
+    resilience: ResilienceSpec = ResilienceSpec()
     source: str = "<defaults>"

@@ -15,7 +15,21 @@ from typing import Any, Mapping
 import yaml
 
 from . import catalog
-from .config import AuthSpec, Config, Limits, ModelSpec, Price, ProviderSpec, RouteSpec, ServerSpec, Timeout
+from .config import (
+    AuthSpec,
+    BreakerSpec,
+    Config,
+    HedgeSpec,
+    Limits,
+    ModelSpec,
+    Price,
+    ProviderSpec,
+    ResilienceSpec,
+    RetrySpec,
+    RouteSpec,
+    ServerSpec,
+    Timeout,
+)
 from .errors import ConfigError
 from .providers import AUTH_STYLES, ENV_DEFAULT_MODELS, KINDS
 
@@ -170,7 +184,8 @@ def loads(text: str, *, file: str = "<config>", env: Mapping[str, str] | None = 
 
 
 def _resolve(doc: _Doc, raw: Any) -> Config:
-    top = _Obj(doc, "", raw, ("server", "providers", "models", "routes", "auth"))
+    top = _Obj(doc, "", raw, ("server", "providers", "models", "routes", "auth", "deadline", "retry", "breaker",
+                              "health"))
     server = _server(doc, top.get("server", dict, {}))
     providers: dict[str, ProviderSpec] = {}
     praw = top.get("providers", dict, {})
@@ -199,7 +214,35 @@ def _resolve(doc: _Doc, raw: Any) -> Config:
                 if n not in models:
                     raise doc.error(f"routes[{i}].{key}", f"unknown model '{n}' (models: {', '.join(models) or 'none'})")
     auth = _auth(doc, top.get("auth", dict, {}))
-    return Config(server=server, providers=providers, models=models, routes=routes, auth=auth, source=doc.file)
+    return Config(server=server, providers=providers, models=models, routes=routes, auth=auth,
+                  resilience=_resilience(doc, top), source=doc.file)
+
+
+def _resilience(doc: _Doc, top: _Obj) -> ResilienceSpec:
+    ro = _Obj(doc, "retry", top.get("retry", dict, {}), ("attempts", "backoff", "max_backoff", "budget", "min_retries"))
+    d = RetrySpec()
+    budget = ro.get("budget", float, d.budget)
+    if not 0 <= budget <= 1:
+        raise doc.error("retry.budget", "must be a share between 0 and 1 (e.g. 0.2 for 20%)")
+    retry = RetrySpec(
+        attempts=ro.positive("attempts", int, d.attempts), backoff=ro.positive("backoff", float, d.backoff),
+        max_backoff=ro.positive("max_backoff", float, d.max_backoff), budget=budget,
+        min_retries=ro.get("min_retries", int, d.min_retries),
+    )
+    bo = _Obj(doc, "breaker", top.get("breaker", dict, {}),
+              ("failures", "window", "cooldown", "max_cooldown", "max_ejection_percent"))
+    b = BreakerSpec()
+    pct = bo.get("max_ejection_percent", float, b.max_ejection_percent)
+    if not 0 <= pct <= 100:
+        raise doc.error("breaker.max_ejection_percent", "must be between 0 and 100")
+    breaker = BreakerSpec(
+        failures=bo.positive("failures", int, b.failures), window=bo.positive("window", float, b.window),
+        cooldown=bo.positive("cooldown", float, b.cooldown), max_cooldown=bo.positive("max_cooldown", float, b.max_cooldown),
+        max_ejection_percent=pct,
+    )
+    ho = _Obj(doc, "health", top.get("health", dict, {}), ("interval",))
+    return ResilienceSpec(deadline=top.positive("deadline", float, ResilienceSpec().deadline), retry=retry,
+                          breaker=breaker, health_interval=ho.positive("interval", float))
 
 
 def _server(doc: _Doc, v: dict) -> ServerSpec:
@@ -264,7 +307,7 @@ def _model(doc: _Doc, path: str, v: Any, providers: dict[str, ProviderSpec]) -> 
     else:
         raise doc.error(path, f"no price for '{upstream}' in the built-in catalog: give price: {{input, output}} "
                               "(USD per 1M tokens; 0 for a free local model)")
-    lo = _Obj(doc, f"{path}.limits", o.get("limits", dict, {}), ("rpm", "tpm", "concurrency"))
+    lo = _Obj(doc, f"{path}.limits", o.get("limits", dict, {}), ("rpm", "tpm", "concurrency", "queue"))
     to = _Obj(doc, f"{path}.timeout", o.get("timeout", dict, {}), ("total", "first_token", "connect"))
     return ModelSpec(
         name=name,
@@ -274,7 +317,8 @@ def _model(doc: _Doc, path: str, v: Any, providers: dict[str, ProviderSpec]) -> 
         context_window=o.positive("context_window", int, entry.context_window if entry else None),
         max_output=o.positive("max_output", int, entry.max_output if entry else None),
         vision=o.get("vision", bool, entry.vision if entry else True),
-        limits=Limits(lo.positive("rpm", int), lo.positive("tpm", int), lo.positive("concurrency", int)),
+        limits=Limits(lo.positive("rpm", int), lo.positive("tpm", int), lo.positive("concurrency", int),
+                      lo.get("queue", int, 0)),
         timeout=Timeout(to.positive("total", float, 600.0), to.positive("first_token", float),
                         to.positive("connect", float, 10.0)),
         fallbacks=o.names("fallbacks"),
@@ -282,8 +326,13 @@ def _model(doc: _Doc, path: str, v: Any, providers: dict[str, ProviderSpec]) -> 
     )
 
 
+_ROUTE_KEYS = ("name", "policy", "fallbacks", "hedge", "fallback_on", "stream", "degrade", "escalate",
+               "prefer_other_provider")
+_FALLBACK_ON = ("content_filter", "bad_request")
+
+
 def _route(doc: _Doc, path: str, v: Any) -> RouteSpec:
-    o = _Obj(doc, path, v, ("name", "policy", "fallbacks"), ("name", "policy"))
+    o = _Obj(doc, path, v, _ROUTE_KEYS, ("name", "policy"))
     name = o.get("name", str)
     po = _Obj(doc, f"{path}.policy", o.get("policy", dict), ("kind", "models"), ("kind", "models"))
     kind = po.get("kind", str)
@@ -303,7 +352,41 @@ def _route(doc: _Doc, path: str, v: Any) -> RouteSpec:
         models, w = po.names("models"), ()
         if not models:
             raise doc.error(f"{path}.policy.models", "needs at least one model")
-    return RouteSpec(name=name, policy=kind, models=models, weights=w, fallbacks=o.names("fallbacks"))
+    fallback_on = o.names("fallback_on")
+    for i, k in enumerate(fallback_on):
+        if k not in _FALLBACK_ON:
+            raise doc.error(f"{path}.fallback_on[{i}]", f"unknown trigger '{k}' (triggers: {', '.join(_FALLBACK_ON)})")
+    so = _Obj(doc, f"{path}.stream", o.get("stream", dict, {}), ("on_cut",))
+    on_cut = so.get("on_cut", str, "error")
+    if on_cut not in ("error", "resume"):
+        raise doc.error(f"{path}.stream.on_cut", "must be 'error' or 'resume'")
+    do = _Obj(doc, f"{path}.degrade", o.get("degrade", dict, {}), ("reply",))
+    eo = _Obj(doc, f"{path}.escalate", o.get("escalate", dict, {}), ("webhook",))
+    hook = eo.get("webhook", str)
+    if hook is not None and not hook.startswith(("http://", "https://")):
+        raise doc.error(f"{path}.escalate.webhook", "must be an http:// or https:// URL")
+    return RouteSpec(
+        name=name, policy=kind, models=models, weights=w, fallbacks=o.names("fallbacks"),
+        hedge=_hedge(doc, f"{path}.hedge", o.get("hedge", dict)), fallback_on=frozenset(fallback_on),
+        on_cut=on_cut, degrade_reply=do.get("reply", str), escalate_webhook=hook,
+        prefer_other_provider=o.get("prefer_other_provider", bool, True),
+    )
+
+
+def _hedge(doc: _Doc, path: str, v: dict | None) -> HedgeSpec | None:
+    if v is None:
+        return None
+    o = _Obj(doc, path, v, ("after", "max"), ("after",))
+    after = o.v["after"]
+    if isinstance(after, str) and re.fullmatch(r"p(\d{1,2}(\.\d+)?)", after):
+        spec = HedgeSpec(percentile=float(after[1:]), max=o.positive("max", int, 2))
+    elif isinstance(after, (int, float)) and not isinstance(after, bool) and after > 0:
+        spec = HedgeSpec(after=float(after), max=o.positive("max", int, 2))
+    else:
+        raise doc.error(f"{path}.after", "must be seconds (e.g. 0.5) or a latency percentile (e.g. p95)")
+    if spec.max < 2:
+        raise doc.error(f"{path}.max", "must be at least 2 (the first attempt and one hedge)")
+    return spec
 
 
 def _auth(doc: _Doc, v: dict) -> AuthSpec:
