@@ -156,13 +156,14 @@ async def test_sdk_sees_rate_limit_as_its_own_exception():
 async def test_fallback_when_first_model_fails_and_reason_says_why(stack):
     r = await post(stack, OA_PATH, {"model": "auto", "messages": [{"role": "user", "content": "hi"}]})
     assert r.status_code == 200
-    assert r.headers["x-switchman-model"] == "gpt-4o-mini"
+    # broken (provider oa) failed: the route's fallback on another provider goes before gpt-4o-mini (oa)
+    assert r.headers["x-switchman-model"] == "claude-haiku-4-5"
     assert r.headers["x-switchman-route"] == "auto"
-    assert r.headers["x-switchman-attempts"] == "2"
+    assert r.headers["x-switchman-attempts"] == "3"  # broken, its one retry, then claude-haiku-4-5
     assert "broken:server_error(500)" in r.headers["x-switchman-reason"]
     # a streaming request falls back just as transparently (nothing was sent before the failure)
     r = await post(stack, OA_PATH, {"model": "auto", "stream": True, "messages": [{"role": "user", "content": "hi"}]})
-    assert r.status_code == 200 and r.headers["x-switchman-model"] == "gpt-4o-mini"
+    assert r.status_code == 200 and r.headers["x-switchman-model"] == "claude-haiku-4-5"
     assert "data: [DONE]" in r.text
 
 
@@ -170,7 +171,7 @@ async def test_all_candidates_failing_is_503_with_the_chain():
     s = await start_stack({"gpt-4o-mini": FakeModel(error_status=503), "claude-haiku-4-5": FakeModel(error_status=529)})
     try:
         r = await post(s, OA_PATH, {"model": "auto", "messages": [{"role": "user", "content": "x"}]})
-        assert_openai_error(r, 503, contains="all 3 attempts failed")
+        assert_openai_error(r, 503, contains="all 6 attempts failed")  # three models, each retried once
         msg = r.json()["error"]["message"]
         assert "broken" in msg and "gpt-4o-mini" in msg and "claude-haiku-4-5" in msg
     finally:

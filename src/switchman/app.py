@@ -45,6 +45,8 @@ class App:
             ("GET", "/models"): self._models,
             ("GET", "/health/live"): self._live,
             ("GET", "/health/ready"): self._ready,
+            ("GET", "/admin/breakers"): self._breakers,
+            ("GET", "/admin/decisions"): self._decisions,
         }
         self._openai_d = dialect_for("openai")
         self._anthropic_d = dialect_for("anthropic")
@@ -96,7 +98,7 @@ class App:
             vendor = {h: req.headers[h] for h in _PASSTHROUGH if h in req.headers}
             if vendor:
                 creq.passthrough_headers = vendor
-            reply = await self.gateway.run(creq)
+            reply = await self.gateway.run(creq, deadline=_client_deadline(req), request_id=rid)
         except SwitchmanError as e:
             return self._error(d, e, rid)
         except Exception:
@@ -130,6 +132,23 @@ class App:
         data += [{"id": r.name, "object": "model", "created": now, "owned_by": "switchman"} for r in cfg.routes.values()]
         return Response(200, orjson.dumps({"object": "list", "data": data}), {"content-type": _JSON})
 
+    async def _breakers(self, req: Request) -> Response:
+        """Outlier-ejection state per model, and rate-limit cool-downs."""
+        if not self._authorized(req):
+            return self._error(self._openai_d, Unauthorized("missing or invalid admin key"), _rid())
+        ex = self.gateway.executor
+        body = {"models": ex.outliers.snapshot(),
+                "cooling": {m: round(ex.cooldowns.remaining(m), 3) for m in self.gateway.config.models
+                            if ex.cooldowns.remaining(m) > 0}}
+        return Response(200, orjson.dumps(body), {"content-type": _JSON})
+
+    async def _decisions(self, req: Request) -> Response:
+        if not self._authorized(req):
+            return self._error(self._openai_d, Unauthorized("missing or invalid admin key"), _rid())
+        d = self.gateway.decisions
+        body = {"recent": d.snapshot(), "counts": [{"event": e, "model": m, "count": c} for (e, m), c in d.counts.items()]}
+        return Response(200, orjson.dumps(body), {"content-type": _JSON})
+
     async def _live(self, req: Request) -> Response:
         return Response(200, b'{"status":"ok"}', {"content-type": _JSON})
 
@@ -139,13 +158,28 @@ class App:
         return Response(200 if ok else 503, orjson.dumps(body), {"content-type": _JSON})
 
 
+def _client_deadline(req: Request) -> float | None:
+    """``x-switchman-timeout``: seconds the client will wait; it can only shorten the deadline."""
+    v = req.headers.get("x-switchman-timeout")
+    if v is None:
+        return None
+    try:
+        t = float(v)
+    except ValueError:
+        raise InvalidRequest(f"x-switchman-timeout must be seconds, not {v[:40]!r}", param="x-switchman-timeout") from None
+    if not t > 0:
+        raise InvalidRequest("x-switchman-timeout must be greater than 0", param="x-switchman-timeout")
+    return t
+
+
 def _headers(rid: str, reply: Reply) -> dict[str, str]:
     return {
         "x-switchman-request-id": rid,
         "x-switchman-model": reply.outcome.model.name,
         "x-switchman-route": reply.route,
-        "x-switchman-attempts": str(reply.outcome.attempts),
+        "x-switchman-attempts": str(len(reply.outcome.attempts)),
         "x-switchman-reason": reply.reason,
+        **({"x-switchman-degraded": "true"} if reply.outcome.degraded else {}),
     }
 
 

@@ -75,7 +75,7 @@ async def _samples(gw: Gateway) -> None:
             print(f"{model:<18} {'(failed)':<18} {'':>5} {'':>11}  {e}")
             continue
         cost = r.cost()
-        print(f"{model:<18} {r.outcome.model.name:<18} {r.outcome.attempts:>5} {cost or 0:>11.8f}  {r.reason}")
+        print(f"{model:<18} {r.outcome.model.name:<18} {len(r.outcome.attempts):>5} {cost or 0:>11.8f}  {r.reason}")
 
 
 async def _run(port: int, exit_after: bool, host: str) -> int:

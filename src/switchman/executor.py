@@ -1,43 +1,93 @@
-"""The executor: runs a plan's attempts, one model after another, until one answers.
+"""The executor: runs a plan's attempts until one answers, inside the request's overall deadline.
 
 Streaming and non-streaming share this path. A streaming answer is committed only once its first
 content event has arrived (within the model's ``first_token`` timeout): until then a failure moves
-on to the next candidate without the client seeing anything. What happens after the first byte
-is the caller's (the stream's own error event).
+on without the client seeing anything. After the first byte, a cut stream either ends with an
+error event (the dialect's) or, with ``stream: {on_cut: resume}``, continues from a fallback.
+
+Envoy's semantics throughout: a per-try timeout inside an overall deadline; retries of the same
+model with full-jitter backoff, Retry-After honoured, under a retry budget; outlier ejection per
+model (``OutlierDetector``), never of more than ``max_ejection_percent`` of a route; a
+rate-limited model cools down for its Retry-After while traffic overflows to the next; hedging
+after a per-try delay, first good answer wins, the losers' connections closed.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+import logging
+import random
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from decimal import Decimal
 
 from .adapters import adapter_for
-from .config import ModelSpec
+from .clock import Clock, SystemClock
+from .config import ModelSpec, ResilienceSpec, RouteSpec
 from .errors import (
     AllAttemptsFailed,
     ClientError,
+    Origin,
     StreamCut,
+    Unsupported,
     UpstreamError,
     UpstreamKind,
     UpstreamStatus,
-    Unsupported,
     UpstreamTimeout,
 )
 from .http.client import HttpClient
+from .resilience.cooldown import Cooldowns
+from .resilience.latency import LatencyTracker
+from .resilience.limiter import ConcurrencyLimit
+from .resilience.outlier import EjectionPolicy, OutlierDetector
+from .resilience.retry import Backoff, RetryBudget
 from .sse import SSEDecoder
-from .types import ChatRequest, ChatResponse, Finish, Start, StreamEvent, UsageEvent
+from .types import (
+    ChatRequest,
+    ChatResponse,
+    Finish,
+    FinishReason,
+    Message,
+    Role,
+    Start,
+    StreamEvent,
+    TextDelta,
+    TextPart,
+    ToolCallDelta,
+    ToolCallStart,
+    Usage,
+    UsageEvent,
+)
+
+log = logging.getLogger("switchman.executor")
 
 # Failures after which the next candidate is worth trying although retrying the same model is
 # not: a prompt too long for this model (a later one may have a larger window), a provider that
 # rejects our credentials or is out of credit, or does not know the model. A bad request or a
-# content filter goes straight back to the client: another model would be asked the same thing.
+# content filter goes straight back to the client (another model would be asked the same thing),
+# unless the route lists it in ``fallback_on``.
 _FALL_THROUGH = frozenset({UpstreamKind.CONTEXT_WINDOW, UpstreamKind.AUTH, UpstreamKind.NOT_FOUND})
-
+# Failures that say the model (or the path to it) is unhealthy: they count toward ejection.
+_UNHEALTHY = frozenset({UpstreamKind.SERVER_ERROR, UpstreamKind.OVERLOADED, UpstreamKind.CONNECT,
+                        UpstreamKind.TIMEOUT, UpstreamKind.STREAM_CUT})
+# A 429 without Retry-After still cools the model a little, so the next requests overflow.
+_DEFAULT_COOL = 1.0
 # A rough prompt size: ~4 characters a token for English text (OpenAI's rule of thumb). Used only
 # to skip models whose window is plainly too small before calling them.
 _CHARS_PER_TOKEN = 4
+_CONTENT = (TextDelta, ToolCallStart, ToolCallDelta, Finish)
+
+
+@dataclass(slots=True)
+class Attempt:
+    """One call of one model: for headers, reasons, and the ledger."""
+
+    model: str
+    provider: str
+    role: str  # first | retry | fallback | hedge | resume
+    error: UpstreamError | None = None
+    latency: float = 0.0  # to the answer (non-streaming) or the first token (streaming)
+    cancelled: bool = False  # a hedge that lost: its connection was closed
 
 
 @dataclass(slots=True)
@@ -45,85 +95,404 @@ class Outcome:
     """The answering attempt, and what went before it."""
 
     model: ModelSpec
-    errors: list[UpstreamError]
+    attempts: list[Attempt]
     skipped: list[str]
     response: ChatResponse | None = None  # when not streaming
     events: AsyncIterator[StreamEvent] | None = None  # when streaming: the first is already in
+    degraded: bool = False  # the route's fixed ``degrade`` reply, not a model's
 
     @property
-    def attempts(self) -> int:
-        return len(self.errors) + 1
+    def errors(self) -> list[UpstreamError]:
+        return [a.error for a in self.attempts if a.error is not None]
 
     def cost(self) -> Decimal | None:
-        if self.response is None or self.response.usage is None:
+        if self.response is None or self.response.usage is None or self.degraded:
             return None
         return cost_of(self.model, self.response.usage)
 
 
-def cost_of(model: ModelSpec, usage) -> Decimal:
+def cost_of(model: ModelSpec, usage: Usage) -> Decimal:
     return model.price.cost(usage.input_tokens, usage.output_tokens, usage.cache_read_tokens, usage.cache_write_tokens)
 
 
-@dataclass(slots=True)
-class Executor:
-    client: HttpClient = field(default_factory=HttpClient)
+_DEFAULT_ROUTE = RouteSpec(name="", policy="first", models=())
 
-    async def run(self, req: ChatRequest, candidates: list[ModelSpec]) -> Outcome:
-        errors: list[UpstreamError] = []
-        skipped: list[str] = []
-        unsupported: ClientError | None = None
-        est = req.text_chars() // _CHARS_PER_TOKEN
-        loop = asyncio.get_running_loop()
-        for model in candidates:
-            if model.context_window and est > model.context_window:
-                skipped.append(f"{model.name}:context~{est}>{model.context_window}")
+
+@dataclass(slots=True)
+class _Run:
+    """One request's state while the executor works on it."""
+
+    req: ChatRequest
+    route: RouteSpec
+    deadline: float
+    candidates: list[ModelSpec] = field(default_factory=list)  # the whole plan, for a resume
+    attempts: list[Attempt] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+    unsupported: ClientError | None = None
+    last_failed_provider: str | None = None
+    forced: dict[str, str] = field(default_factory=dict)
+    probes: set[str] = field(default_factory=set)  # models this request holds the one probe of
+
+
+class Executor:
+    def __init__(self, client: HttpClient | None = None, spec: ResilienceSpec | None = None,
+                 clock: Clock | None = None, models: dict[str, ModelSpec] | None = None,
+                 rng: random.Random | None = None,
+                 on_decision: Callable[[str, str, str], None] | None = None) -> None:
+        self.client = client or HttpClient()
+        self.spec = spec or ResilienceSpec()
+        self.clock = clock or SystemClock()
+        b = self.spec.breaker
+        self.outliers = OutlierDetector(
+            EjectionPolicy(failures=b.failures, window=b.window, cooldown=b.cooldown, max_cooldown=b.max_cooldown,
+                           max_ejection_percent=b.max_ejection_percent),
+            self.clock, on_event=on_decision,
+        )
+        self.cooldowns = Cooldowns(self.clock)
+        self.latency = LatencyTracker()
+        r = self.spec.retry
+        self.backoff = Backoff(r.backoff, r.max_backoff, rng or random.Random())
+        self.budget = RetryBudget(r.budget, r.min_retries)
+        self.limits: dict[str, ConcurrencyLimit] = {
+            m.name: ConcurrencyLimit(m.limits.concurrency, m.limits.queue, self.clock)
+            for m in (models or {}).values() if m.limits.concurrency
+        }
+
+    # -- the plan ------------------------------------------------------------------------------
+    async def run(self, req: ChatRequest, candidates: list[ModelSpec], route: RouteSpec | None = None,
+                  deadline: float | None = None) -> Outcome:
+        """Try ``candidates`` in order (retries, fallbacks, hedges) within ``deadline`` seconds."""
+        route = route or _DEFAULT_ROUTE
+        seconds = self.spec.deadline if deadline is None else min(deadline, self.spec.deadline)
+        run = _Run(req, route, self.clock.now() + seconds, list(candidates))
+        adm = self.outliers.filter([m.name for m in candidates])
+        names, ejected = adm
+        run.skipped += [f"{n}:{why}" for n, why in ejected]
+        run.forced = adm.forced  # unhealthy, but tried anyway (panic, or max_ejection_percent)
+        by_name = {m.name: m for m in candidates}
+        queue = [by_name[n] for n in names]
+        self.budget.start_request()
+        try:
+            if route.hedge is not None and len(queue) > 1:
+                return await self._hedged(run, queue)
+            return await self._sequential(run, queue)
+        except AllAttemptsFailed as e:
+            if route.degrade_reply is not None:
+                return self._degrade(run, candidates[0])
+            raise e
+        finally:
+            self.budget.end_request()
+
+    async def _sequential(self, run: _Run, queue: list[ModelSpec]) -> Outcome:
+        role = "first"
+        while queue:
+            model = self._next(run, queue)
+            if not self._admissible(run, model):
                 continue
-            adapter = adapter_for(model.provider.wire)
-            try:
-                if req.native_only and adapter.kind != req.dialect:
-                    raise Unsupported(f"{req.native_only} can only be sent to a model of the {req.dialect} API; "
-                                      f"{model.name} is reached through the {adapter.kind} API", param=req.native_only)
-                call = adapter.build(req, model)
-            except ClientError as e:  # e.g. images to a text-only model: another may take them
-                unsupported = unsupported or e
-                skipped.append(f"{model.name}:{e.kind}")
-                continue
-            start = loop.time()
-            deadline = start + model.timeout.total
-            first = deadline if model.timeout.first_token is None else min(deadline, start + model.timeout.first_token)
-            try:
+            last: UpstreamError | None = None
+            for n in range(self.spec.retry.attempts):
+                if n:  # a retry of the same model: backoff (or Retry-After), deadline, budget
+                    delay = self.backoff.delay(n, last.retry_after if last else None)
+                    if self.clock.now() + delay >= run.deadline:
+                        run.skipped.append(f"{model.name}:no-time-to-retry")
+                        break
+                    if not self.budget.try_acquire_retry():
+                        run.skipped.append(f"{model.name}:retry-budget-spent")
+                        break
                 try:
-                    resp = await self.client.request(call.method, call.url, call.headers, call.body,
-                                                     first if req.stream else deadline)
-                except UpstreamTimeout:
-                    if req.stream and first < deadline:
-                        raise UpstreamTimeout(f"no first token within {first - start:g}s") from None
-                    raise
-                if resp.status >= 400:
-                    body = await resp.read(deadline)
-                    raise adapter.error(resp.status, resp.headers, body, model)
-                if not req.stream:
-                    body = await resp.read(deadline)
-                    return Outcome(model, errors, skipped, response=adapter.parse(body, model))
-                decoder = adapter.stream_decoder(model, keep_raw=req.dialect == adapter.kind)
-                events = _decode(resp.chunks(deadline), decoder, model)
-                head = await _first_content(events, first, first - start, model)
-                return Outcome(model, errors, skipped, events=_chain(head, events))
-            except UpstreamError as e:
-                e.model = model.name
-                errors.append(e)
-                if not (e.retryable or e.upstream_kind in _FALL_THROUGH):
+                    if n:
+                        await self.clock.sleep(delay)
+                    return await self._attempt(run, model, "retry" if n else role)
+                except _Skip:
                     break
+                except UpstreamError as e:
+                    if not self._moves_on(run, e):
+                        raise
+                    last = e
+                    if e.upstream_kind is UpstreamKind.RATE_LIMITED or not e.retryable:
+                        break  # a rate-limited model cools down; the request overflows to the next
+                finally:
+                    if n:
+                        self.budget.release_retry()
+            role = "fallback"
+            run.last_failed_provider = model.provider.name
+        return self._exhausted(run)
+
+    async def _hedged(self, run: _Run, queue: list[ModelSpec]) -> Outcome:
+        """Race candidates: a new one starts when the newest has not answered within the hedge
+        delay (or at once when one fails); the first good answer wins, the rest are cancelled."""
+        spec = run.route.hedge
+        assert spec is not None
+        running: dict[asyncio.Task, None] = {}
+        timer: asyncio.Task | None = None
+        role = "first"
+
+        def launch() -> bool:
+            nonlocal role
+            while queue:
+                model = self._next(run, queue)
+                if self._admissible(run, model):
+                    running[asyncio.ensure_future(self._attempt(run, model, role))] = None
+                    role = "hedge"
+                    return True
+            return False
+
+        def hedge_delay(model_name: str) -> float:
+            if spec.percentile is not None:
+                p = self.latency.percentile(model_name, spec.percentile)
+                return max(spec.min_after, p) if p is not None else (spec.after or 1.0)
+            return spec.after or 1.0
+
+        try:
+            launch()
+            while running:
+                if timer is None and queue and len(running) < spec.max:
+                    newest = run.attempts[-1].model if run.attempts else queue[0].name
+                    timer = asyncio.ensure_future(self.clock.sleep(hedge_delay(newest)))
+                waits = set(running) | ({timer} if timer is not None else set())
+                remaining = run.deadline - self.clock.now()
+                done, _ = await asyncio.wait(waits, timeout=max(remaining, 0), return_when=asyncio.FIRST_COMPLETED)
+                if not done:
+                    break  # the overall deadline passed
+                if timer is not None and timer in done:
+                    timer = None
+                    if len(running) < spec.max:
+                        launch()
+                for t in done:
+                    if t not in running:
+                        continue
+                    del running[t]
+                    exc = t.exception()
+                    if exc is None:
+                        return t.result()
+                    if isinstance(exc, _Skip):
+                        launch()
+                    elif isinstance(exc, UpstreamError) and self._moves_on(run, exc):
+                        launch()  # a failure moves on at once, hedge delay or not
+                    else:
+                        raise exc
+        finally:
+            if timer is not None:
+                timer.cancel()
+            for t in running:  # the losers: closing their connections stops the upstream generating
+                t.cancel()
+            if running:
+                await asyncio.gather(*running, return_exceptions=True)
+        if running:  # the overall deadline passed with attempts still out
+            raise UpstreamTimeout("no answer within the request deadline")
+        return self._exhausted(run)
+
+    # -- one model -----------------------------------------------------------------------------
+    def _next(self, run: _Run, queue: list[ModelSpec]) -> ModelSpec:
+        """The next candidate: after a failure, a model of another provider first (correlated
+        outages: the same provider is likely still failing)."""
+        if run.route.prefer_other_provider and run.last_failed_provider is not None:
+            for i, m in enumerate(queue):
+                if m.provider.name != run.last_failed_provider:
+                    return queue.pop(i)
+        return queue.pop(0)
+
+    def _admissible(self, run: _Run, model: ModelSpec) -> bool:
+        """Checks made before any call: window, API kind, cool-down, ejection probe."""
+        req = run.req
+        est = req.text_chars() // _CHARS_PER_TOKEN
+        if model.context_window and est > model.context_window:
+            run.skipped.append(f"{model.name}:context~{est}>{model.context_window}")
+            return False
+        cool = self.cooldowns.remaining(model.name)
+        if cool > 0:
+            run.skipped.append(f"{model.name}:cooling-{cool:.1f}s")
+            return False
+        ok, why = self.outliers.admit(model.name, forced=model.name in run.forced)
+        if not ok:
+            run.skipped.append(f"{model.name}:{why}")
+            return False
+        if why == "probe":
+            run.probes.add(model.name)
+        return True
+
+    @staticmethod
+    def _moves_on(run: _Run, e: UpstreamError) -> bool:
+        """Whether, after this failure, another attempt may be made for the request."""
+        kind = e.upstream_kind
+        return e.retryable or kind in _FALL_THROUGH or kind.value in run.route.fallback_on
+
+    async def _attempt(self, run: _Run, model: ModelSpec, role: str) -> Outcome:
+        req = run.req
+        adapter = adapter_for(model.provider.wire)
+        att = Attempt(model.name, model.provider.name, role)
+        try:
+            if req.native_only and adapter.kind != req.dialect:
+                raise Unsupported(f"{req.native_only} can only be sent to a model of the {req.dialect} API; "
+                                  f"{model.name} is reached through the {adapter.kind} API", param=req.native_only)
+            call = adapter.build(req, model)
+        except ClientError as e:  # e.g. images to a text-only model: another may take them
+            run.unsupported = run.unsupported or e
+            run.skipped.append(f"{model.name}:{e.kind}")
+            raise _Skip(e.message, model=model.name) from None
+        limit = self.limits.get(model.name)
+        if limit is not None and not await limit.acquire(run.deadline):
+            run.skipped.append(f"{model.name}:at-concurrency-limit")
+            raise _Skip("at its concurrency limit", model=model.name, retry_after=1.0)
+        run.attempts.append(att)
+        start = self.clock.now()
+        t = model.timeout
+        deadline = min(run.deadline, start + t.total)
+        first = deadline if t.first_token is None else min(deadline, start + t.first_token)
+        released = False
+        try:
+            try:
+                resp = await self.client.request(call.method, call.url, call.headers, call.body,
+                                                 _loop_time(self.clock, first if req.stream else deadline))
+            except UpstreamTimeout:
+                if req.stream and first < deadline:
+                    raise UpstreamTimeout(f"no first token within {first - start:g}s") from None
+                raise
+            if resp.status >= 400:
+                body = await resp.read(_loop_time(self.clock, deadline))
+                raise adapter.error(resp.status, resp.headers, body, model)
+            if not req.stream:
+                body = await resp.read(_loop_time(self.clock, deadline))
+                outcome = Outcome(model, run.attempts, run.skipped, response=adapter.parse(body, model))
+            else:
+                # Same-kind streams pass the upstream's own events through, unless the route may
+                # resume a cut stream from another model: then every event must be canonical, so
+                # the splice is one well-formed stream.
+                keep_raw = req.dialect == adapter.kind and run.route.on_cut != "resume"
+                decoder = adapter.stream_decoder(model, keep_raw=keep_raw)
+                events = _decode(resp.chunks(_loop_time(self.clock, deadline)), decoder, model)
+                head = await _first_content(events, _loop_time(self.clock, first), first - start, model)
+                released = True  # the stream holds the slot until it ends
+                stream = _hold(_chain(head, events), limit)
+                if run.route.on_cut == "resume":
+                    stream = self._resumable(run, model, stream)
+                outcome = Outcome(model, run.attempts, run.skipped, events=stream)
+        except UpstreamError as e:
+            e.model = model.name
+            att.error = e
+            att.latency = self.clock.now() - start
+            self._record_failure(model, e, run)
+            raise
+        except asyncio.CancelledError:
+            att.cancelled = True
+            if model.name in run.probes:
+                self.outliers.abandon_probe(model.name)
+            raise
+        finally:
+            if limit is not None and not released:
+                limit.release()
+        att.latency = self.clock.now() - start
+        self.latency.observe(model.name, att.latency)
+        self.outliers.record_success(model.name)
+        return outcome
+
+    def _record_failure(self, model: ModelSpec, e: UpstreamError, run: _Run | None = None) -> None:
+        if e.upstream_kind in _UNHEALTHY:
+            self.outliers.record_failure(model.name, e.origin, error=e.short())
+            return
+        if e.upstream_kind is UpstreamKind.RATE_LIMITED:
+            self.cooldowns.cool(model.name, e.retry_after or _DEFAULT_COOL)
+        if run is not None and model.name in run.probes:
+            self.outliers.abandon_probe(model.name)  # says nothing of health: the next probe decides
+
+    # -- the ends ------------------------------------------------------------------------------
+    def _exhausted(self, run: _Run) -> Outcome:
+        errors = [a.error for a in run.attempts if a.error is not None]
         if not errors:
-            if unsupported is not None:
-                raise unsupported
-            raise UpstreamStatus(
-                "no candidate model can take this request: " + ", ".join(skipped),
-                upstream_kind=UpstreamKind.CONTEXT_WINDOW,
-            )
-        if len(errors) == 1 and not skipped:
-            raise errors[0]
+            if run.unsupported is not None:
+                raise run.unsupported
+            why = "no candidate model can take this request now: " + ", ".join(run.skipped)
+            cooling = [c for c in (self.cooldowns.remaining(s.split(":")[0]) for s in run.skipped) if c > 0]
+            if cooling:  # rate limited upstream: the client should come back when the limit lifts
+                raise UpstreamStatus(why, upstream_kind=UpstreamKind.RATE_LIMITED, retry_after=min(cooling))
+            if any(s.endswith("at-concurrency-limit") for s in run.skipped):
+                raise UpstreamStatus(why, upstream_kind=UpstreamKind.OVERLOADED, retry_after=1.0)
+            raise UpstreamStatus(why, upstream_kind=UpstreamKind.CONTEXT_WINDOW)
+        if len({a.model for a in run.attempts}) == 1:
+            raise errors[-1]  # one model (maybe retried): its own error says the most
         raise AllAttemptsFailed(errors)
+
+    def _degrade(self, run: _Run, model: ModelSpec) -> Outcome:
+        """The route's fixed reply, marked as such (reason and model header say 'degraded')."""
+        text = run.route.degrade_reply or ""
+        resp = ChatResponse(id="degraded", model="switchman-degraded", parts=[TextPart(text)],
+                            finish_reason=FinishReason.STOP, usage=Usage(estimated=True))
+        o = Outcome(model, run.attempts, run.skipped, degraded=True)
+        if run.req.stream:
+            from .types import events_of
+
+            o.events = _iterate(events_of(resp))
+        else:
+            o.response = resp
+        return o
+
+    async def _resumable(self, run: _Run, model: ModelSpec, stream: AsyncIterator[StreamEvent]) -> AsyncIterator[StreamEvent]:
+        """``on_cut: resume``: when the stream breaks after its first byte, ask the next candidate
+        to continue the text so far, and splice its answer in, so the client sees one answer. A
+        cut inside a tool call cannot be spliced (the arguments would be two models' halves):
+        that one ends with the error event."""
+        text: list[str] = []
+        in_tool = False
+        try:
+            async for ev in stream:
+                t = type(ev)
+                if t is TextDelta:
+                    text.append(ev.text)
+                elif t is ToolCallStart or t is ToolCallDelta:
+                    in_tool = True
+                yield ev
+            return
+        except UpstreamError as cut:
+            if in_tool:
+                raise
+            self._record_failure(model, cut)
+            for a in reversed(run.attempts):
+                if a.model == model.name and a.error is None:
+                    a.error = cut  # the answering attempt failed after all: it counts as failed
+                    break
+        partial = "".join(text)
+        cont = _continuation(run.req, partial)
+        others = [m for m in run.candidates if m.name != model.name]
+        sub = _Run(cont, _DEFAULT_ROUTE, run.deadline, others, run.attempts, run.skipped)
+        try:
+            outcome = await self._sequential(sub, others)
+        except (UpstreamError, AllAttemptsFailed) as e:
+            raise StreamCut(f"stream cut and could not be resumed: {e}", model=model.name) from None
+        assert outcome.events is not None
+        run.attempts[-1].role = "resume"
+        async for ev in outcome.events:
+            if type(ev) is Start:
+                continue
+            yield ev
+
+
+class _Skip(UpstreamError):
+    """A candidate passed over before any call (unsupported input, concurrency limit)."""
+
+    upstream_kind = UpstreamKind.OVERLOADED
+    origin = Origin.LOCAL
+
+
+def _loop_time(clock: Clock, t: float) -> float:
+    """Our deadlines are on ``clock``; the transport's are on the event loop's clock."""
+    return asyncio.get_running_loop().time() + (t - clock.now())
+
+
+def _continuation(req: ChatRequest, partial: str) -> ChatRequest:
+    """The request that asks a fallback model to continue ``partial`` seamlessly."""
+    from dataclasses import replace
+
+    msgs = list(req.messages)
+    msgs.append(Message(Role.ASSISTANT, [TextPart(partial)]))
+    msgs.append(Message(Role.USER, [TextPart(
+        "Your previous answer was cut off. Continue it exactly from where it stopped, without repeating "
+        "anything and without any preamble.")]))
+    return replace(req, messages=msgs, raw=None, dialect="", passthrough_headers=None)
+
+
+async def _iterate(evs: list[StreamEvent]) -> AsyncIterator[StreamEvent]:
+    for ev in evs:
+        yield ev
 
 
 async def _decode(chunks: AsyncIterator[bytes], decoder, model: ModelSpec) -> AsyncIterator[StreamEvent]:
@@ -147,7 +516,7 @@ async def _first_content(events: AsyncIterator[StreamEvent], deadline: float, se
         async with asyncio.timeout_at(deadline):
             async for ev in events:
                 head.append(ev)
-                if type(ev) not in (Start, UsageEvent):
+                if isinstance(ev, _CONTENT):
                     return head
     except TimeoutError:
         await events.aclose()  # type: ignore[attr-defined]
@@ -169,3 +538,14 @@ async def _chain(head: list[StreamEvent], rest: AsyncIterator[StreamEvent]) -> A
             yield ev
     finally:
         await rest.aclose()  # type: ignore[attr-defined]
+
+
+async def _hold(stream: AsyncIterator[StreamEvent], limit: ConcurrencyLimit | None) -> AsyncIterator[StreamEvent]:
+    """Keep the model's concurrency slot until the stream ends, however it ends."""
+    try:
+        async for ev in stream:
+            yield ev
+    finally:
+        await stream.aclose()  # type: ignore[attr-defined]
+        if limit is not None:
+            limit.release()

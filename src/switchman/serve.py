@@ -51,6 +51,7 @@ def _install_loop() -> None:
 async def serve_on(config: Config, sock: socket.socket, ready=None) -> None:
     """Serve until SIGTERM/SIGINT, then drain in-flight requests."""
     gateway = Gateway(config)
+    gateway.start()
     app = App(gateway)
     server = HttpServer(app, max_body=config.server.max_body_bytes)
     await server.start(sock=sock)

@@ -1,0 +1,254 @@
+"""The ledger: every request and attempt written to the database off the request path.
+
+``await ledger.write(request, attempts)`` appends to a bounded in-memory buffer and returns at
+once; a writer task flushes the buffer in batches (``batch`` entries, or whatever is there every
+``flush_interval`` seconds), each batch in one transaction.
+
+When the buffer is full (``buffer`` entries) the database is not keeping up:
+
+* while the database is healthy but slow, ``write`` waits up to ``block`` seconds for room —
+  back-pressure that slows the requests finishing rather than growing memory without bound;
+* if there is still no room, or the database is failing, the entry goes to a **spill file**
+  (JSON Lines beside the database, one per process) instead. Nothing is dropped. Spill files are
+  replayed into the database the next time a ledger starts; writes are idempotent on
+  ``request_id``, so replaying twice is harmless.
+
+A batch that fails to write stays at the head of the buffer and is retried with backoff (up to
+``max_backoff`` seconds). ``drain()`` writes everything buffered now; ``close()`` drains and, if
+the database cannot take the rest, spills it — so a graceful shutdown loses no entry.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import glob
+import logging
+import os
+from collections import deque
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from decimal import Decimal
+from pathlib import Path
+
+import orjson
+
+from .records import AttemptRecord, RequestRecord, Role
+from .store import Entry, SpendRow, Store, open_store
+from .sqlite import path_of
+
+log = logging.getLogger("switchman.accounting")
+
+
+@dataclass(slots=True)
+class LedgerStats:
+    """Counters for metrics and tests."""
+
+    written: int = 0  # entries committed to the database
+    spilled: int = 0  # entries written to a spill file instead
+    replayed: int = 0  # spilled entries brought back into the database on start
+    failures: int = 0  # failed batch writes (each retried)
+    waited: int = 0  # writes that had to wait for room
+
+
+class Ledger:
+    def __init__(self, store: Store, *, batch: int = 500, flush_interval: float = 0.2, buffer: int = 10_000,
+                 block: float = 1.0, spill: str | None = None, max_backoff: float = 5.0) -> None:
+        self.store = store
+        self.batch = batch
+        self.flush_interval = flush_interval
+        self.capacity = buffer
+        self.block = block
+        self.spill_prefix = spill or default_spill_prefix(store.url)
+        self.max_backoff = max_backoff
+        self.stats = LedgerStats()
+        self._buf: deque[Entry] = deque()
+        self._room = asyncio.Event()  # set whenever the buffer has room
+        self._wake = asyncio.Event()  # the writer should look now
+        self._progress = asyncio.Event()  # set (and replaced) each time entries leave the buffer
+        self._queued = 0  # entries ever put in the buffer ...
+        self._done = 0  # ... and ever taken out of it (written or spilled)
+        self._healthy = True
+        self._closing = False
+        self._task: asyncio.Task | None = None
+
+    @classmethod
+    def from_url(cls, url: str, **kw) -> Ledger:
+        return cls(open_store(url), **kw)
+
+    # -- lifecycle -----------------------------------------------------------------------------------
+    async def start(self) -> None:
+        await self.store.open()
+        await self._replay_spills()
+        self._room.set()
+        self._task = asyncio.create_task(self._writer(), name="switchman-ledger")
+
+    async def drain(self) -> None:
+        """Wait until everything buffered so far is in the database (or spilled)."""
+        target = self._queued
+        while self._done < target and self._task is not None and not self._task.done():
+            progress = self._progress
+            self._wake.set()
+            await progress.wait()
+
+    async def close(self) -> None:
+        """Drain, stop the writer, close the database. Whatever cannot be written is spilled."""
+        if self._task is None:
+            return
+        self._closing = True
+        self._wake.set()
+        try:
+            await asyncio.wait_for(self._task, timeout=30.0)
+        except (TimeoutError, asyncio.TimeoutError):
+            self._task.cancel()
+        self._task = None
+        if self._buf:
+            self._spill(list(self._buf))
+            self._buf.clear()
+        await self.store.close()
+
+    @property
+    def pending(self) -> int:
+        return len(self._buf)
+
+    # -- the request path ----------------------------------------------------------------------------
+    async def write(self, request: RequestRecord, attempts: Sequence[AttemptRecord] = ()) -> None:
+        """Queue one request and its attempts. Returns at once unless the buffer is full."""
+        entry = (request, tuple(attempts))
+        if len(self._buf) >= self.capacity and not self._closing:
+            self.stats.waited += 1
+            if self._healthy and self.block > 0:
+                self._room.clear()
+                try:
+                    await asyncio.wait_for(self._room.wait(), self.block)
+                except (TimeoutError, asyncio.TimeoutError):
+                    pass
+            if len(self._buf) >= self.capacity:
+                self._spill([entry])
+                return
+        if self._task is None or self._task.done():  # not started, or closed: keep it on disk
+            self._spill([entry])
+            return
+        self._buf.append(entry)
+        self._queued += 1
+        if len(self._buf) >= self.batch:
+            self._wake.set()
+
+    # -- reports -------------------------------------------------------------------------------------
+    async def spend(self, by: str = "model", since: float | None = None, until: float | None = None,
+                    fresh: bool = True) -> list[SpendRow]:
+        """Spend grouped ``by`` model, key, user, tag, route, day or provider; ``fresh`` writes
+        what is buffered first so the report includes this process's latest requests."""
+        if fresh:
+            await self.drain()
+        return await self.store.spend(by, since, until)
+
+    async def scope_spend(self, scope: str, value: str | None, since: float) -> Decimal:
+        return await self.store.scope_spend(scope, value, since)
+
+    # -- the writer ----------------------------------------------------------------------------------
+    async def _writer(self) -> None:
+        backoff = 0.05
+        while True:
+            if len(self._buf) < self.batch and not self._closing and not self._wake.is_set():
+                # Wait for a full batch, a drain, or the flush interval, whichever comes first.
+                try:
+                    await asyncio.wait_for(self._wake.wait(), self.flush_interval)
+                except (TimeoutError, asyncio.TimeoutError):
+                    pass
+            self._wake.clear()
+            if not self._buf:
+                if self._closing:
+                    return
+                continue
+            n = min(self.batch, len(self._buf))
+            chunk = [self._buf[i] for i in range(n)]
+            try:
+                await self.store.write(chunk)
+            except asyncio.CancelledError:
+                raise
+            except Exception as e:
+                self.stats.failures += 1
+                self._healthy = False
+                if self._closing:  # shutting down: no time to wait for the database
+                    log.error("ledger write failed during shutdown (%s); spilling %d entries", e, len(self._buf))
+                    self._spill(list(self._buf))
+                    self._taken(len(self._buf))
+                    continue
+                log.warning("ledger write failed (%s); retrying in %.2fs", e, backoff)
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, self.max_backoff)
+                self._wake.set()  # retry at once after the pause
+                continue
+            backoff = 0.05
+            self._healthy = True
+            self.stats.written += n
+            self._taken(n)
+
+    def _taken(self, n: int) -> None:
+        """``n`` entries left the head of the buffer: wake whoever waits for room or progress."""
+        for _ in range(n):
+            self._buf.popleft()
+        self._done += n
+        self._room.set()
+        self._progress.set()
+        self._progress = asyncio.Event()
+
+    # -- spilling ------------------------------------------------------------------------------------
+    def _spill(self, entries: Sequence[Entry]) -> None:
+        path = f"{self.spill_prefix}.spill-{os.getpid()}.jsonl"
+        with open(path, "ab") as f:
+            for e in entries:
+                f.write(encode_entry(e) + b"\n")
+            f.flush()
+            os.fsync(f.fileno())
+        self.stats.spilled += len(entries)
+        log.error("ledger: %d entries written to %s (the database is not keeping up or is down); "
+                  "they are replayed into it on the next start", len(entries), path)
+
+    async def _replay_spills(self) -> None:
+        for path in sorted(glob.glob(glob.escape(self.spill_prefix) + ".spill-*.jsonl")):
+            claimed = f"{path}.replaying-{os.getpid()}"
+            try:
+                os.rename(path, claimed)  # atomic: one process replays each file
+            except OSError:
+                continue
+            entries = [decode_entry(line) for line in Path(claimed).read_bytes().splitlines() if line.strip()]
+            for i in range(0, len(entries), self.batch):
+                await self.store.write(entries[i:i + self.batch])
+            os.unlink(claimed)
+            self.stats.replayed += len(entries)
+            log.warning("ledger: replayed %d spilled entries from %s", len(entries), path)
+
+
+def default_spill_prefix(url: str) -> str:
+    """Beside a SQLite file; in the working directory for PostgreSQL."""
+    if url.startswith("sqlite:"):
+        p = path_of(url)
+        return "switchman-ledger" if p == ":memory:" else p
+    return "switchman-ledger"
+
+
+# -- spill encoding ------------------------------------------------------------------------------------
+def _default(o):
+    if isinstance(o, Decimal):
+        return str(o)
+    raise TypeError
+
+
+def encode_entry(e: Entry) -> bytes:
+    r, atts = e
+    return orjson.dumps({"request": asdict(r), "attempts": [asdict(a) for a in atts]}, default=_default)
+
+
+def decode_entry(line: bytes) -> Entry:
+    d = orjson.loads(line)
+    r = d["request"]
+    r["cost"] = Decimal(r["cost"])
+    if r.get("baseline_cost") is not None:
+        r["baseline_cost"] = Decimal(r["baseline_cost"])
+    atts = []
+    for a in d["attempts"]:
+        a["cost"] = Decimal(a["cost"])
+        a["role"] = Role(a["role"])
+        atts.append(AttemptRecord(**a))
+    return RequestRecord(**r), tuple(atts)
