@@ -176,10 +176,11 @@ class Executor:
             if route.hedge is not None and len(queue) > 1:
                 return await self._hedged(run, queue)
             return await self._sequential(run, queue)
-        except AllAttemptsFailed as e:
-            if route.degrade_reply is not None:
+        except (AllAttemptsFailed, UpstreamError) as e:
+            # The fixed reply stands in for failed upstreams, never for the client's own mistake.
+            if route.degrade_reply is not None and (e.status >= 500 or e.status == 429):
                 return self._degrade(run, candidates[0])
-            raise e
+            raise
         finally:
             self.budget.end_request()
 
@@ -223,7 +224,7 @@ class Executor:
         delay (or at once when one fails); the first good answer wins, the rest are cancelled."""
         spec = run.route.hedge
         assert spec is not None
-        running: dict[asyncio.Task, None] = {}
+        running: set[asyncio.Task] = set()
         timer: asyncio.Task | None = None
         role = "first"
 
@@ -232,7 +233,7 @@ class Executor:
             while queue:
                 model = self._next(run, queue)
                 if self._admissible(run, model):
-                    running[asyncio.ensure_future(self._attempt(run, model, role))] = None
+                    running.add(asyncio.ensure_future(self._attempt(run, model, role)))
                     role = "hedge"
                     return True
             return False
@@ -249,7 +250,7 @@ class Executor:
                 if timer is None and queue and len(running) < spec.max:
                     newest = run.attempts[-1].model if run.attempts else queue[0].name
                     timer = asyncio.ensure_future(self.clock.sleep(hedge_delay(newest)))
-                waits = set(running) | ({timer} if timer is not None else set())
+                waits = running | ({timer} if timer is not None else set())
                 remaining = run.deadline - self.clock.now()
                 done, _ = await asyncio.wait(waits, timeout=max(remaining, 0), return_when=asyncio.FIRST_COMPLETED)
                 if not done:
@@ -261,7 +262,7 @@ class Executor:
                 for t in done:
                     if t not in running:
                         continue
-                    del running[t]
+                    running.discard(t)
                     exc = t.exception()
                     if exc is None:
                         return t.result()

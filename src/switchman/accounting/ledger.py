@@ -206,8 +206,13 @@ class Ledger:
                   "they are replayed into it on the next start", len(entries), path)
 
     async def _replay_spills(self) -> None:
-        for path in sorted(glob.glob(glob.escape(self.spill_prefix) + ".spill-*.jsonl")):
-            claimed = f"{path}.replaying-{os.getpid()}"
+        """Bring back entries spilled by processes that have ended (a live one may still be
+        appending to its file; it will be replayed after that process stops)."""
+        for path in sorted(glob.glob(glob.escape(self.spill_prefix) + ".spill-*.jsonl*")):
+            owner = _owner(path)
+            if owner is None or (owner != os.getpid() and _alive(owner)):
+                continue
+            claimed = f"{path.split('.jsonl')[0]}.jsonl.replaying-{os.getpid()}"
             try:
                 os.rename(path, claimed)  # atomic: one process replays each file
             except OSError:
@@ -218,6 +223,22 @@ class Ledger:
             os.unlink(claimed)
             self.stats.replayed += len(entries)
             log.warning("ledger: replayed %d spilled entries from %s", len(entries), path)
+
+
+def _owner(path: str) -> int | None:
+    """The pid that wrote (``.spill-PID.jsonl``) or was replaying (``...replaying-PID``) a file."""
+    tail = path.rsplit(".replaying-", 1)[1] if ".replaying-" in path else path.rsplit(".spill-", 1)[1].split(".")[0]
+    return int(tail) if tail.isdigit() else None
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def default_spill_prefix(url: str) -> str:

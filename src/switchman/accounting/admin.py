@@ -1,0 +1,117 @@
+"""The accounting part of ``/admin``: plain async handlers ``(method, path, query, body) -> (status,
+dict)`` over an ``Accountant``. The HTTP layer checks the admin key and encodes the dict as JSON.
+
+| request | answer |
+|---|---|
+| ``GET /admin/keys[?all=1]`` | ``{"data": [key, ...]}`` (never a secret or a hash; ``all`` adds revoked keys) |
+| ``POST /admin/keys`` ``{"name", "budget": "50/month", "rpm", "tpm", "routes": [..], "expires": "2026-12-31", "user", "tags": {..}}`` | 201 ``{"key": "sk-sm-...", ...}``: the only time the secret is shown |
+| ``DELETE /admin/keys/{id or name}`` | the revoked key; 404 if there is none |
+| ``GET /admin/spend?by=model|key|user|tag|route|day|provider&since=DATE&until=DATE`` | ``{"by", "since", "until", "rows": [..], "total": {..}}``; since defaults to the start of this month (UTC) |
+| ``GET /admin/budgets`` | ``{"data": [budget with this period's spent and reserved, ...]}`` |
+
+Errors answer ``{"error": {"type", "message"}}`` with 400, 404 or 405.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from urllib.parse import parse_qs, unquote
+
+import orjson
+
+from .dates import iso, month_start, parse_when
+from .facade import Accountant
+from .store import GROUPINGS, SpendRow
+
+Answer = tuple[int, dict]
+
+
+def _error(status: int, kind: str, message: str) -> Answer:
+    return status, {"error": {"type": kind, "message": message}}
+
+
+class AdminApi:
+    def __init__(self, accountant: Accountant) -> None:
+        self.acc = accountant
+
+    def handles(self, path: str) -> bool:
+        return path in ("/admin/keys", "/admin/spend", "/admin/budgets") or path.startswith("/admin/keys/")
+
+    async def __call__(self, method: str, path: str, query: str, body: bytes | None) -> Answer:
+        q = {k: v[-1] for k, v in parse_qs(query or "").items()}
+        if path == "/admin/keys":
+            if method == "GET":
+                keys = await self.acc.list_keys(include_revoked=q.get("all") in ("1", "true", "yes"))
+                return 200, {"data": [_key(k) for k in keys]}
+            if method == "POST":
+                return await self._create(body)
+            return _error(405, "invalid_request", f"{method} is not allowed on /admin/keys (GET, POST)")
+        if path.startswith("/admin/keys/"):
+            if method != "DELETE":
+                return _error(405, "invalid_request", f"{method} is not allowed on {path} (DELETE)")
+            ident = unquote(path[len("/admin/keys/"):])
+            k = await self.acc.revoke_key(ident)
+            if k is None:
+                return _error(404, "not_found", f"no key with id or name '{ident}'")
+            return 200, _key(k)
+        if path == "/admin/spend":
+            if method != "GET":
+                return _error(405, "invalid_request", "only GET is allowed on /admin/spend")
+            return await self._spend(q)
+        if path == "/admin/budgets":
+            if method != "GET":
+                return _error(405, "invalid_request", "only GET is allowed on /admin/budgets")
+            return 200, {"data": await self.acc.budget_status()}
+        return _error(404, "not_found", f"no such admin endpoint: {path}")
+
+    async def _create(self, body: bytes | None) -> Answer:
+        try:
+            data = orjson.loads(body or b"{}")
+        except orjson.JSONDecodeError as e:
+            return _error(400, "invalid_request", f"body is not valid JSON: {e}")
+        if not isinstance(data, dict):
+            return _error(400, "invalid_request", "body must be a JSON object")
+        allowed = {"name", "budget", "rpm", "tpm", "routes", "expires", "user", "tags"}
+        unknown = sorted(set(data) - allowed)
+        if unknown:
+            return _error(400, "invalid_request", f"unknown field(s) {', '.join(unknown)} (allowed: {', '.join(sorted(allowed))})")
+        try:
+            secret, rec = await self.acc.create_key(**data)
+        except ValueError as e:
+            return _error(400, "invalid_request", str(e))
+        return 201, {"key": secret, **_key(rec)}
+
+    async def _spend(self, q: dict[str, str]) -> Answer:
+        by = q.get("by", "model")
+        if by not in GROUPINGS:
+            return _error(400, "invalid_request", f"by must be one of {', '.join(GROUPINGS)}, not '{by}'")
+        now = self.acc._now()
+        try:
+            since = parse_when(q["since"], now) if "since" in q else month_start(now)
+            until = parse_when(q["until"], now) if "until" in q else None
+        except ValueError as e:
+            return _error(400, "invalid_request", str(e))
+        rows = await self.acc.spend(by, since, until)
+        return 200, spend_report(by, since, until, rows)
+
+
+def spend_report(by: str, since: float | None, until: float | None, rows: list[SpendRow]) -> dict:
+    """The JSON shape of a spend report (``/admin/spend`` and ``switchman spend --json``)."""
+    out = {"by": by, "since": iso(since), "until": iso(until), "rows": [r.as_dict() for r in rows],
+           "total": total_of(rows).as_dict()}
+    if by == "tag":
+        out["note"] = "a request with several tags counts under each, so the total may exceed the spend"
+    return out
+
+
+def total_of(rows: list[SpendRow]) -> SpendRow:
+    return SpendRow(None, sum(r.requests for r in rows), sum(r.input_tokens for r in rows),
+                    sum(r.output_tokens for r in rows), sum((r.cost for r in rows), Decimal(0)),
+                    sum((r.baseline for r in rows), Decimal(0)))
+
+
+def _key(k) -> dict:
+    d = k.as_dict()
+    for f in ("created", "expires", "revoked"):
+        d[f] = iso(d[f])
+    return d

@@ -1,0 +1,431 @@
+"""``Accountant``: the one object the gateway talks to about keys, limits, budgets and the ledger.
+
+Per request::
+
+    adm = await accountant.admit(AdmissionContext(api_key=..., route=..., candidates=models, ...))
+    # adm.downgrade_to: plan that route/model instead; adm.models: candidates within the cost cap;
+    # adm.warning: send as x-switchman-budget-warning
+    for model in plan:
+        if await accountant.try_model(adm, model) is not None:
+            continue  # the model is at its own rpm/tpm limit: skip to the next candidate
+        ...
+    await accountant.settle(adm, RequestRecord.from_attempts(...), attempts)   # always, in a finally
+
+``admit`` raises ``Unauthorized`` (no key when keys are required; unknown, revoked or expired key),
+``Forbidden`` (a route the key may not use), ``RateLimited`` or ``BudgetExceeded``.
+
+Reservations: before the call, the most it can cost (the prompt estimate plus ``max_tokens``, or the
+model's output cap, at the dearest candidate's prices) is reserved on every budget that applies;
+``settle`` replaces it with the actual cost. Concurrent requests therefore cannot overshoot a
+budget except by what the prompt estimate misses.
+
+When the shared state (Redis) is unreachable, limits **fail open** by default: requests are
+admitted, a warning is logged (once every 30 s) and ``Admission.degraded`` is set; spend is still
+recorded in the ledger, which never depends on Redis. ``state: {on_error: closed}`` answers 503
+instead. Budget counters that Redis lost are re-seeded from the ledger on next use.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import logging
+import os
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from decimal import Decimal
+
+from ..config import ModelSpec, Price
+from ..errors import Forbidden, Unauthorized
+from .budgets import Hold, holds_for, key_rule, scope_of, soft_hits
+from .dates import iso
+from .errors import BudgetExceeded, RateLimited, StateUnavailable
+from .keys import KeyRecord, KeyRing, key_fields, make_key
+from .ledger import Ledger
+from .records import AttemptRecord, RequestRecord, cost, from_nusd, max_cost, to_nusd
+from .settings import AccountingSettings
+from .state import AdmitOp, BudgetHold, MemoryState, Outcome, RateWindow, SettleOp, StateBackend
+from .store import SpendRow, Store, open_store
+
+log = logging.getLogger("switchman.accounting")
+
+DEFAULT_MAX_TOKENS = 4096  # reserved for when neither the request nor the catalog caps the output
+_WINDOW = 60  # seconds: rate limits are per minute, in fixed windows aligned to the clock
+
+
+@dataclass(slots=True)
+class AdmissionContext:
+    """What the gateway knows about a request before calling any model."""
+
+    api_key: str | None  # the bearer token or x-api-key value; None or "" when none was sent
+    route: str  # the name the client asked for (a route or a model)
+    candidates: Sequence[ModelSpec]  # every model the plan may call (fallbacks included)
+    input_tokens: int  # estimated prompt tokens
+    max_tokens: int | None = None  # the client's; None: each model's output cap, else DEFAULT_MAX_TOKENS
+    tags: Mapping[str, str] = field(default_factory=dict)  # x-switchman-tags
+    user: str | None = None  # x-switchman-user or the body's user field
+    max_cost_usd: Decimal | None = None  # x-switchman-max-cost-usd
+    direct: bool = False  # the client named a model, not a route: no savings to claim
+    hold: float = 900.0  # seconds until an unsettled reservation lapses
+
+
+@dataclass(slots=True)
+class Admission:
+    """A request let in. Pass it back to ``try_model`` and ``settle``."""
+
+    key: KeyRecord | None  # None: the admin key, or no key where none is required
+    user: str | None  # the key's user, else the request's
+    tags: dict[str, str]  # the request's tags, the key's overriding
+    models: tuple[str, ...]  # candidates whose most possible cost fits x-switchman-max-cost-usd
+    max_cost: Decimal  # what was reserved, in USD
+    downgrade_to: str | None = None  # a soft budget threshold asks for this route or model instead
+    warning: str | None = None  # for the x-switchman-budget-warning header
+    degraded: bool = False  # limits were not checked: the shared state is down (failing open)
+    admin: bool = False
+    input_tokens: int = 0
+    holds: tuple[Hold, ...] = ()
+    reservation: str = ""
+    reserved: int = 0  # nanodollars
+    tpm_counted: tuple[tuple[str, int], ...] = ()  # the key's token window, tokens counted at admission
+    model_counted: list[tuple[str, str, int]] = field(default_factory=list)  # (model, window, tokens)
+    prices: tuple[Price, ...] = ()  # for the savings baseline
+    settled: bool = False
+
+    @property
+    def key_id(self) -> str | None:
+        return self.key.id if self.key is not None else None
+
+
+class Accountant:
+    def __init__(self, settings: AccountingSettings | None = None, *, required: bool = False,
+                 admin_key: str | None = None, clock: object = None, store: Store | None = None,
+                 state: StateBackend | None = None) -> None:
+        """``required``: requests must carry a key (the gateway passes ``auth.keys_required or
+        admin_key is set``). ``admin_key``: accepted as a key with no key limits. ``clock``:
+        an object with ``now()`` or a callable, default ``time.time``."""
+        s = settings or AccountingSettings()
+        self.settings = s
+        self.required = required
+        self._admin = admin_key.encode() if admin_key else None
+        self._now: Callable[[], float] = getattr(clock, "now", None) or clock or time.time  # type: ignore[assignment]
+        self.store = store or open_store(s.ledger.url)
+        L = s.ledger
+        self.ledger = (Ledger(self.store, batch=L.batch, flush_interval=L.flush_interval, buffer=L.buffer,
+                              block=L.block, spill=L.spill) if L.enabled else None)
+        self.state = state or _state(s)
+        self.fail_closed = s.state.on_error == "closed"
+        self.keyring = KeyRing(self.store, self._now)
+        self.rules = s.budgets
+        self._warned_at = -1e18
+
+    # -- lifecycle -----------------------------------------------------------------------------------
+    async def start(self) -> None:
+        if self.ledger is not None:
+            await self.ledger.start()
+        else:
+            await self.store.open()
+        await self.keyring.start()
+        try:
+            await self.state.start()
+        except StateUnavailable as e:
+            if self.fail_closed:
+                raise
+            self._warn(e)
+
+    async def close(self) -> None:
+        """Stop polling keys, drain the ledger (spilling what the database cannot take), close."""
+        await self.keyring.close()
+        if self.ledger is not None:
+            await self.ledger.close()
+        else:
+            await self.store.close()
+        await self.state.close()
+
+    # -- admission -----------------------------------------------------------------------------------
+    async def admit(self, ctx: AdmissionContext) -> Admission:
+        now = self._now()
+        key, admin = await self._key(ctx, now)
+        user = (key.user if key is not None and key.user else None) or ctx.user
+        tags = {**ctx.tags, **key.tags} if key is not None and key.tags else dict(ctx.tags)
+
+        costs = [(m, max_cost(m.price, ctx.input_tokens, ctx.max_tokens or m.max_output or DEFAULT_MAX_TOKENS))
+                 for m in ctx.candidates]
+        if ctx.max_cost_usd is not None:
+            fit = [(m, c) for m, c in costs if c <= ctx.max_cost_usd]
+            if costs and not fit:
+                least = min(c for _, c in costs)
+                raise BudgetExceeded(
+                    f"this request could cost up to ${least:.6f} even on its cheapest model, over the "
+                    f"x-switchman-max-cost-usd cap of ${ctx.max_cost_usd}; lower max_tokens or raise the cap",
+                    scope="request")
+            costs = fit
+        most = max((c for _, c in costs), default=Decimal(0))
+        adm = Admission(key=key, user=user, tags=tags, models=tuple(m.name for m, _ in costs), max_cost=most,
+                        admin=admin, input_tokens=ctx.input_tokens,
+                        prices=() if ctx.direct else tuple(m.price for m in ctx.candidates))
+
+        windows: list[RateWindow] = []
+        if key is not None and (key.rpm or key.tpm):
+            idx, reset_in = divmod(now, _WINDOW)
+            reset_in = _WINDOW - reset_in
+            if key.rpm:
+                windows.append(RateWindow(f"rpm:key:{key.id}:{int(idx)}", key.rpm, 1, reset_in))
+            if key.tpm:
+                windows.append(RateWindow(f"tpm:key:{key.id}:{int(idx)}", key.tpm, ctx.input_tokens, reset_in))
+                adm.tpm_counted = ((windows[-1].counter, ctx.input_tokens),)
+        rules = self.rules
+        if key is not None and key.budget_usd is not None and key.budget_period:
+            rules = (*rules, key_rule(key.name, key.budget_usd, key.budget_period))
+        holds = holds_for(rules, now, key_id=adm.key_id, key_name=key.name if key else None, user=user, tags=tags)
+        if not windows and not holds:
+            return adm  # nothing to count: no round trip to the shared state
+        adm.holds = tuple(holds)
+        adm.reservation = os.urandom(8).hex()
+        amount = to_nusd(most, up=True) if holds else 0
+        op = AdmitOp(revocation=key.hash if key is not None else None, windows=windows,
+                     holds=[_hold(h) for h in holds], amount=amount, reservation=adm.reservation,
+                     until=now + ctx.hold, now=now)
+        try:
+            verdict = await self.state.admit(op)
+            for _ in range(len(holds)):
+                if verdict.outcome is not Outcome.UNSEEDED:
+                    break
+                await self._seed(holds[verdict.index], now)
+                verdict = await self.state.admit(op)
+            if verdict.outcome is Outcome.UNSEEDED:
+                raise StateUnavailable(f"budget counter {holds[verdict.index].counter} vanished while seeding")
+        except StateUnavailable as e:
+            if self.fail_closed:
+                raise
+            self._warn(e)
+            adm.degraded = True
+            return adm  # holds kept with nothing reserved: settle still counts the spend if it can
+        out = verdict.outcome
+        if out is Outcome.OK:
+            adm.reserved = amount
+            self._soft(adm, holds, verdict.used, ctx.route)
+            return adm
+        if out is Outcome.REVOKED:
+            assert key is not None
+            self.keyring.mark_revoked(key.hash, now)
+            raise Unauthorized(f"key '{key.name}' was revoked")
+        if out is Outcome.RATE_LIMITED:
+            w = windows[verdict.index]
+            what = "requests" if w.counter.startswith("rpm:") else "tokens"
+            raise RateLimited(f"key '{key.name if key else '?'}' is over its {w.limit} {what} per minute",
+                              retry_after=w.reset_in, scope=f"key:{adm.key_id}")
+        if out is Outcome.OVER_BUDGET:
+            h = holds[verdict.index]
+            left = max(h.limit_nusd - verdict.before, 0)
+            raise BudgetExceeded(
+                f"budget {h.describe()} has ${from_nusd(left):.6f} left of ${h.rule.limit} this "
+                f"{h.rule.period.value} and this request could cost up to ${most:.6f}; it resets at "
+                f"{iso(h.window.end)}", retry_after=h.window.end - now, scope=h.scope_id)
+        raise AssertionError(f"unexpected verdict {verdict}")  # pragma: no cover
+
+    async def _key(self, ctx: AdmissionContext, now: float) -> tuple[KeyRecord | None, bool]:
+        secret = ctx.api_key or None
+        if secret is None:
+            if self.required:
+                raise Unauthorized("missing API key (send it as a bearer token or x-api-key)")
+            return None, False
+        if self._admin is not None and hmac.compare_digest(secret.encode(), self._admin):
+            return None, True
+        key = await self.keyring.lookup(secret)
+        if key is None:
+            if self.required:
+                raise Unauthorized("invalid API key")
+            return None, False  # keys not required: an unknown token is no key (SDKs insist on one)
+        if key.revoked is not None:
+            raise Unauthorized(f"key '{key.name}' was revoked")
+        if key.expires is not None and key.expires <= now:
+            raise Unauthorized(f"key '{key.name}' expired at {iso(key.expires)}")
+        if key.routes is not None and ctx.route not in key.routes:
+            raise Forbidden(f"key '{key.name}' may not use '{ctx.route}' (it may use: {', '.join(key.routes)})",
+                            param="model")
+        return key, False
+
+    async def _seed(self, h: Hold, now: float) -> None:
+        """Start a budget counter from the ledger: the scope's spend since the period began."""
+        spent = Decimal(0)
+        if self.ledger is not None:
+            kind, value = scope_of(h.scope_id)
+            try:
+                await _bounded(self.ledger.drain(), 1.0)  # this process's own entries first
+                spent = await self.ledger.scope_spend(kind, value, h.window.start)
+            except Exception as e:
+                raise StateUnavailable(f"cannot read the ledger to start budget {h.describe()}: {e}") from e
+        await self.state.seed(h.counter, to_nusd(spent), h.ttl, now)
+
+    def _soft(self, adm: Admission, holds: Sequence[Hold], used: Sequence[int], route: str) -> None:
+        hits = soft_hits(holds, used)
+        if not hits:
+            return
+        down = next((h.rule.downgrade_to for h, _ in hits if h.rule.downgrade_to), None)
+        if down == route:
+            down = None
+        adm.downgrade_to = down
+        msg = "; ".join(f"budget {h.describe()} at {frac:.0%}" for h, frac in hits)
+        adm.warning = msg + (f"; downgraded to {down}" if down else "")
+
+    def _warn(self, e: Exception) -> None:
+        now = time.monotonic()
+        if now - self._warned_at >= 30.0:
+            self._warned_at = now
+            log.warning("limits not enforced: %s (state: on_error is open; the ledger still records spend)", e)
+
+    # -- per attempt ---------------------------------------------------------------------------------
+    async def try_model(self, adm: Admission, model: ModelSpec) -> float | None:
+        """Count one call of ``model`` against its own rpm/tpm limits. None: go ahead; a number:
+        the model is at its limit for that many seconds, so try the next candidate. Fails open."""
+        lim = model.limits
+        if not (lim.rpm or lim.tpm):
+            return None
+        now = self._now()
+        idx, into = divmod(now, _WINDOW)
+        reset_in = _WINDOW - into
+        windows = []
+        if lim.rpm:
+            windows.append(RateWindow(f"rpm:model:{model.name}:{int(idx)}", lim.rpm, 1, reset_in))
+        if lim.tpm:
+            windows.append(RateWindow(f"tpm:model:{model.name}:{int(idx)}", lim.tpm, adm.input_tokens, reset_in))
+        try:
+            v = await self.state.admit(AdmitOp(None, windows, (), 0, "", now, now))
+        except StateUnavailable as e:
+            self._warn(e)
+            return None
+        if v.outcome is Outcome.RATE_LIMITED:
+            return reset_in
+        if lim.tpm:
+            adm.model_counted.append((model.name, windows[-1].counter, adm.input_tokens))
+        return None
+
+    # -- after the request ---------------------------------------------------------------------------
+    async def settle(self, adm: Admission, request: RequestRecord, attempts: Sequence[AttemptRecord] = ()) -> None:
+        """Replace the reservation by the actual cost, correct token windows, and write the ledger
+        entry (key, user and tags from the admission when the record has none). Call it once for
+        every admitted request, failed ones too; a second call is ignored."""
+        if adm.settled:
+            return
+        adm.settled = True
+        if request.key_id is None:
+            request.key_id = adm.key_id
+        if request.user is None:
+            request.user = adm.user
+        if not request.tags:
+            request.tags = adm.tags
+        if request.baseline_cost is None:
+            request.baseline_cost = self.baseline(adm, request)
+        corrections = [(c, request.input_tokens + request.output_tokens - n) for c, n in adm.tpm_counted]
+        # Per model: the usage of its attempts minus what try_model counted (the estimate per
+        # call), corrected in the window of its first call.
+        counted: dict[str, list] = {}
+        for name, counter, n in adm.model_counted:
+            counted.setdefault(name, [counter, 0])[1] += n
+        for name, (counter, n) in counted.items():
+            used = sum(a.input_tokens + a.output_tokens for a in attempts if a.model == name)
+            corrections.append((counter, used - n))
+        if adm.holds or corrections:
+            try:
+                await self.state.settle(SettleOp([h.counter for h in adm.holds], adm.reservation, adm.reserved,
+                                                 to_nusd(request.cost), corrections))
+            except StateUnavailable as e:
+                self._warn(e)
+        if self.ledger is not None:
+            await self.ledger.write(request, attempts)
+
+    @staticmethod
+    def baseline(adm: Admission, request: RequestRecord) -> Decimal:
+        """What this usage would have cost on the dearest of the route's models (the answering
+        model's token counts, priced at each; never below the actual cost when nothing answered)."""
+        if not adm.prices or request.model is None:
+            return request.cost
+        return max(cost(p, request.input_tokens, request.output_tokens, request.cache_read_tokens,
+                        request.cache_write_tokens) for p in adm.prices)
+
+    # -- management (admin API and CLI) --------------------------------------------------------------
+    async def create_key(self, **fields) -> tuple[str, KeyRecord]:
+        """Validate (``keys.key_fields``; ValueError names the field) and store a new key. The secret
+        is returned once and kept nowhere."""
+        now = self._now()
+        name = fields.pop("name", None)
+        secret, rec = make_key(str(name).strip(), now, **key_fields(name=name, now=now, **fields))
+        await self.store.insert_key(rec)
+        self.keyring.apply(rec)
+        return secret, rec
+
+    async def list_keys(self, include_revoked: bool = False) -> list[KeyRecord]:
+        return await self.store.list_keys(include_revoked)
+
+    async def revoke_key(self, id_or_name: str) -> KeyRecord | None:
+        """Revoke by id or name: in the database (every worker's key ring sees it within a
+        second) and in the shared state's revoked set (Redis workers see it at once)."""
+        k = await self.store.find_key(id_or_name)
+        if k is None:
+            return None
+        now = self._now()
+        if k.revoked is None:
+            await self.store.revoke_key(k.id, now)
+            k = replace(k, revoked=now)
+        self.keyring.apply(k)
+        try:
+            await self.state.revoke(k.hash)
+        except StateUnavailable as e:
+            log.warning("revoked key %s in the database, but not in the shared state (%s): other workers "
+                        "see it within a second from the database", k.id, e)
+        return k
+
+    async def spend(self, by: str = "model", since: float | None = None, until: float | None = None) -> list[SpendRow]:
+        if self.ledger is not None:
+            return await self.ledger.spend(by, since, until)
+        return await self.store.spend(by, since, until)
+
+    async def budget_status(self) -> list[dict]:
+        """The configured budgets with their current period's spend and reservations (global and
+        exact-match rules; per-user and per-tag ``*`` rules are listed without a figure)."""
+        now = self._now()
+        out = []
+        for r in self.rules:
+            if r.match is not None and (r.match == "*" or r.match.endswith("=*") or r.scope.value == "key"):
+                h = None
+            else:
+                hs = holds_for((r,), now, key_id=None, key_name=None,
+                               user=r.match if r.scope.value == "user" else None,
+                               tags=dict([r.match.split("=", 1)]) if r.scope.value == "tag" and r.match else {})
+                h = hs[0] if hs else None
+            row = {"scope": r.scope.value, "match": r.match, "limit_usd": str(r.limit), "period": r.period.value,
+                   "soft": r.soft, "downgrade_to": r.downgrade_to, "spent_usd": None, "reserved_usd": None}
+            if h is not None:
+                try:
+                    got = (await self.state.read([h.counter]))[0]
+                except StateUnavailable:
+                    got = None
+                if got is None and self.ledger is not None:
+                    kind, value = scope_of(h.scope_id)
+                    got = (to_nusd(await self.ledger.scope_spend(kind, value, h.window.start)), 0)
+                if got is not None:
+                    row["spent_usd"] = f"{from_nusd(got[0]):f}"
+                    row["reserved_usd"] = f"{from_nusd(got[1]):f}"
+                row["resets"] = iso(h.window.end)
+            out.append(row)
+        return out
+
+
+def _hold(h: Hold) -> BudgetHold:
+    return BudgetHold(h.counter, h.limit_nusd, h.ttl)
+
+
+async def _bounded(aw, seconds: float) -> None:
+    try:
+        await asyncio.wait_for(aw, seconds)
+    except (TimeoutError, asyncio.TimeoutError):
+        pass
+
+
+def _state(s: AccountingSettings) -> StateBackend:
+    if s.state.backend == "redis":
+        from .redis_state import RedisState
+
+        return RedisState(s.state.url or "redis://127.0.0.1:6379/0", prefix=s.state.prefix, timeout=s.state.timeout)
+    return MemoryState()

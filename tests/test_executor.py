@@ -1,0 +1,112 @@
+"""The executor's timing on a virtual clock: Retry-After, backoff inside the deadline, hedging,
+ejection and cool-down — no real waiting."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+
+import pytest
+
+from switchman import configfile
+from switchman.clock import VirtualClock
+from switchman.errors import UpstreamError
+from switchman.executor import Executor
+from switchman.testing.transport import Scripted, ScriptedClient
+from switchman.types import ChatRequest, Message, Role, TextPart
+
+
+def setup(script, top="", route_extra=""):
+    names = list(script)
+    models = "".join(f"  - {{name: {n}, provider: p{i % 2}, price: {{input: 1, output: 1}}}}\n" for i, n in enumerate(names))
+    cfg = configfile.loads(f"""
+providers:
+  p0: {{kind: openai, base_url: "http://127.0.0.1:9/v1"}}
+  p1: {{kind: openai, base_url: "http://127.0.0.1:8/v1"}}
+models:
+{models}
+routes:
+  - {{name: r, policy: {{kind: first, models: [{', '.join(names)}]}}{route_extra}}}
+{top}
+""", env={})
+    clock = VirtualClock()
+    client = ScriptedClient(clock, script)
+    ex = Executor(client, cfg.resilience, clock, cfg.models, rng=random.Random(1))
+    return ex, clock, client, cfg
+
+
+def req():
+    return ChatRequest(model="r", messages=[Message(Role.USER, [TextPart("hi")])])
+
+
+async def drive(clock: VirtualClock, coro, step=0.01, limit=120.0):
+    """Run ``coro`` while moving virtual time forward; returns its result and the virtual time."""
+    task = asyncio.ensure_future(coro)
+    while not task.done() and clock.now() < limit:
+        await clock.run_for(step)
+    return await task, clock.now()
+
+
+async def test_retry_after_is_honoured_exactly():
+    script = {"a": lambda n: Scripted(status=503, retry_after=2.0) if n == 0 else Scripted()}
+    ex, clock, client, cfg = setup(script, "retry: {attempts: 2}")
+    out, t = await drive(clock, ex.run(req(), [cfg.models["a"]], cfg.routes["r"]))
+    assert out.response.text() == "ok"
+    assert [c.at for c in client.calls] == [0.0, pytest.approx(2.0, abs=0.02)]
+
+
+async def test_backoff_never_outlives_the_deadline():
+    script = {"a": Scripted(status=503, retry_after=30.0)}
+    ex, clock, client, cfg = setup(script, "retry: {attempts: 5}\ndeadline: 10")
+    with pytest.raises(UpstreamError):
+        await drive(clock, ex.run(req(), [cfg.models["a"]], cfg.routes["r"]))
+    assert len(client.calls) == 1, "a Retry-After beyond the deadline is not waited for"
+    assert clock.now() < 1.0
+
+
+async def test_hedge_fires_after_the_delay_and_cancels_the_loser():
+    script = {"slow": Scripted(latency=10.0, text="slow"), "fast": Scripted(latency=0.2, text="fast")}
+    ex, clock, client, cfg = setup(script, route_extra=", hedge: {after: 0.5}")
+    out, t = await drive(clock, ex.run(req(), [cfg.models["slow"], cfg.models["fast"]], cfg.routes["r"]))
+    assert out.response.text() == "fast"
+    assert client.calls[1].at == pytest.approx(0.5, abs=0.02), "the hedge goes out at `after`"
+    assert t == pytest.approx(0.7, abs=0.05)
+    assert client.calls[0].cancelled, "the losing attempt is cancelled (its connection closed)"
+    assert [a.role for a in out.attempts] == ["first", "hedge"] and out.attempts[0].cancelled
+
+
+async def test_no_hedge_when_the_first_answers_in_time():
+    script = {"a": Scripted(latency=0.1), "b": Scripted()}
+    ex, clock, client, cfg = setup(script, route_extra=", hedge: {after: 0.5}")
+    out, _ = await drive(clock, ex.run(req(), [cfg.models["a"], cfg.models["b"]], cfg.routes["r"]))
+    assert out.model.name == "a" and [c.model for c in client.calls] == ["a"]
+
+
+async def test_ejection_then_probe_after_cooldown():
+    state = {"down": True}
+    script = {"a": lambda n: Scripted(status=500) if state["down"] else Scripted(), "b": Scripted()}
+    ex, clock, client, cfg = setup(script, "retry: {attempts: 1}\nbreaker: {failures: 2, window: 60, cooldown: 30}")
+    models = [cfg.models["a"], cfg.models["b"]]
+    for _ in range(5):
+        out, _ = await drive(clock, ex.run(req(), models, cfg.routes["r"]))
+        assert out.model.name == "b"
+    assert sum(c.model == "a" for c in client.calls) == 2, "ejected after 2 failures"
+    state["down"] = False
+    await clock.run_for(29.0)
+    out, _ = await drive(clock, ex.run(req(), models, cfg.routes["r"]))
+    assert out.model.name == "b", "still cooling down"
+    await clock.run_for(2.0)
+    out, _ = await drive(clock, ex.run(req(), models, cfg.routes["r"]))
+    assert out.model.name == "a", "the probe after the cooldown re-admits it"
+
+
+async def test_retry_budget_bounds_upstream_calls_under_total_failure():
+    script = {"a": Scripted(status=503, latency=0.05)}
+    ex, clock, client, cfg = setup(script, "retry: {attempts: 3, backoff: 0.01, budget: 0.2, min_retries: 3}\n"
+                                           "breaker: {failures: 1000}")
+    runs = [ex.run(req(), [cfg.models["a"]], cfg.routes["r"]) for _ in range(50)]
+    results = await drive(clock, asyncio.gather(*runs, return_exceptions=True))
+    assert all(isinstance(r, UpstreamError) for r in results[0])
+    # 50 first calls; retries in flight never above max(3, 20% of 50) = 10 at a time
+    retries = len(client.calls) - 50
+    assert retries <= 2 * 10, retries
