@@ -12,6 +12,8 @@ import enum
 from dataclasses import dataclass, field
 from typing import Any, Union
 
+import orjson
+
 
 class Role(str, enum.Enum):
     USER = "user"
@@ -51,6 +53,19 @@ class ToolCallPart:
     id: str
     name: str
     arguments: str  # JSON text, exactly as the model produced it
+
+    def arguments_object(self) -> dict:
+        """The arguments as an object, for APIs whose tool calls carry one (Anthropic's
+        ``tool_use.input``). Text that is not a JSON object (a call cut off by ``max_tokens``,
+        which the client sees as such) becomes ``{}``: an invented partial object could run a
+        tool with arguments the model never finished choosing."""
+        if not self.arguments:
+            return {}
+        try:
+            v = orjson.loads(self.arguments)
+        except orjson.JSONDecodeError:
+            return {}
+        return v if type(v) is dict else {}
 
 
 @dataclass(slots=True)

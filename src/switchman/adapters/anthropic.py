@@ -162,16 +162,6 @@ def _image_block(p: ImagePart) -> dict:
     return {"type": "image", "source": {"type": "url", "url": p.url}}
 
 
-def _tool_input(arguments: str) -> dict:
-    # Anthropic's tool_use.input must be an object; history whose arguments are not one (a call
-    # cut off by max_tokens) is sent as {} rather than refused.
-    if not arguments:
-        return {}
-    try:
-        v = orjson.loads(arguments)
-    except orjson.JSONDecodeError:
-        return {}
-    return v if type(v) is dict else {}
 
 
 def _tool_result_block(p: ToolResultPart) -> dict:
@@ -205,7 +195,7 @@ def _messages(req: ChatRequest) -> list[dict]:
             elif type(p) is ImagePart:
                 blk, r = _image_block(p), role
             elif type(p) is ToolCallPart:
-                blk = {"type": "tool_use", "id": p.id, "name": p.name, "input": _tool_input(p.arguments)}
+                blk = {"type": "tool_use", "id": p.id, "name": p.name, "input": p.arguments_object()}
                 r = "assistant"
             else:
                 blk, r = _tool_result_block(p), "user"

@@ -350,20 +350,6 @@ def _native_only(body: dict) -> str | None:
 # ---- encoding ---------------------------------------------------------------------------------
 
 
-def _tool_input(arguments: str) -> dict:
-    """A tool call's JSON arguments as the object Anthropic's ``tool_use.input`` must be.
-
-    Text that is not a JSON object (a model cut off mid-call by ``max_tokens``, which the client
-    sees as ``stop_reason: max_tokens``) becomes ``{}``: an invented partial object could run the
-    client's tool with arguments the model never finished choosing.
-    """
-    if not arguments:
-        return {}
-    try:
-        v = orjson.loads(arguments)
-    except orjson.JSONDecodeError:
-        return {}
-    return v if type(v) is dict else {}
 
 
 def _usage_dict(u: Usage | None) -> dict:
@@ -412,7 +398,7 @@ class AnthropicDialect(Dialect):
                 if p.text:
                     content.append({"type": "text", "text": p.text})
             else:
-                inp = _tool_input(p.arguments)
+                inp = p.arguments_object()
                 content.append({"type": "tool_use", "id": p.id, "name": p.name, "input": inp})
         return orjson.dumps(
             {
