@@ -110,3 +110,37 @@ async def test_retry_budget_bounds_upstream_calls_under_total_failure():
     # 50 first calls; retries in flight never above max(3, 20% of 50) = 10 at a time
     retries = len(client.calls) - 50
     assert retries <= 2 * 10, retries
+
+
+async def test_no_retry_to_a_model_its_own_failure_just_ejected():
+    script = {"a": Scripted(status=500), "b": Scripted()}
+    ex, clock, client, cfg = setup(script, "retry: {attempts: 2, backoff: 0.01}\nbreaker: {failures: 3, cooldown: 60}")
+    for _ in range(5):
+        out, _ = await drive(clock, ex.run(req(), [cfg.models["a"], cfg.models["b"]], cfg.routes["r"]))
+        assert out.model.name == "b"
+    assert sum(c.model == "a" for c in client.calls) == 3, "exactly `failures` calls reach it"
+
+
+async def test_hedge_after_p95_uses_the_first_models_latency():
+    script = {"a": Scripted(latency=0.01), "b": Scripted(latency=0.01, text="b")}
+    ex, clock, client, cfg = setup(script, route_extra=", hedge: {after: p95}")
+    models = [cfg.models["a"], cfg.models["b"]]
+    for _ in range(30):  # a's observed latency: ~10 ms
+        await drive(clock, ex.run(req(), models, cfg.routes["r"]), step=0.005)
+    script["a"] = Scripted(latency=3.0)
+    clock_before = clock.now()
+    out, t = await drive(clock, ex.run(req(), models, cfg.routes["r"]), step=0.005)
+    assert out.response.text() == "b"
+    assert t - clock_before < 0.2, "hedged after a's p95 (~10 ms, floored at 50 ms), not after a default"
+
+
+async def test_a_first_token_timeout_moves_to_the_next_model_without_retrying():
+    script = {"a": Scripted(latency=5.0), "b": Scripted(text="b")}
+    ex, clock, client, cfg = setup(script, "retry: {attempts: 3}")
+    slow = cfg.models["a"]
+    from dataclasses import replace
+    from switchman.config import Timeout
+
+    slow = replace(slow, timeout=Timeout(total=1.0))
+    out, t = await drive(clock, ex.run(req(), [slow, cfg.models["b"]], cfg.routes["r"]))
+    assert out.response.text() == "b" and [c.model for c in client.calls] == ["a", "b"]

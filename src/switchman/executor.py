@@ -39,7 +39,7 @@ from .http.client import HttpClient
 from .resilience.cooldown import Cooldowns
 from .resilience.latency import LatencyTracker
 from .resilience.limiter import ConcurrencyLimit
-from .resilience.outlier import EjectionPolicy, OutlierDetector
+from .resilience.outlier import EjectionPolicy, HealthState, OutlierDetector
 from .resilience.retry import Backoff, RetryBudget
 from .sse import SSEDecoder
 from .types import (
@@ -70,6 +70,10 @@ _FALL_THROUGH = frozenset({UpstreamKind.CONTEXT_WINDOW, UpstreamKind.AUTH, Upstr
 # Failures that say the model (or the path to it) is unhealthy: they count toward ejection.
 _UNHEALTHY = frozenset({UpstreamKind.SERVER_ERROR, UpstreamKind.OVERLOADED, UpstreamKind.CONNECT,
                         UpstreamKind.TIMEOUT, UpstreamKind.STREAM_CUT})
+# Failures retried on the next candidate, not on the same model: a rate-limited model cools down
+# while traffic overflows, and a model too slow to answer (or to start a stream) in its timeout
+# would most likely be as slow again.
+_NEXT_NOT_AGAIN = frozenset({UpstreamKind.RATE_LIMITED, UpstreamKind.TIMEOUT})
 # A 429 without Retry-After still cools the model a little, so the next requests overflow.
 _DEFAULT_COOL = 1.0
 # A rough prompt size: ~4 characters a token for English text (OpenAI's rule of thumb). Used only
@@ -192,7 +196,10 @@ class Executor:
                 continue
             last: UpstreamError | None = None
             for n in range(self.spec.retry.attempts):
-                if n:  # a retry of the same model: backoff (or Retry-After), deadline, budget
+                if n:  # a retry of the same model: still admitted, backoff, deadline, budget
+                    if self.outliers.state(model.name) is not HealthState.HEALTHY:
+                        run.skipped.append(f"{model.name}:ejected")
+                        break  # the failure just seen ejected it: no more calls to it
                     delay = self.backoff.delay(n, last.retry_after if last else None)
                     if self.clock.now() + delay >= run.deadline:
                         run.skipped.append(f"{model.name}:no-time-to-retry")
@@ -210,8 +217,8 @@ class Executor:
                     if not self._moves_on(run, e):
                         raise
                     last = e
-                    if e.upstream_kind is UpstreamKind.RATE_LIMITED or not e.retryable:
-                        break  # a rate-limited model cools down; the request overflows to the next
+                    if e.upstream_kind in _NEXT_NOT_AGAIN or not e.retryable:
+                        break
                 finally:
                     if n:
                         self.budget.release_retry()
@@ -228,12 +235,15 @@ class Executor:
         timer: asyncio.Task | None = None
         role = "first"
 
+        newest: list[str] = []  # the model launched last: its latency sets the hedge delay
+
         def launch() -> bool:
             nonlocal role
             while queue:
                 model = self._next(run, queue)
                 if self._admissible(run, model):
                     running.add(asyncio.ensure_future(self._attempt(run, model, role)))
+                    newest[:] = [model.name]
                     role = "hedge"
                     return True
             return False
@@ -248,8 +258,7 @@ class Executor:
             launch()
             while running:
                 if timer is None and queue and len(running) < spec.max:
-                    newest = run.attempts[-1].model if run.attempts else queue[0].name
-                    timer = asyncio.ensure_future(self.clock.sleep(hedge_delay(newest)))
+                    timer = asyncio.ensure_future(self.clock.sleep(hedge_delay(newest[0])))
                 waits = running | ({timer} if timer is not None else set())
                 remaining = run.deadline - self.clock.now()
                 done, _ = await asyncio.wait(waits, timeout=max(remaining, 0), return_when=asyncio.FIRST_COMPLETED)

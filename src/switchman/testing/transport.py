@@ -4,12 +4,14 @@ can be tested on a ``VirtualClock`` in microseconds of real time."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import orjson
 
 from ..clock import Clock
+from ..errors import UpstreamTimeout
 
 
 @dataclass
@@ -61,9 +63,15 @@ class ScriptedClient:
         self.calls.append(call)
         s = self.script[model]
         s = s(n) if callable(s) else s
+        # ``deadline`` is on the event loop's clock (the real transport's); as time left, it maps
+        # onto our clock: past it the call times out, as the real client's would.
+        left = None if deadline is None else deadline - asyncio.get_running_loop().time()
         try:
+            if left is not None and s.latency > left:
+                await self.clock.sleep(max(left, 0.0))
+                raise UpstreamTimeout("upstream did not answer in time")
             await self.clock.sleep(s.latency)
-        except BaseException:
+        except asyncio.CancelledError:
             call.cancelled = True
             raise
         if s.status >= 400:
