@@ -20,8 +20,8 @@ The load generator is asyncio + uvloop with kept-alive raw connections (an httpt
 prebuilt request); every response is checked for status 200 and the expected content, and errors
 are counted and reported.
 
-    python benchmarks/gateway.py                 # full run, ~2-4 minutes
-    python benchmarks/gateway.py --quick         # smoke run, ~1 minute
+    python benchmarks/gateway.py                 # full run, about 2 minutes
+    python benchmarks/gateway.py --quick         # smoke run, under a minute
     python benchmarks/gateway.py --skip-litellm  # without LiteLLM
 
 Writes the table to stdout and to benchmarks/RESULTS.md, between ``<!-- gateway:begin -->`` and
