@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import subprocess
@@ -11,7 +10,6 @@ import time
 import urllib.error
 import urllib.request
 
-import pytest
 
 from conftest import free_port
 from switchman.gateway import Gateway

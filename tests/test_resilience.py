@@ -9,7 +9,6 @@ import json
 import time
 
 import aiohttp
-import pytest
 
 from switchman import configfile
 from switchman.app import App

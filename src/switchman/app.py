@@ -14,7 +14,7 @@ import orjson
 
 from .dialects import dialect_for
 from .dialects.base import Dialect
-from .errors import BodyTooLarge, InvalidRequest, SwitchmanError, Unauthorized
+from .errors import BodyTooLarge, InvalidRequest, MethodNotAllowed, SwitchmanError, Unauthorized, UnknownEndpoint
 from .gateway import Gateway, Reply
 from .http.server import Request, Response, StreamingResponse
 
@@ -58,12 +58,9 @@ class App:
             if req.body is None:
                 limit = self.gateway.config.server.max_body_bytes
                 return self._error(d, BodyTooLarge(f"request body exceeds the limit of {limit} bytes"), _rid())
-            known = any(p == req.path for _, p in self._routes)
-            status = 405 if known else 404
-            msg = f"method {req.method} not allowed on {req.path}" if known else f"no such endpoint: {req.path}"
-            err = InvalidRequest(msg)
-            err.status = status  # type: ignore[misc]
-            return self._error(d, err, _rid())
+            if any(p == req.path for _, p in self._routes):
+                return self._error(d, MethodNotAllowed(f"method {req.method} not allowed on {req.path}"), _rid())
+            return self._error(d, UnknownEndpoint(f"no such endpoint: {req.path}"), _rid())
         return await h(req)
 
     # -- auth --------------------------------------------------------------------------------------

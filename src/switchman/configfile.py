@@ -117,7 +117,7 @@ class _Obj:
         if typ is float and isinstance(v, int) and not isinstance(v, bool):
             v = float(v)
         if isinstance(v, bool) and typ in (int, float):
-            raise self.doc.error(self.sub(key), f"must be a number, not a boolean")
+            raise self.doc.error(self.sub(key), "must be a number, not a boolean")
         if not isinstance(v, typ):
             want = typ.__name__ if isinstance(typ, type) else " or ".join(t.__name__ for t in typ)
             raise self.doc.error(self.sub(key), f"must be {want}, not {_tname(v)}")
@@ -420,8 +420,3 @@ def from_env(env: Mapping[str, str]) -> Config:
         routes["auto"] = RouteSpec(name="auto", policy="first", models=tuple(order))
     return Config(server=ServerSpec(), providers=providers, models=models, routes=routes,
                   auth=AuthSpec(admin_key=env.get("SWITCHMAN_ADMIN_KEY") or None), source="<environment>")
-
-
-def admin_key_from_env(env: Mapping[str, str] | None = None) -> str | None:
-    env = os.environ if env is None else env
-    return env.get("SWITCHMAN_ADMIN_KEY") or None

@@ -9,6 +9,8 @@ at the adapter or transport boundary; dialects re-encode it in the client's own 
     │   ├── Forbidden                  403    permission
     │   ├── UnknownModel               404    not_found (lists what exists)
     │   ├── BodyTooLarge               413    request_too_large
+    │   ├── UnknownEndpoint            404    not_found
+    │   ├── MethodNotAllowed           405    invalid_request
     │   └── Unsupported                400    invalid_request (e.g. images to a text-only model)
     └── UpstreamError                         an attempt failed; ``origin`` local or upstream
         ├── ConnectFailed              502    local: connect refused, reset, DNS, TLS
@@ -79,6 +81,16 @@ class UnknownModel(ClientError):
 class BodyTooLarge(ClientError):
     status = 413
     kind = "request_too_large"
+
+
+class UnknownEndpoint(ClientError):
+    status = 404
+    kind = "not_found"
+
+
+class MethodNotAllowed(ClientError):
+    status = 405
+    kind = "invalid_request"
 
 
 class Origin(str, enum.Enum):

@@ -56,7 +56,6 @@ from .types import (
     ToolCallDelta,
     ToolCallStart,
     Usage,
-    UsageEvent,
 )
 
 log = logging.getLogger("switchman.executor")
