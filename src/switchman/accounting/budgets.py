@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import calendar
 import enum
+import functools
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -42,7 +43,14 @@ class Window:
 
 def period_window(period: Period, now: float) -> Window:
     """The UTC period containing ``now``."""
-    d = datetime.fromtimestamp(now, timezone.utc)
+    return _window_of_day(period, int(now // 86_400))
+
+
+@functools.lru_cache(maxsize=64)
+def _window_of_day(period: Period, day: int) -> Window:
+    # Every period starts at a UTC midnight, so the day number decides the window: cached, as
+    # each request asks for it.
+    d = datetime.fromtimestamp(day * 86_400, timezone.utc)
     if period is Period.DAY:
         start = d.replace(hour=0, minute=0, second=0, microsecond=0)
         end, label = start + timedelta(days=1), start.strftime("%Y-%m-%d")
@@ -113,6 +121,7 @@ class Hold:
         return f"{self.scope_id} ${r.limit}/{r.period.value}"
 
 
+@functools.lru_cache(maxsize=1024)
 def key_rule(name: str, limit: Decimal, period: str) -> BudgetRule:
     return BudgetRule(Scope.KEY, name, limit, Period(period), where=f"key '{name}'")
 

@@ -68,13 +68,10 @@ def _run(a: argparse.Namespace, load: Loader, work) -> int:
         return 2
 
     async def main() -> int:
-        acc = _accountant(s)
         try:
+            acc = _accountant(s)
             await acc.store.open()
-        except ImportError as e:
-            print(f"switchman: {e}", file=sys.stderr)
-            return 1
-        except Exception as e:
+        except Exception as e:  # unreachable, refused, or the driver is not installed (ImportError)
             print(f"switchman: cannot open the ledger {s.ledger.url}: {e}", file=sys.stderr)
             return 1
         try:

@@ -24,6 +24,7 @@ import asyncio
 import glob
 import logging
 import os
+import time
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
@@ -69,6 +70,7 @@ class Ledger:
         self._done = 0  # ... and ever taken out of it (written or spilled)
         self._healthy = True
         self._closing = False
+        self._spill_logged = -1e18
         self._task: asyncio.Task | None = None
 
     @classmethod
@@ -82,8 +84,16 @@ class Ledger:
         self._room.set()
         self._task = asyncio.create_task(self._writer(), name="switchman-ledger")
 
-    async def drain(self) -> None:
-        """Wait until everything buffered so far is in the database (or spilled)."""
+    async def drain(self, timeout: float | None = None) -> bool:
+        """Wait until everything buffered so far is in the database (or spilled); False if
+        ``timeout`` seconds passed first (the database is down or far behind)."""
+        try:
+            await asyncio.wait_for(self._drain(), timeout)
+        except (TimeoutError, asyncio.TimeoutError):
+            return False
+        return True
+
+    async def _drain(self) -> None:
         target = self._queued
         while self._done < target and self._task is not None and not self._task.done():
             progress = self._progress
@@ -102,7 +112,7 @@ class Ledger:
             self._task.cancel()
         self._task = None
         if self._buf:
-            self._spill(list(self._buf))
+            self._spill(list(self._buf), sync=True)
             self._buf.clear()
         await self.store.close()
 
@@ -116,13 +126,17 @@ class Ledger:
         entry = (request, tuple(attempts))
         if len(self._buf) >= self.capacity and not self._closing:
             self.stats.waited += 1
-            if self._healthy and self.block > 0:
+            deadline = asyncio.get_running_loop().time() + self.block
+            while len(self._buf) >= self.capacity and self._healthy and not self._closing:
+                left = deadline - asyncio.get_running_loop().time()
+                if left <= 0:
+                    break
                 self._room.clear()
                 try:
-                    await asyncio.wait_for(self._room.wait(), self.block)
+                    await asyncio.wait_for(self._room.wait(), left)
                 except (TimeoutError, asyncio.TimeoutError):
-                    pass
-            if len(self._buf) >= self.capacity:
+                    break
+            if len(self._buf) >= self.capacity and not self._closing:
                 self._spill([entry])
                 return
         if self._task is None or self._task.done():  # not started, or closed: keep it on disk
@@ -139,7 +153,7 @@ class Ledger:
         """Spend grouped ``by`` model, key, user, tag, route, day or provider; ``fresh`` writes
         what is buffered first so the report includes this process's latest requests."""
         if fresh:
-            await self.drain()
+            await self.drain(timeout=5.0)
         return await self.store.spend(by, since, until)
 
     async def scope_spend(self, scope: str, value: str | None, since: float) -> Decimal:
@@ -171,7 +185,7 @@ class Ledger:
                 self._healthy = False
                 if self._closing:  # shutting down: no time to wait for the database
                     log.error("ledger write failed during shutdown (%s); spilling %d entries", e, len(self._buf))
-                    self._spill(list(self._buf))
+                    self._spill(list(self._buf), sync=True)
                     self._taken(len(self._buf))
                     continue
                 log.warning("ledger write failed (%s); retrying in %.2fs", e, backoff)
@@ -194,16 +208,22 @@ class Ledger:
         self._progress = asyncio.Event()
 
     # -- spilling ------------------------------------------------------------------------------------
-    def _spill(self, entries: Sequence[Entry]) -> None:
+    def _spill(self, entries: Sequence[Entry], *, sync: bool = False) -> None:
+        """Append to this process's spill file. Written through to the OS at once (a crash of
+        this process loses nothing); fsync'd only when ``sync`` (at close), as an fsync per
+        request would stall the event loop exactly when the database is already in trouble."""
         path = f"{self.spill_prefix}.spill-{os.getpid()}.jsonl"
         with open(path, "ab") as f:
-            for e in entries:
-                f.write(encode_entry(e) + b"\n")
+            f.write(b"".join(encode_entry(e) + b"\n" for e in entries))
             f.flush()
-            os.fsync(f.fileno())
+            if sync:
+                os.fsync(f.fileno())
         self.stats.spilled += len(entries)
-        log.error("ledger: %d entries written to %s (the database is not keeping up or is down); "
-                  "they are replayed into it on the next start", len(entries), path)
+        now = time.monotonic()
+        if now - self._spill_logged >= 10.0:  # a failing database must not flood the log too
+            self._spill_logged = now
+            log.error("ledger: %d entries written to %s so far (the database is not keeping up or is down); "
+                      "they are replayed into it on the next start", self.stats.spilled, path)
 
     async def _replay_spills(self) -> None:
         """Bring back entries spilled by processes that have ended (a live one may still be

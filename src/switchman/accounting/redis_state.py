@@ -6,7 +6,9 @@ checks the revocation set, every rate window and every budget hold, then commits
 Keys (under ``prefix``, default ``{switchman}:``, whose braces keep every key in one Redis Cluster
 hash slot, as multi-key scripts need):
 
-- ``revoked``: a set of revoked keys' SHA-256s;
+- ``revoked``: a set of revoked keys' SHA-256s (checked by ``admit`` whenever a request has limits
+  to count), and a pub/sub channel of the same name on which each revocation is announced, so
+  every worker's key cache drops the key at once;
 - ``<window counter>``: a plain integer per fixed window, expiring after it;
 - ``<budget counter>``: a hash ``{spent, reserved}`` in nanodollars, and ``<budget counter>:r``, a
   sorted set of reservations (``"<id>:<amount>"`` scored by when it lapses), so a reservation whose
@@ -21,9 +23,10 @@ policy. The ledger never depends on Redis.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from .errors import StateUnavailable
 from .state import AdmitOp, Outcome, SettleOp, StateBackend, Verdict
@@ -116,24 +119,63 @@ return 0
 
 
 class RedisState(StateBackend):
-    def __init__(self, url: str, *, prefix: str = "{switchman}:", timeout: float = 0.25, retry: float = 1.0) -> None:
+    def __init__(self, url: str, *, prefix: str = "{switchman}:", timeout: float = 0.25, retry: float = 1.0,
+                 connections: int = 32) -> None:
         if aioredis is None:
             raise ImportError("state: {backend: redis} needs redis-py: pip install 'switchman[redis]'")
         self.url = url
         self.prefix = prefix
         self.retry = retry
-        self._r = aioredis.Redis.from_url(url, socket_timeout=timeout, socket_connect_timeout=timeout,
-                                          health_check_interval=0)
+        # A bounded pool that makes a burst wait for a free connection (up to 2 s) rather than
+        # open hundreds or fail: one script is ~0.1 ms, so 32 connections serve any burst.
+        pool = aioredis.BlockingConnectionPool.from_url(url, max_connections=connections, timeout=2.0,
+                                                        socket_timeout=timeout, socket_connect_timeout=timeout)
+        self._r = aioredis.Redis(connection_pool=pool)
         self._admit = self._r.register_script(_ADMIT)
         self._settle = self._r.register_script(_SETTLE)
         self._seed = self._r.register_script(_SEED)
         self._down_until = 0.0
+        self._watcher: asyncio.Task | None = None
 
     async def start(self) -> None:
         await self._call(self._r.ping())
 
+    async def watch(self, on_revoked: Callable[[str], None]) -> None:
+        self._watcher = asyncio.create_task(self._listen(on_revoked), name="switchman-revocations")
+
+    async def _listen(self, on_revoked: Callable[[str], None]) -> None:
+        """Revocations pushed by pub/sub: every worker hears of one in about a millisecond. If
+        the subscription drops, the database poll of ``KeyRing`` still catches it within a second."""
+        channel = self.prefix + "revoked"
+        while True:
+            pubsub = self._r.pubsub()
+            try:
+                await pubsub.subscribe(channel)
+                while True:
+                    msg = await pubsub.get_message(ignore_subscribe_messages=True, timeout=5.0)
+                    if msg is not None and msg.get("type") == "message":
+                        data = msg["data"]
+                        on_revoked(data.decode() if isinstance(data, bytes) else str(data))
+            except asyncio.CancelledError:
+                raise
+            except Exception as e:  # Redis away: try again shortly
+                log.debug("revocation subscription lost: %s", e)
+                await asyncio.sleep(1.0)
+            finally:
+                try:
+                    await pubsub.aclose()
+                except Exception:
+                    pass
+
     async def close(self) -> None:
+        if self._watcher is not None:
+            self._watcher.cancel()
+            try:
+                await self._watcher
+            except asyncio.CancelledError:
+                pass
         await self._r.aclose()
+        await self._r.connection_pool.disconnect()
 
     async def _call(self, aw):
         """Await a Redis operation; an unreachable Redis becomes ``StateUnavailable``, and for
@@ -180,7 +222,10 @@ class RedisState(StateBackend):
         await self._call(self._seed(keys=[self.prefix + counter], args=[spent, ttl]))
 
     async def revoke(self, key_hash: str) -> None:
-        await self._call(self._r.sadd(self.prefix + "revoked", key_hash))
+        pipe = self._r.pipeline(transaction=True)
+        pipe.sadd(self.prefix + "revoked", key_hash)
+        pipe.publish(self.prefix + "revoked", key_hash)
+        await self._call(pipe.execute())
 
     async def read(self, counters: Sequence[str]) -> list[tuple[int, int] | None]:
         pipe = self._r.pipeline(transaction=False)

@@ -39,9 +39,12 @@ from .budgets import BudgetRule, Scope, parse_limit
 Error = Callable[[str, str], Exception]
 
 
+DEFAULT_LEDGER_URL = "sqlite:///switchman.db"
+
+
 @dataclass(frozen=True, slots=True)
 class LedgerSettings:
-    url: str = "sqlite:///switchman.db"
+    url: str = DEFAULT_LEDGER_URL
     enabled: bool = True
     batch: int = 500
     flush_interval: float = 0.2
@@ -119,7 +122,7 @@ def _ledger(v: Any, error: Error) -> LedgerSettings:
     if v is None:
         return LedgerSettings()
     s = _Section("ledger", v, ("url", "enabled", "batch", "flush_interval", "buffer", "block", "spill"), error)
-    url = s.get("url", str, LedgerSettings.url)
+    url = s.get("url", str, DEFAULT_LEDGER_URL)
     if not url.startswith(("sqlite:///", "postgresql://", "postgres://")):
         raise error("ledger.url", f"must be sqlite:///FILE or postgresql://..., not '{url}'")
     block = s.get("block", float, 1.0)

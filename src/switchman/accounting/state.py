@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import abc
 import enum
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 
@@ -88,6 +88,10 @@ class StateBackend(abc.ABC):
 
     async def close(self) -> None:
         pass
+
+    async def watch(self, on_revoked: Callable[[str], None]) -> None:
+        """Call ``on_revoked(key_hash)`` whenever any process revokes a key (backends shared by
+        several processes push it; a single-process backend has nothing to push)."""
 
     @abc.abstractmethod
     async def admit(self, op: AdmitOp) -> Verdict: ...
