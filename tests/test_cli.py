@@ -36,6 +36,7 @@ models:
 routes:
   - name: auto
     policy: {{kind: first, models: [broken, gpt-4o-mini]}}
+ledger: {{url: "sqlite:///{tmp_path}/ledger.db"}}
 {extra}
 """)
     return str(p)

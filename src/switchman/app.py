@@ -9,14 +9,17 @@ import hmac
 import logging
 import os
 import time
+from decimal import Decimal, InvalidOperation
 
 import orjson
 
 from .dialects import dialect_for
 from .dialects.base import Dialect
 from .errors import BodyTooLarge, InvalidRequest, MethodNotAllowed, SwitchmanError, Unauthorized, UnknownEndpoint
+from .types import TextDelta, UsageEvent
 from .gateway import Gateway, Reply
 from .http.server import Request, Response, StreamingResponse
+from .metering import Metering
 
 log = logging.getLogger("switchman")
 
@@ -33,8 +36,9 @@ def _rid() -> str:
 class App:
     """``await app(request)`` answers one HTTP request."""
 
-    def __init__(self, gateway: Gateway) -> None:
+    def __init__(self, gateway: Gateway, metering: Metering | None = None) -> None:
         self.gateway = gateway
+        self.metering = metering  # keys, limits, budgets and the ledger; None: the admin key only
         key = gateway.config.auth.admin_key
         self._key = key.encode() if key else None
         self._routes = {
@@ -53,6 +57,8 @@ class App:
 
     async def __call__(self, req: Request) -> Response | StreamingResponse:
         h = self._routes.get((req.method, req.path))
+        if h is None and self.metering is not None and self.metering.admin.handles(req.path):
+            h = self._admin
         if h is None or req.body is None:
             d = self._anthropic_d if req.path.startswith("/v1/messages") else self._openai_d
             if req.body is None:
@@ -65,15 +71,17 @@ class App:
 
     # -- auth --------------------------------------------------------------------------------------
     def _authorized(self, req: Request) -> bool:
+        """The admin key (the only key there is when no metering runs)."""
         if self._key is None:
             return True
-        # OpenAI SDKs and current Anthropic SDKs send a bearer token; older Anthropic ones x-api-key.
-        got = req.headers.get("authorization", "")
-        if got[:7].lower() == "bearer ":
-            got = got[7:].strip()
-        else:
-            got = req.headers.get("x-api-key", "")
-        return hmac.compare_digest(got.encode(), self._key)
+        return hmac.compare_digest(_credential(req).encode(), self._key)
+
+    async def _admin(self, req: Request) -> Response:
+        """Keys, spend and budgets (``/admin/keys``, ``/admin/spend``, ``/admin/budgets``)."""
+        if self._key is None or not self._authorized(req):
+            return self._error(self._openai_d, Unauthorized("the admin API needs auth.admin_key, sent as a bearer token"), _rid())
+        status, data = await self.metering.admin(req.method, req.path, req.query, req.body)  # type: ignore[union-attr]
+        return Response(status, orjson.dumps(data), {"content-type": _JSON})
 
     # -- chat --------------------------------------------------------------------------------------
     async def _openai(self, req: Request):
@@ -84,8 +92,10 @@ class App:
 
     async def _chat(self, req: Request, d: Dialect) -> Response | StreamingResponse:
         rid = _rid()
+        meter = self.metering
+        ticket = None
         try:
-            if not self._authorized(req):
+            if meter is None and not self._authorized(req):
                 raise Unauthorized("missing or invalid API key (send it as a bearer token or x-api-key)")
             try:
                 body = orjson.loads(req.body)
@@ -95,22 +105,36 @@ class App:
             vendor = {h: req.headers[h] for h in _PASSTHROUGH if h in req.headers}
             if vendor:
                 creq.passthrough_headers = vendor
-            reply = await self.gateway.run(creq, deadline=_client_deadline(req), request_id=rid)
+            deadline = _client_deadline(req)
+            plan = None
+            if meter is not None:
+                ticket = await meter.admit(rid, creq, _credential(req), req.headers.get("x-switchman-tags"),
+                                           req.headers.get("x-switchman-user"), _max_cost(req))
+                plan = ticket.plan
+            reply = await self.gateway.run(creq, deadline=deadline, request_id=rid, plan=plan)
         except SwitchmanError as e:
+            if ticket is not None:
+                ticket.failed(e)
             return self._error(d, e, rid)
         except Exception:
             log.exception("request %s failed", rid)
+            if ticket is not None:
+                ticket.failed(SwitchmanError("internal error"))
             return self._error(d, SwitchmanError("internal error"), rid)
         headers = _headers(rid, reply)
+        if ticket is not None and ticket.warning:
+            headers["x-switchman-budget-warning"] = ticket.warning
         if reply.response is not None:
             cost = reply.cost()
             if cost is not None:
                 headers["x-switchman-cost-usd"] = f"{cost:f}"
+            if ticket is not None:
+                ticket.answered(reply, reply.response.usage)
             headers["content-type"] = _JSON
             return Response(200, d.encode(reply.response, creq), headers)
         headers["content-type"] = _SSE
         headers["cache-control"] = "no-cache"
-        return StreamingResponse(200, _stream(d, creq, reply, rid), headers)
+        return StreamingResponse(200, _stream(d, creq, reply, rid, ticket), headers)
 
     def _error(self, d: Dialect, e: SwitchmanError, rid: str) -> Response:
         headers = {"content-type": _JSON, "x-switchman-request-id": rid}
@@ -155,6 +179,29 @@ class App:
         return Response(200 if ok else 503, orjson.dumps(body), {"content-type": _JSON})
 
 
+def _credential(req: Request) -> str:
+    """The client's key: OpenAI SDKs and current Anthropic SDKs send a bearer token, older
+    Anthropic SDKs ``x-api-key``."""
+    got = req.headers.get("authorization", "")
+    if got[:7].lower() == "bearer ":
+        return got[7:].strip()
+    return req.headers.get("x-api-key", "")
+
+
+def _max_cost(req: Request) -> Decimal | None:
+    v = req.headers.get("x-switchman-max-cost-usd")
+    if v is None:
+        return None
+    try:
+        d = Decimal(v)
+    except InvalidOperation:
+        d = Decimal(-1)
+    if not d.is_finite() or d <= 0:
+        raise InvalidRequest(f"x-switchman-max-cost-usd must be a positive amount of USD, not {v[:40]!r}",
+                             param="x-switchman-max-cost-usd")
+    return d
+
+
 def _client_deadline(req: Request) -> float | None:
     """``x-switchman-timeout``: seconds the client will wait; it can only shorten the deadline."""
     v = req.headers.get("x-switchman-timeout")
@@ -180,11 +227,18 @@ def _headers(rid: str, reply: Reply) -> dict[str, str]:
     }
 
 
-async def _stream(d: Dialect, creq, reply: Reply, rid: str):
+async def _stream(d: Dialect, creq, reply: Reply, rid: str, ticket=None):
     enc = d.stream_encoder(creq)
     events = reply.events
+    usage = None
+    text = 0
     try:
         async for ev in events:  # type: ignore[union-attr]
+            t = type(ev)
+            if t is UsageEvent:
+                usage = ev.usage
+            elif t is TextDelta:
+                text += len(ev.text)
             b = enc.encode(ev)
             if b:
                 yield b
@@ -198,3 +252,5 @@ async def _stream(d: Dialect, creq, reply: Reply, rid: str):
         yield enc.error(SwitchmanError("internal error"))
     finally:
         await events.aclose()  # type: ignore[union-attr]
+        if ticket is not None:
+            ticket.answered(reply, usage, streamed_chars=text, request=creq)

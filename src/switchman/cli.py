@@ -55,6 +55,7 @@ def cmd_demo(a: argparse.Namespace) -> int:
 
 
 _OFFLINE = ("eval", "train")  # commands whose own parsers live with the evaluator
+_ACCOUNTING = ("keys", "spend")  # ... and with the ledger
 
 
 def _offline(name: str, argv: list[str]) -> int:
@@ -91,6 +92,8 @@ def parser() -> argparse.ArgumentParser:
 
     sub.add_parser("eval", help="replay outcome data through routing strategies (switchman eval --help)")
     sub.add_parser("train", help="fit a learned router from outcome data (switchman train --help)")
+    sub.add_parser("keys", help="create, list and revoke virtual keys (switchman keys --help)")
+    sub.add_parser("spend", help="spend by model, key, user, tag, route or day (switchman spend --help)")
     return p
 
 
@@ -98,6 +101,10 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv and argv[0] in _OFFLINE:
         return _offline(argv[0], argv[1:])
+    if argv and argv[0] in _ACCOUNTING:
+        from .accounting import cli as accounting
+
+        return getattr(accounting, f"{argv[0]}_main")(argv[1:])
     args = parser().parse_args(argv)
     try:
         return args.func(args)

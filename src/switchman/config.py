@@ -4,6 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from decimal import Decimal
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .accounting.settings import AccountingSettings
 
 
 @dataclass(frozen=True, slots=True)
@@ -143,4 +147,5 @@ class Config:
     routes: dict[str, RouteSpec]
     auth: AuthSpec = AuthSpec()
     resilience: ResilienceSpec = ResilienceSpec()
+    accounting: "AccountingSettings | None" = None  # ledger, state, budgets; None: no accounting
     source: str = "<defaults>"

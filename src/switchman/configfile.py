@@ -185,7 +185,7 @@ def loads(text: str, *, file: str = "<config>", env: Mapping[str, str] | None = 
 
 def _resolve(doc: _Doc, raw: Any) -> Config:
     top = _Obj(doc, "", raw, ("server", "providers", "models", "routes", "auth", "deadline", "retry", "breaker",
-                              "health"))
+                              "health", "ledger", "state", "budgets"))
     server = _server(doc, top.get("server", dict, {}))
     providers: dict[str, ProviderSpec] = {}
     praw = top.get("providers", dict, {})
@@ -214,8 +214,12 @@ def _resolve(doc: _Doc, raw: Any) -> Config:
                 if n not in models:
                     raise doc.error(f"routes[{i}].{key}", f"unknown model '{n}' (models: {', '.join(models) or 'none'})")
     auth = _auth(doc, top.get("auth", dict, {}))
+    from .accounting import settings as accounting  # the ledger's own sections, parsed by it
+
+    acct = accounting.parse({k: raw[k] for k in ("ledger", "state", "budgets") if k in raw}, doc.error,
+                            names=[*models, *routes])
     return Config(server=server, providers=providers, models=models, routes=routes, auth=auth,
-                  resilience=_resilience(doc, top), source=doc.file)
+                  resilience=_resilience(doc, top), accounting=acct, source=doc.file)
 
 
 def _resilience(doc: _Doc, top: _Obj) -> ResilienceSpec:

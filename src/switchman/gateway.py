@@ -112,10 +112,12 @@ class Gateway:
         models = self.config.models
         return t.spec, [models[n] for n in names], plan.reason
 
-    async def run(self, req: ChatRequest, *, deadline: float | None = None, request_id: str | None = None) -> Reply:
+    async def run(self, req: ChatRequest, *, deadline: float | None = None, request_id: str | None = None,
+                  plan: tuple[RouteSpec, list[ModelSpec], str] | None = None) -> Reply:
         """Plan and execute ``req``. ``deadline``: seconds the client allows (at most the
-        configured one)."""
-        route, models, why = self.candidates(req)
+        configured one). ``plan``: ``candidates(req)`` already worked out (and maybe narrowed,
+        e.g. by budgets) by the caller."""
+        route, models, why = plan or self.candidates(req)
         try:
             outcome = await self.executor.run(req, models, route, deadline)
         except (UpstreamError, AllAttemptsFailed) as e:

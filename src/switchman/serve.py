@@ -15,6 +15,7 @@ from .config import Config
 from .errors import ConfigError
 from .gateway import Gateway
 from .http.server import HttpServer
+from .metering import Metering
 
 log = logging.getLogger("switchman")
 
@@ -52,7 +53,10 @@ async def serve_on(config: Config, sock: socket.socket, ready=None) -> None:
     """Serve until SIGTERM/SIGINT, then drain in-flight requests."""
     gateway = Gateway(config)
     gateway.start()
-    app = App(gateway)
+    metering = Metering.from_config(gateway)  # per worker, after the fork: its own connections
+    if metering is not None:
+        await metering.start()
+    app = App(gateway, metering)
     server = HttpServer(app, max_body=config.server.max_body_bytes)
     await server.start(sock=sock)
     stop = asyncio.Event()
@@ -63,7 +67,17 @@ async def serve_on(config: Config, sock: socket.socket, ready=None) -> None:
         ready()
     await stop.wait()
     await server.stop(grace=10.0)
+    if metering is not None:
+        await metering.close()
     await gateway.close()
+
+
+async def _migrate(config: Config) -> None:
+    from .accounting.facade import Accountant
+
+    acc = Accountant(config.accounting)
+    await acc.start()
+    await acc.close()
 
 
 def bind(host: str, port: int) -> socket.socket:
@@ -88,6 +102,9 @@ def run(config: Config, host: str, port: int, workers: int) -> int:
         _install_loop()
         asyncio.run(serve_on(config, sock, ready))
         return 0
+    if config.accounting is not None:
+        # Migrate the ledger's schema once, here, before the workers race to do it.
+        asyncio.run(_migrate(config))
     pids = []
     for _ in range(workers):
         pid = os.fork()
