@@ -72,6 +72,7 @@ async def test_keys_spend_and_ledger_agree_with_the_upstream(metered):
                                             messages=[{"role": "user", "content": "a stream"}])
         async for _ in s:
             pass
+        assert "auto" in {m.id async for m in c.models.list()}  # a virtual key may list models
         with pytest.raises(openai.PermissionDeniedError):  # the key may use the route only
             await c.chat.completions.create(model="claude-haiku-4-5", messages=[{"role": "user", "content": "x"}])
     async with openai.AsyncOpenAI(base_url=base + "/v1", api_key="sk-sm-not-a-real-key", max_retries=0) as c:

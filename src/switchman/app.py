@@ -145,8 +145,13 @@ class App:
 
     # -- the rest ----------------------------------------------------------------------------------
     async def _models(self, req: Request) -> Response:
-        if not self._authorized(req):
-            return self._error(self._openai_d, Unauthorized("missing or invalid API key"), _rid())
+        try:
+            if self.metering is not None:
+                await self.metering.accountant.identify(_credential(req))  # virtual keys too
+            elif not self._authorized(req):
+                raise Unauthorized("missing or invalid API key")
+        except SwitchmanError as e:
+            return self._error(self._openai_d, e, _rid())
         cfg = self.gateway.config
         now = int(time.time())
         data = [{"id": m.name, "object": "model", "created": now, "owned_by": m.provider.name} for m in cfg.models.values()]
