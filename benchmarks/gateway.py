@@ -546,6 +546,8 @@ models:
   - {{name: {MODEL}, provider: fake, model: {MODEL}}}
   - {{name: {STREAM_MODEL}, provider: fake-stream, model: {MODEL}}}
 auth: {{admin_key: "{CLIENT_KEY}"}}
+# The ledger is on, as it is by default: every request and attempt is written to SQLite.
+ledger: {{url: "sqlite:///{tmp}/ledger.db"}}
 """)
     ll = tmp / "litellm.yaml"
     # LiteLLM 1.106 refuses to start without a master key; both proxies check one, for parity.
