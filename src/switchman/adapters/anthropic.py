@@ -11,7 +11,14 @@ from typing import TYPE_CHECKING
 
 import orjson
 
-from ..errors import Unsupported, UpstreamError, UpstreamKind, UpstreamStatus, kind_of_status
+from ..errors import (
+    Unsupported,
+    UpstreamError,
+    UpstreamKind,
+    UpstreamStatus,
+    kind_of_status,
+)
+from ..providers import auth_headers
 from ..types import (
     ChatRequest,
     ChatResponse,
@@ -277,11 +284,7 @@ def _encode(req: ChatRequest, model: ModelSpec, sampling: bool) -> dict:
 def _headers(req: ChatRequest, model: ModelSpec, same_kind: bool) -> dict[str, str]:
     p = model.provider
     h = {"content-type": "application/json", "accept-encoding": "identity"}
-    if p.api_key and p.auth != "none":
-        if p.auth == "x-api-key":
-            h["x-api-key"] = p.api_key
-        else:  # bearer, as the current SDK sends the key (anthropic/_client.py _api_key_auth)
-            h["authorization"] = "Bearer " + p.api_key
+    h.update(auth_headers(p.auth, p.api_key))
     for k, v in p.headers:
         h[k.lower()] = v
     if same_kind and req.passthrough_headers:

@@ -24,7 +24,15 @@ from typing import TYPE_CHECKING
 
 import orjson
 
-from ..errors import InvalidRequest, Unsupported, UpstreamError, UpstreamKind, UpstreamStatus, kind_of_status
+from ..errors import (
+    InvalidRequest,
+    Unsupported,
+    UpstreamError,
+    UpstreamKind,
+    UpstreamStatus,
+    kind_of_status,
+)
+from ..providers import auth_headers
 from ..types import (
     ChatRequest,
     ChatResponse,
@@ -131,11 +139,7 @@ class GeminiAdapter(Adapter):
         method = ":streamGenerateContent?alt=sse" if req.stream else ":generateContent"
         url = f"{(p.base_url or DEFAULT_BASE_URL).rstrip('/')}/v1beta/models/{upstream}{method}"
         headers = {"content-type": "application/json", "accept-encoding": "identity"}
-        if p.api_key and p.auth != "none":
-            if p.auth == "bearer":
-                headers["authorization"] = "Bearer " + p.api_key
-            else:  # a header named by the auth style: x-goog-api-key (the default), x-api-key, ...
-                headers[p.auth] = p.api_key
+        headers.update(auth_headers(p.auth, p.api_key))
         for k, v in p.headers:
             headers[k] = v
         return UpstreamCall("POST", url, headers, orjson.dumps(body))

@@ -15,7 +15,14 @@ from typing import TYPE_CHECKING
 
 import orjson
 
-from ..errors import Unsupported, UpstreamError, UpstreamKind, UpstreamStatus, kind_of_status
+from ..errors import (
+    Unsupported,
+    UpstreamError,
+    UpstreamKind,
+    UpstreamStatus,
+    kind_of_status,
+)
+from ..providers import auth_headers
 from ..types import (
     ChatRequest,
     ChatResponse,
@@ -101,11 +108,7 @@ def _headers(req: ChatRequest, model: ModelSpec) -> dict[str, str]:
         h.update(req.passthrough_headers)
     for k, v in p.headers:
         h[k.lower()] = v
-    if p.api_key and p.auth != "none":
-        if p.auth == "api-key":  # Azure
-            h["api-key"] = p.api_key
-        else:
-            h["authorization"] = "Bearer " + p.api_key
+    h.update(auth_headers(p.auth, p.api_key))
     return h
 
 
