@@ -18,7 +18,7 @@ import asyncio
 import logging
 import random
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from decimal import Decimal
 
 from .adapters import adapter_for
@@ -56,6 +56,7 @@ from .types import (
     ToolCallDelta,
     ToolCallStart,
     Usage,
+    events_of,
 )
 
 log = logging.getLogger("switchman.executor")
@@ -75,9 +76,6 @@ _UNHEALTHY = frozenset({UpstreamKind.SERVER_ERROR, UpstreamKind.OVERLOADED, Upst
 _NEXT_NOT_AGAIN = frozenset({UpstreamKind.RATE_LIMITED, UpstreamKind.TIMEOUT})
 # A 429 without Retry-After still cools the model a little, so the next requests overflow.
 _DEFAULT_COOL = 1.0
-# A rough prompt size: ~4 characters a token for English text (OpenAI's rule of thumb). Used only
-# to skip models whose window is plainly too small before calling them.
-_CHARS_PER_TOKEN = 4
 _CONTENT = (TextDelta, ToolCallStart, ToolCallDelta, Finish)
 
 
@@ -134,6 +132,7 @@ class _Run:
     unsupported: ClientError | None = None
     last_failed_provider: str | None = None
     forced: dict[str, str] = field(default_factory=dict)
+    est_tokens: int = 0  # the prompt's estimated size, computed once per request
     probes: set[str] = field(default_factory=set)  # models this request holds the one probe of
 
 
@@ -167,7 +166,7 @@ class Executor:
         """Try ``candidates`` in order (retries, fallbacks, hedges) within ``deadline`` seconds."""
         route = route or _DEFAULT_ROUTE
         seconds = self.spec.deadline if deadline is None else min(deadline, self.spec.deadline)
-        run = _Run(req, route, self.clock.now() + seconds, list(candidates))
+        run = _Run(req, route, self.clock.now() + seconds, list(candidates), est_tokens=req.estimated_tokens())
         adm = self.outliers.filter([m.name for m in candidates])
         names, ejected = adm
         run.skipped += [f"{n}:{why}" for n, why in ejected]
@@ -303,8 +302,7 @@ class Executor:
 
     def _admissible(self, run: _Run, model: ModelSpec) -> bool:
         """Checks made before any call: window, API kind, cool-down, ejection probe."""
-        req = run.req
-        est = req.text_chars() // _CHARS_PER_TOKEN
+        est = run.est_tokens
         if model.context_window and est > model.context_window:
             run.skipped.append(f"{model.name}:context~{est}>{model.context_window}")
             return False
@@ -428,8 +426,6 @@ class Executor:
                             finish_reason=FinishReason.STOP, usage=Usage(estimated=True))
         o = Outcome(model, run.attempts, run.skipped, degraded=True)
         if run.req.stream:
-            from .types import events_of
-
             o.events = _iterate(events_of(resp))
         else:
             o.response = resp
@@ -462,7 +458,8 @@ class Executor:
         partial = "".join(text)
         cont = _continuation(run.req, partial)
         others = [m for m in run.candidates if m.name != model.name]
-        sub = _Run(cont, _DEFAULT_ROUTE, run.deadline, others, run.attempts, run.skipped)
+        sub = _Run(cont, _DEFAULT_ROUTE, run.deadline, others, run.attempts, run.skipped,
+                   est_tokens=cont.estimated_tokens())
         try:
             outcome = await self._sequential(sub, others)
         except (UpstreamError, AllAttemptsFailed) as e:
@@ -489,8 +486,6 @@ def _loop_time(clock: Clock, t: float) -> float:
 
 def _continuation(req: ChatRequest, partial: str) -> ChatRequest:
     """The request that asks a fallback model to continue ``partial`` seamlessly."""
-    from dataclasses import replace
-
     msgs = list(req.messages)
     msgs.append(Message(Role.ASSISTANT, [TextPart(partial)]))
     msgs.append(Message(Role.USER, [TextPart(

@@ -13,9 +13,8 @@ from .accounting.records import AttemptRecord, RequestRecord, Role, cost, parse_
 from .config import Config, ModelSpec, RouteSpec
 from .errors import SwitchmanError
 from .gateway import Gateway, Reply
-from .types import ChatRequest, Usage
+from .types import CHARS_PER_TOKEN, ChatRequest, Usage
 
-_CHARS_PER_TOKEN = 4  # the local estimate when a stream ended without reported usage
 _ROLES = {r.value: r for r in Role}
 
 
@@ -56,8 +55,8 @@ class Ticket:
             if i == winner and m is not None:
                 u = usage
                 if u is None:  # the stream ended without usage: count locally, and say so
-                    u = Usage(input_tokens=(request or self.creq).text_chars() // _CHARS_PER_TOKEN,
-                              output_tokens=streamed_chars // _CHARS_PER_TOKEN, estimated=True)
+                    u = Usage(input_tokens=(request or self.creq).estimated_tokens(),
+                              output_tokens=streamed_chars // CHARS_PER_TOKEN, estimated=True)
                 rec.input_tokens, rec.output_tokens = u.input_tokens, u.output_tokens
                 rec.cache_read_tokens, rec.cache_write_tokens = u.cache_read_tokens, u.cache_write_tokens
                 rec.estimated = u.estimated
@@ -116,7 +115,7 @@ class Metering:
         route, models, why = self.gateway.candidates(creq)
         ctx = AdmissionContext(
             api_key=api_key or None, route=creq.model, candidates=models,
-            input_tokens=creq.text_chars() // _CHARS_PER_TOKEN, max_tokens=creq.max_tokens,
+            input_tokens=creq.estimated_tokens(), max_tokens=creq.max_tokens,
             tags=parse_tags(tags), user=user or creq.user, max_cost_usd=max_cost,
             direct=creq.model in self.config.models,
         )

@@ -15,6 +15,9 @@ from typing import Any, Union
 import orjson
 
 
+CHARS_PER_TOKEN = 4  # the rough local estimate where no tokenizer count is at hand
+
+
 class Role(str, enum.Enum):
     USER = "user"
     ASSISTANT = "assistant"
@@ -134,6 +137,11 @@ class ChatRequest:
                 if type(p) is ToolResultPart and any(type(c) is ImagePart for c in p.content):
                     return True
         return False
+
+    def estimated_tokens(self) -> int:
+        """A rough prompt size, for checks before any call (context windows, budget
+        reservations): about 4 characters a token for English text (OpenAI's rule of thumb)."""
+        return self.text_chars() // CHARS_PER_TOKEN
 
     def text_chars(self) -> int:
         """Characters of text in the prompt: a cheap basis for token estimates."""
