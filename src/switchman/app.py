@@ -19,6 +19,7 @@ from .errors import BodyTooLarge, InvalidRequest, MethodNotAllowed, SwitchmanErr
 from .types import TextDelta, UsageEvent
 from .gateway import Gateway, Reply
 from .http.server import Request, Response, StreamingResponse
+from .accounting.records import parse_tags
 from .metering import Metering
 
 log = logging.getLogger("switchman")
@@ -105,11 +106,15 @@ class App:
             vendor = {h: req.headers[h] for h in _PASSTHROUGH if h in req.headers}
             if vendor:
                 creq.passthrough_headers = vendor
+            tags, user = req.headers.get("x-switchman-tags"), req.headers.get("x-switchman-user")
+            if tags:
+                creq.tags = parse_tags(tags)
+            if user:
+                creq.end_user = user
             deadline = _client_deadline(req)
             plan = None
             if meter is not None:
-                ticket = await meter.admit(rid, creq, _credential(req), req.headers.get("x-switchman-tags"),
-                                           req.headers.get("x-switchman-user"), _max_cost(req))
+                ticket = await meter.admit(rid, creq, _credential(req), tags, user, _max_cost(req))
                 plan = ticket.plan
             reply = await self.gateway.run(creq, deadline=deadline, request_id=rid, plan=plan)
         except SwitchmanError as e:

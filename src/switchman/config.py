@@ -84,9 +84,52 @@ class HedgeSpec:
 
 
 @dataclass(frozen=True, slots=True)
+class RuleSpec:
+    """One rule of a ``rules`` policy: every condition in ``when`` holds -> ``to`` (a model or,
+    with ``route``, another route's plan). ``label`` names the rule in reasons."""
+
+    when: tuple[tuple[str, object], ...]  # (condition, value): tags, user, tokens_over, ... (configfile)
+    to: str
+    route: bool = False
+    label: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class ChecksSpec:
+    """A cascade's acceptance checks; an answer failing any of them escalates to the next model."""
+
+    refusal: bool = True  # an empty answer, or one that declines ("I can't help with that")
+    json: bool = True  # when the request asks for JSON: the answer parses (and meets its schema)
+    tools: bool = True  # a tool call names an offered tool, with arguments meeting its schema
+    logprob: float | None = None  # least mean token probability, where the upstream returns logprobs
+    scorer: str | None = None  # a trained answer scorer file (``switchman train --scorer``)
+    scorer_min: float = 0.5  # least score (probability the answer is right) to accept
+    judge: str | None = None  # a configured model asked to grade the answer, 0..10
+    judge_min: float = 7.0  # least grade to accept
+
+
+@dataclass(frozen=True, slots=True)
+class PolicySpec:
+    """A route's ``policy:`` beyond the kind and models (each kind reads its own fields)."""
+
+    kind: str
+    models: tuple[str, ...] = ()  # as the route's (a cascade's ``start`` policy: within its chain)
+    min_quality: float | None = None  # cheapest, learned
+    tradeoff: float | None = None  # learned: quality - λ × cost share
+    quality: tuple[tuple[str, float], ...] = ()  # cheapest: each model's expected quality
+    router: str | None = None  # learned (and cheapest): a trained router file
+    aliases: tuple[tuple[str, str], ...] = ()  # configured model name -> the router's name
+    output_tokens: int = 256  # cheapest: expected answer length, to price a request
+    rules: tuple[RuleSpec, ...] = ()
+    default: RuleSpec | None = None  # rules: where a request no rule matches goes
+    checks: ChecksSpec | None = None  # cascade
+    start: PolicySpec | None = None  # cascade: a policy choosing where in the chain to begin
+
+
+@dataclass(frozen=True, slots=True)
 class RouteSpec:
     name: str
-    policy: str  # kind: first | weighted
+    policy: str  # kind: first | weighted | cheapest | rules | learned | cascade
     models: tuple[str, ...]
     weights: tuple[float, ...] = ()
     fallbacks: tuple[str, ...] = ()
@@ -96,6 +139,7 @@ class RouteSpec:
     degrade_reply: str | None = None  # a fixed answer when every candidate failed
     escalate_webhook: str | None = None  # POSTed the request id and error chain when all failed
     prefer_other_provider: bool = True  # after a failure, try another provider's model first
+    spec: PolicySpec | None = None  # the policy's own settings (None: first/weighted need none)
 
 
 @dataclass(frozen=True, slots=True)

@@ -18,15 +18,18 @@ from . import catalog
 from .config import (
     AuthSpec,
     BreakerSpec,
+    ChecksSpec,
     Config,
     HedgeSpec,
     Limits,
     ModelSpec,
+    PolicySpec,
     Price,
     ProviderSpec,
     ResilienceSpec,
     RetrySpec,
     RouteSpec,
+    RuleSpec,
     ServerSpec,
     Timeout,
 )
@@ -34,7 +37,7 @@ from .errors import ConfigError
 from .providers import AUTH_STYLES, ENV_DEFAULT_MODELS, KINDS
 
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
-POLICY_KINDS = ("first", "weighted")
+POLICY_KINDS = ("first", "weighted", "cheapest", "rules", "learned", "cascade")
 
 
 class _Doc:
@@ -213,6 +216,9 @@ def _resolve(doc: _Doc, raw: Any) -> Config:
             for j, n in enumerate(names):
                 if n not in models:
                     raise doc.error(f"routes[{i}].{key}", f"unknown model '{n}' (models: {', '.join(models) or 'none'})")
+        if r.spec is not None:
+            _resolve_policy(doc, f"routes[{i}].policy", r.spec, models, routes)
+    _no_route_cycles(doc, routes)
     auth = _auth(doc, top.get("auth", dict, {}))
     from .accounting import settings as accounting  # the ledger's own sections, parsed by it
 
@@ -338,24 +344,7 @@ _FALLBACK_ON = ("content_filter", "bad_request")
 def _route(doc: _Doc, path: str, v: Any) -> RouteSpec:
     o = _Obj(doc, path, v, _ROUTE_KEYS, ("name", "policy"))
     name = o.get("name", str)
-    po = _Obj(doc, f"{path}.policy", o.get("policy", dict), ("kind", "models"), ("kind", "models"))
-    kind = po.get("kind", str)
-    if kind not in POLICY_KINDS:
-        raise doc.error(f"{path}.policy.kind", f"unknown policy kind '{kind}' (kinds: {', '.join(POLICY_KINDS)})")
-    if kind == "weighted":
-        wm = po.get("models", dict)
-        weights = []
-        for m, w in wm.items():
-            if isinstance(w, bool) or not isinstance(w, (int, float)) or w < 0:
-                raise doc.error(f"{path}.policy.models.{m}", "weights must be non-negative numbers")
-            weights.append(float(w))
-        if not wm or sum(weights) <= 0:
-            raise doc.error(f"{path}.policy.models", "needs at least one model with a weight above 0")
-        models, w = tuple(wm), tuple(weights)
-    else:
-        models, w = po.names("models"), ()
-        if not models:
-            raise doc.error(f"{path}.policy.models", "needs at least one model")
+    kind, models, w, spec = _policy(doc, f"{path}.policy", o.get("policy", dict))
     fallback_on = o.names("fallback_on")
     for i, k in enumerate(fallback_on):
         if k not in _FALLBACK_ON:
@@ -370,11 +359,247 @@ def _route(doc: _Doc, path: str, v: Any) -> RouteSpec:
     if hook is not None and not hook.startswith(("http://", "https://")):
         raise doc.error(f"{path}.escalate.webhook", "must be an http:// or https:// URL")
     return RouteSpec(
-        name=name, policy=kind, models=models, weights=w, fallbacks=o.names("fallbacks"),
+        name=name, policy=kind, models=models, weights=w, spec=spec, fallbacks=o.names("fallbacks"),
         hedge=_hedge(doc, f"{path}.hedge", o.get("hedge", dict)), fallback_on=frozenset(fallback_on),
         on_cut=on_cut, degrade_reply=do.get("reply", str), escalate_webhook=hook,
         prefer_other_provider=o.get("prefer_other_provider", bool, True),
     )
+
+
+_POLICY_KEYS = {
+    "first": ("kind", "models"),
+    "weighted": ("kind", "models"),
+    "cheapest": ("kind", "models", "min_quality", "quality", "router", "aliases", "output_tokens"),
+    "learned": ("kind", "models", "router", "min_quality", "tradeoff", "aliases"),
+    "rules": ("kind", "models", "rules", "default"),
+    "cascade": ("kind", "models", "checks", "start"),
+}
+_RULE_CONDITIONS = ("tags", "user", "tokens_over", "tokens_under", "tools", "images", "json", "keywords", "regex")
+_CHECK_KEYS = ("refusal", "json", "tools", "logprob", "scorer", "judge")
+
+
+def _policy(doc: _Doc, path: str, v: Any, chain: tuple[str, ...] | None = None
+            ) -> tuple[str, tuple[str, ...], tuple[float, ...], PolicySpec | None]:
+    """A route's ``policy:``: the kind, its models (in order), weights, and the kind's settings.
+    ``chain``: the cascade's models, when this is the policy a cascade starts by."""
+    nested = chain is not None
+    kind = _Obj(doc, path, v, tuple({k for ks in _POLICY_KEYS.values() for k in ks})).get("kind", str)
+    if kind is None:
+        raise doc.error(path, "missing required key 'kind'")
+    if kind not in POLICY_KINDS or (nested and kind == "cascade"):
+        kinds = [k for k in POLICY_KINDS if not (nested and k == "cascade")]
+        raise doc.error(f"{path}.kind", f"unknown policy kind '{kind}' (kinds: {', '.join(kinds)})")
+    po = _Obj(doc, path, v, _POLICY_KEYS[kind])
+    if kind == "weighted":
+        wm = po.get("models", dict, {})
+        weights = []
+        for m, w in wm.items():
+            if isinstance(w, bool) or not isinstance(w, (int, float)) or w < 0:
+                raise doc.error(f"{path}.models.{m}", "weights must be non-negative numbers")
+            weights.append(float(w))
+        if not wm or sum(weights) <= 0:
+            raise doc.error(f"{path}.models", "needs at least one model with a weight above 0")
+        return kind, tuple(wm), tuple(weights), None
+    models = po.names("models") or chain or ()
+    if not models and kind != "rules":
+        raise doc.error(f"{path}.models", "needs at least one model")
+    if kind == "first":
+        return kind, models, (), PolicySpec(kind, models) if nested else None
+    spec: dict[str, Any] = {"kind": kind, "models": models}
+    if kind in ("cheapest", "learned"):
+        spec["min_quality"] = _share(doc, po, "min_quality")
+        spec["router"] = _path(doc, po.get("router", str))
+        spec["aliases"] = tuple((k, str(a)) for k, a in po.get("aliases", dict, {}).items())
+    if kind == "cheapest":
+        q = po.get("quality", dict, {})
+        for m, x in q.items():
+            if isinstance(x, bool) or not isinstance(x, (int, float)) or not 0 <= x <= 1:
+                raise doc.error(f"{path}.quality.{m}", "must be an expected quality between 0 and 1")
+        spec["quality"] = tuple((m, float(x)) for m, x in q.items())
+        spec["output_tokens"] = po.positive("output_tokens", int, 256)
+        if spec["min_quality"] is None:
+            raise doc.error(path, "missing required key 'min_quality' (the least expected quality to accept)")
+        if spec["router"] is None:
+            missing = [m for m in models if m not in q]
+            if missing:
+                raise doc.error(f"{path}.quality", f"no expected quality for {', '.join(missing)} "
+                                                   "(give every model one, or a router)")
+    elif kind == "learned":
+        spec["tradeoff"] = po.get("tradeoff", float)
+        if spec["tradeoff"] is not None and spec["tradeoff"] < 0:
+            raise doc.error(f"{path}.tradeoff", "must be 0 or more")
+        if spec["router"] is None:
+            raise doc.error(path, "missing required key 'router' (a file from `switchman train`)")
+        if (spec["min_quality"] is None) == (spec["tradeoff"] is None):
+            raise doc.error(path, "give exactly one of min_quality or tradeoff")
+    elif kind == "rules":
+        rules = po.get("rules", list, [])
+        spec["rules"] = tuple(_rule(doc, f"{path}.rules[{i}]", r, i) for i, r in enumerate(rules))
+        if "default" in po.v:
+            spec["default"] = _target(doc, f"{path}.default", _Obj(doc, f"{path}.default", po.v["default"],
+                                                                    ("to", "route")), (), "default")
+        elif models:
+            spec["default"] = RuleSpec((), models[0], label="default")
+        else:
+            raise doc.error(path, "missing required key 'default' (where requests no rule matches go)")
+        if not spec["rules"]:
+            raise doc.error(f"{path}.rules", "needs at least one rule")
+    elif kind == "cascade":
+        spec["checks"] = _checks(doc, f"{path}.checks", po.get("checks", dict, {}))
+        if "start" in po.v:
+            skind, _, _, spec["start"] = _policy(doc, f"{path}.start", po.v["start"], chain=models)
+            if skind == "weighted":
+                raise doc.error(f"{path}.start.kind", "a cascade starts by a cheapest, learned, rules or first policy")
+            bad = [m for m in spec["start"].models if m not in models]
+            if bad:
+                raise doc.error(f"{path}.start.models", f"{', '.join(bad)} not in the cascade's models")
+        if len(models) < 2:
+            raise doc.error(f"{path}.models", "a cascade needs at least two models, cheapest first")
+    return kind, models, (), PolicySpec(**spec)
+
+
+def _share(doc: _Doc, o: _Obj, key: str) -> float | None:
+    v = o.get(key, float)
+    if v is not None and not 0 <= v <= 1:
+        raise doc.error(o.sub(key), "must be between 0 and 1")
+    return v
+
+
+def _rule(doc: _Doc, path: str, v: Any, i: int) -> RuleSpec:
+    o = _Obj(doc, path, v, ("when", "to", "route", "name"), ("when",))
+    wo = _Obj(doc, f"{path}.when", o.get("when", dict), _RULE_CONDITIONS)
+    when: list[tuple[str, object]] = []
+    for c in _RULE_CONDITIONS:
+        if c not in wo.v:
+            continue
+        sub = f"{path}.when.{c}"
+        if c == "tags":
+            tags = wo.get(c, dict)
+            when.append((c, tuple((str(k), tuple(map(str, t)) if isinstance(t, list) else (str(t),))
+                                  for k, t in tags.items())))
+        elif c == "user":
+            u = wo.get(c, (str, list))
+            when.append((c, tuple(map(str, u)) if isinstance(u, list) else (u,)))
+        elif c in ("tokens_over", "tokens_under"):
+            when.append((c, wo.positive(c, int)))
+        elif c in ("tools", "images", "json"):
+            when.append((c, wo.get(c, bool)))
+        elif c == "keywords":
+            words = wo.names(c)
+            if not words:
+                raise doc.error(sub, "needs at least one keyword")
+            when.append((c, re.compile(r"\b(?:" + "|".join(re.escape(w) for w in words) + r")\b", re.IGNORECASE)))
+        else:
+            try:
+                when.append((c, re.compile(wo.get(c, str))))
+            except re.error as e:
+                raise doc.error(sub, f"not a regular expression: {e}") from None
+    if not when:
+        raise doc.error(f"{path}.when", f"needs at least one condition ({', '.join(_RULE_CONDITIONS)})")
+    return _target(doc, path, o, tuple(when), o.get("name", str) or f"rule {i + 1}")
+
+
+def _target(doc: _Doc, path: str, o: _Obj, when: tuple, label: str) -> RuleSpec:
+    to, route = o.get("to", str), o.get("route", str)
+    if (to is None) == (route is None):
+        raise doc.error(path, "give exactly one of 'to' (a model) or 'route' (another route)")
+    return RuleSpec(when, to or route, route=route is not None, label=label)
+
+
+def _checks(doc: _Doc, path: str, v: dict) -> ChecksSpec:
+    o = _Obj(doc, path, v, _CHECK_KEYS)
+    d = ChecksSpec()
+    lp = o.get("logprob", float)
+    if lp is not None and not 0 < lp < 1:
+        raise doc.error(f"{path}.logprob", "must be a probability between 0 and 1 (the least mean token probability)")
+    scorer, smin = None, d.scorer_min
+    if "scorer" in o.v:
+        so = _Obj(doc, f"{path}.scorer", o.v["scorer"], ("path", "min"), ("path",))
+        scorer, smin = _path(doc, so.get("path", str)), _share(doc, so, "min") if "min" in so.v else d.scorer_min
+    judge, jmin = None, d.judge_min
+    if "judge" in o.v:
+        jo = _Obj(doc, f"{path}.judge", o.v["judge"], ("model", "min"), ("model",))
+        judge, jmin = jo.get("model", str), jo.get("min", float, d.judge_min)
+        if not 0 <= jmin <= 10:
+            raise doc.error(f"{path}.judge.min", "must be a grade between 0 and 10")
+    return ChecksSpec(refusal=o.get("refusal", bool, True), json=o.get("json", bool, True),
+                      tools=o.get("tools", bool, True), logprob=lp, scorer=scorer, scorer_min=smin,
+                      judge=judge, judge_min=jmin)
+
+
+def _resolve_policy(doc: _Doc, path: str, p: PolicySpec, models: dict, routes: dict) -> None:
+    """Every name a policy mentions exists, and every file it reads loads."""
+    def model(sub: str, n: str) -> None:
+        if n not in models:
+            raise doc.error(sub, f"unknown model '{n}' (models: {', '.join(models) or 'none'})")
+
+    for n in p.models:
+        model(f"{path}.models", n)
+    for m, _ in p.quality:
+        if m not in p.models:
+            raise doc.error(f"{path}.quality.{m}", f"'{m}' is not one of this policy's models")
+    for m, _ in p.aliases:
+        model(f"{path}.aliases.{m}", m)
+    for i, r in enumerate((*p.rules, *([p.default] if p.default else []))):
+        sub = f"{path}.default" if r is p.default else f"{path}.rules[{i}]"
+        if r.route and r.to not in routes:
+            raise doc.error(f"{sub}.route", f"unknown route '{r.to}' (routes: {', '.join(routes) or 'none'})")
+        if not r.route:
+            model(f"{sub}.to", r.to)
+    if p.router is not None:
+        from .routing.learned import Router, RouterFileError
+
+        try:
+            router = Router.load(p.router)
+        except (OSError, RouterFileError) as e:
+            raise doc.error(f"{path}.router", f"cannot load router: {e}") from None
+        known = set(router.models) | {a for _, a in p.aliases}
+        if not any(m in known for m in p.models):
+            raise doc.error(f"{path}.router", f"the router knows none of the policy's models (it knows "
+                                              f"{', '.join(router.models)}; map names with aliases)")
+        for m, a in p.aliases:
+            if a not in router.models:
+                raise doc.error(f"{path}.aliases.{m}", f"the router does not know '{a}'")
+    if p.checks is not None:
+        if p.checks.judge is not None:
+            model(f"{path}.checks.judge.model", p.checks.judge)
+        if p.checks.scorer is not None:
+            from .routing.scorer import AnswerScorer, ScorerFileError
+
+            try:
+                AnswerScorer.load(p.checks.scorer)
+            except (OSError, ScorerFileError) as e:
+                raise doc.error(f"{path}.checks.scorer.path", f"cannot load answer scorer: {e}") from None
+    if p.start is not None:
+        _resolve_policy(doc, f"{path}.start", p.start, models, routes)
+
+
+def _path(doc: _Doc, p: str | None) -> str | None:
+    """A file named in the config: relative to the config file's folder."""
+    if p is None or os.path.isabs(p) or not os.path.exists(doc.file):
+        return p
+    return os.path.join(os.path.dirname(os.path.abspath(doc.file)), p)
+
+
+def _no_route_cycles(doc: _Doc, routes: dict) -> None:
+    """A rules policy may send to another route, but never, through any chain, back to itself."""
+    def targets(r: RouteSpec) -> list[str]:
+        p = r.spec
+        out: list[str] = []
+        while p is not None:
+            out += [x.to for x in (*p.rules, *([p.default] if p.default else [])) if x.route]
+            p = p.start
+        return out
+
+    for i, r in enumerate(routes.values()):
+        seen, todo = set(), targets(r)
+        while todo:
+            t = todo.pop()
+            if t == r.name:
+                raise doc.error(f"routes[{i}].policy", f"route '{r.name}' sends requests back to itself through rules")
+            if t not in seen:
+                seen.add(t)
+                todo += targets(routes[t])
 
 
 def _hedge(doc: _Doc, path: str, v: dict | None) -> HedgeSpec | None:

@@ -89,6 +89,8 @@ class Attempt:
     error: UpstreamError | None = None
     latency: float = 0.0  # to the answer (non-streaming) or the first token (streaming)
     cancelled: bool = False  # a hedge that lost: its connection was closed
+    usage: Usage | None = None  # an answer not sent (a cascade's rejected one, a judge's): still paid for
+    rejected: str | None = None  # why a cascade did not send this attempt's answer
 
 
 @dataclass(slots=True)
@@ -415,9 +417,9 @@ class Executor:
             if any(s.endswith("at-concurrency-limit") for s in run.skipped):
                 raise UpstreamStatus(why, upstream_kind=UpstreamKind.OVERLOADED, retry_after=1.0)
             raise UpstreamStatus(why, upstream_kind=UpstreamKind.CONTEXT_WINDOW)
-        if len({a.model for a in run.attempts}) == 1:
-            raise errors[-1]  # one model (maybe retried): its own error says the most
-        raise AllAttemptsFailed(errors)
+        e = errors[-1] if len({a.model for a in run.attempts}) == 1 else AllAttemptsFailed(errors)
+        e.attempts = run.attempts  # for whoever accounts them (a cascade that falls back)
+        raise e  # one model (maybe retried): its own error says the most
 
     def _degrade(self, run: _Run, model: ModelSpec) -> Outcome:
         """The route's fixed reply, marked as such (reason and model header say 'degraded')."""
@@ -492,6 +494,11 @@ def _continuation(req: ChatRequest, partial: str) -> ChatRequest:
         "Your previous answer was cut off. Continue it exactly from where it stopped, without repeating "
         "anything and without any preamble.")]))
     return replace(req, messages=msgs, raw=None, dialect="", passthrough_headers=None)
+
+
+def replay(resp: ChatResponse) -> AsyncIterator[StreamEvent]:
+    """A whole answer as a stream: for a streaming client served a buffered answer."""
+    return _iterate(events_of(resp))
 
 
 async def _iterate(evs: list[StreamEvent]) -> AsyncIterator[StreamEvent]:

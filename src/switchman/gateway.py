@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from decimal import Decimal
 
 import asyncio
@@ -27,11 +27,13 @@ from .config import Config, ModelSpec, RouteSpec
 from .decisions import DecisionLog
 from .dialects import dialect_for
 from .errors import AllAttemptsFailed, UnknownModel, UpstreamError
-from .executor import Executor, Outcome
+from .executor import Attempt, Executor, Outcome, replay
 from .health import HealthChecker
 from .http.client import HttpClient
-from .routing.base import Policy, RouteContext
-from .routing.simple import First, Weighted
+from .routing import build_policy
+from .routing.base import Plan, Policy, RouteContext
+from .routing.checks import Checks
+from .routing.simple import First
 from .types import ChatRequest, ChatResponse, StreamEvent
 
 log = logging.getLogger("switchman")
@@ -55,6 +57,19 @@ class Reply:
 
     def cost(self) -> Decimal | None:
         return self.outcome.cost()
+
+
+@dataclass(slots=True)
+class Planned:
+    """What a request will try: the route, its models in order (the plan's, then fallbacks), the
+    plan's reason, and, for a cascade, the checks an answer of one of the first ``checked``
+    models must pass before it is sent."""
+
+    route: RouteSpec
+    models: list[ModelSpec]
+    reason: str
+    checks: Checks | None = None
+    checked: int = 0
 
 
 class _Target:
@@ -81,8 +96,8 @@ class Gateway:
         ctx = RouteContext(models=dict(config.models))
         self._targets: dict[str, _Target] = {}
         for r in config.routes.values():
-            policy: Policy = Weighted(r.models, r.weights) if r.policy == "weighted" else First(r.models)
-            self._targets[r.name] = _Target(r, policy, ctx)
+            own = RouteContext({n: config.models[n] for n in r.models}) if r.models else ctx
+            self._targets[r.name] = _Target(r, build_policy(r, self._route_plan), own)
         for m in config.models.values():
             spec = RouteSpec(name=m.name, policy="first", models=(m.name,), fallbacks=m.fallbacks)
             self._targets[m.name] = _Target(spec, First((m.name,)), ctx)
@@ -95,7 +110,12 @@ class Gateway:
     def names(self) -> list[str]:
         return list(self._targets)
 
-    def candidates(self, req: ChatRequest) -> tuple[RouteSpec, list[ModelSpec], str]:
+    def _route_plan(self, name: str, req: ChatRequest) -> tuple[Plan, tuple[str, ...]]:
+        """Another route's plan and fallbacks: where a ``rules`` policy sends a request."""
+        t = self._targets[name]
+        return t.policy.plan(req, t.ctx), t.spec.fallbacks
+
+    def candidates(self, req: ChatRequest) -> Planned:
         """The route, the models to try in order, and the plan's reason."""
         t = self._targets.get(req.model)
         if t is None:
@@ -110,16 +130,20 @@ class Gateway:
                 if n not in names:
                     names.append(n)
         models = self.config.models
-        return t.spec, [models[n] for n in names], plan.reason
+        return Planned(t.spec, [models[n] for n in names], plan.reason, plan.checks, max(len(plan.models) - 1, 0))
 
     async def run(self, req: ChatRequest, *, deadline: float | None = None, request_id: str | None = None,
-                  plan: tuple[RouteSpec, list[ModelSpec], str] | None = None) -> Reply:
+                  plan: Planned | None = None) -> Reply:
         """Plan and execute ``req``. ``deadline``: seconds the client allows (at most the
         configured one). ``plan``: ``candidates(req)`` already worked out (and maybe narrowed,
         e.g. by budgets) by the caller."""
-        route, models, why = plan or self.candidates(req)
+        p = plan or self.candidates(req)
+        route, models, why = p.route, p.models, p.reason
         try:
-            outcome = await self.executor.run(req, models, route, deadline)
+            if p.checks is not None and p.checked:
+                outcome, why = await self._cascade(req, p, deadline)
+            else:
+                outcome = await self.executor.run(req, models, route, deadline)
         except (UpstreamError, AllAttemptsFailed) as e:
             self.decisions.record("failed", route.name, str(e)[:300], request_id)
             if route.escalate_webhook:
@@ -131,6 +155,69 @@ class Gateway:
         self.decisions.record("degraded" if outcome.degraded else "answered", outcome.model.name, reply.reason,
                               request_id)
         return reply
+
+    async def _cascade(self, req: ChatRequest, p: Planned, deadline: float | None) -> tuple[Outcome, str]:
+        """Ask the chain's models in turn until an answer passes the checks (or the last model,
+        whose answer is not checked, answers). A stage that fails outright falls over inside the
+        executor as usual; if every later stage fails, the last rejected answer is sent rather
+        than an error, and the reason says so. Returns the combined outcome and the reason."""
+        checks = p.checks
+        assert checks is not None
+        seconds = self.config.resilience.deadline if deadline is None else min(deadline, self.config.resilience.deadline)
+        end = self.clock.now() + seconds
+        attempts: list[Attempt] = []
+        skipped: list[str] = []
+        notes = [p.reason]
+        earlier: list[str] = []
+        rejected: Outcome | None = None
+        i = 0
+
+        async def judge(jreq: ChatRequest) -> ChatResponse:
+            o = await self.executor.run(jreq, [self.config.models[jreq.model]], None, end - self.clock.now())
+            for a in o.attempts:
+                a.role = "judge"
+            _answering(o).usage = o.response.usage if o.response else None
+            attempts.extend(o.attempts)
+            assert o.response is not None
+            return o.response
+
+        while True:
+            buffered = i < p.checked
+            stage = replace(req, stream=False, logprobs=checks.wants_logprobs) if buffered else req
+            try:
+                o = await self.executor.run(stage, p.models[i:], p.route, end - self.clock.now())
+            except (UpstreamError, AllAttemptsFailed) as e:
+                if rejected is None:
+                    raise
+                attempts.extend(a for a in getattr(e, "attempts", ()) or ())
+                notes.append(f"escalation failed ({e.kind}): sent {rejected.model.name}'s answer")
+                o, buffered = rejected, True
+                break
+            if i:
+                o.attempts[0].role = "escalation"
+            attempts.extend(o.attempts)
+            skipped += o.skipped
+            k = next(j for j, m in enumerate(p.models) if m.name == o.model.name)
+            if o.degraded or not buffered or k >= p.checked:
+                break
+            assert o.response is not None
+            why = await checks.verdict(req, o.response, earlier, judge if checks.spec.judge else None)
+            if why is None:
+                notes.append(f"{o.model.name} passed checks")
+                break
+            a = _answering(o)
+            a.usage, a.rejected = o.response.usage, why
+            notes.append(f"{o.model.name} rejected: {why}")
+            earlier.append(o.response.text())
+            rejected, i = o, k + 1
+        out = Outcome(o.model, attempts, skipped, degraded=o.degraded)
+        if req.stream and buffered and o.response is not None:
+            out.events = replay(o.response)
+        elif req.stream:
+            out.events = o.events
+        else:
+            out.response = o.response
+        return out, "; ".join(notes)
 
     def _escalate(self, route: RouteSpec, errors: list, request_id: str | None) -> None:
         """POST the request id and the error chain to the route's webhook, off the request path."""
@@ -168,6 +255,11 @@ class Gateway:
         if self._escalations:
             await asyncio.wait(self._escalations, timeout=5)
         await self.client.close()
+
+
+def _answering(o: Outcome) -> Attempt:
+    """The attempt whose answer ``o`` carries."""
+    return next(a for a in reversed(o.attempts) if a.error is None and not a.cancelled)
 
 
 def _reason(plan: str, o: Outcome) -> str:

@@ -10,9 +10,9 @@ from decimal import Decimal
 from .accounting.admin import AdminApi
 from .accounting.facade import Accountant, Admission, AdmissionContext
 from .accounting.records import AttemptRecord, RequestRecord, Role, cost, parse_tags
-from .config import Config, ModelSpec, RouteSpec
+from .config import Config
 from .errors import SwitchmanError
-from .gateway import Gateway, Reply
+from .gateway import Gateway, Planned, Reply
 from .types import CHARS_PER_TOKEN, ChatRequest, Usage
 
 _ROLES = {r.value: r for r in Role}
@@ -23,15 +23,14 @@ class Ticket:
 
     __slots__ = ("meter", "adm", "rid", "t0", "route", "plan", "warning", "creq", "done")
 
-    def __init__(self, meter: Metering, adm: Admission, rid: str, creq: ChatRequest,
-                 plan: tuple[RouteSpec, list[ModelSpec], str]) -> None:
+    def __init__(self, meter: Metering, adm: Admission, rid: str, creq: ChatRequest, plan: Planned) -> None:
         self.meter = meter
         self.adm = adm
         self.rid = rid
         self.t0 = time.time()
         self.creq = creq
         self.plan = plan
-        self.route = plan[0].name
+        self.route = plan.route.name
         self.warning = adm.warning
         self.done = False
 
@@ -45,14 +44,20 @@ class Ticket:
         winner = None
         if not o.degraded:
             for i, a in enumerate(o.attempts):
-                if a.error is None and not a.cancelled:
+                if a.error is None and not a.cancelled and a.rejected is None and a.role != "judge":
                     winner = i
         atts = []
         for i, a in enumerate(o.attempts):
             m = models.get(a.model)
             rec = AttemptRecord(index=i, role=_ROLES.get(a.role, Role.FALLBACK), model=a.model, provider=a.provider,
                                 status=200, latency_ms=a.latency * 1000, time=self.t0)
-            if i == winner and m is not None:
+            if i != winner and a.usage is not None and m is not None:  # answered, not sent: paid for
+                u = a.usage
+                rec.input_tokens, rec.output_tokens = u.input_tokens, u.output_tokens
+                rec.cache_read_tokens, rec.cache_write_tokens = u.cache_read_tokens, u.cache_write_tokens
+                rec.cost = cost(m.price, u.input_tokens, u.output_tokens, u.cache_read_tokens, u.cache_write_tokens)
+                rec.error = "rejected" if a.rejected else None
+            elif i == winner and m is not None:
                 u = usage
                 if u is None:  # the stream ended without usage: count locally, and say so
                     u = Usage(input_tokens=(request or self.creq).estimated_tokens(),
@@ -112,9 +117,9 @@ class Metering:
 
     async def admit(self, rid: str, creq: ChatRequest, api_key: str, tags: str | None, user: str | None,
                     max_cost: Decimal | None) -> Ticket:
-        route, models, why = self.gateway.candidates(creq)
+        plan = self.gateway.candidates(creq)
         ctx = AdmissionContext(
-            api_key=api_key or None, route=creq.model, candidates=models,
+            api_key=api_key or None, route=creq.model, candidates=plan.models,
             input_tokens=creq.estimated_tokens(), max_tokens=creq.max_tokens,
             tags=parse_tags(tags), user=user or creq.user, max_cost_usd=max_cost,
             direct=creq.model in self.config.models,
@@ -122,8 +127,8 @@ class Metering:
         adm = await self.accountant.admit(ctx)
         if adm.downgrade_to and adm.downgrade_to != creq.model:
             creq.model = adm.downgrade_to
-            route, models, why = self.gateway.candidates(creq)
-            why = f"{why}; budget soft limit: downgraded to {adm.downgrade_to}"
+            plan = self.gateway.candidates(creq)
+            plan.reason = f"{plan.reason}; budget soft limit: downgraded to {adm.downgrade_to}"
         else:
-            models = [m for m in models if m.name in adm.models]
-        return Ticket(self, adm, rid, creq, (route, models, why))
+            plan.models = [m for m in plan.models if m.name in adm.models]
+        return Ticket(self, adm, rid, creq, plan)

@@ -128,6 +128,9 @@ class ChatRequest:
     # ``document`` block): the executor will not send such a request to another kind, where
     # that content would silently be lost.
     native_only: str | None = None
+    tags: dict[str, str] | None = None  # x-switchman-tags: for rules
+    end_user: str | None = None  # x-switchman-user: for rules (never sent upstream; ``user`` is)
+    logprobs: bool = False  # ask the upstream for token logprobs (a cascade's confidence check)
 
     def has_images(self) -> bool:
         for m in self.messages:
@@ -188,6 +191,7 @@ class ChatResponse:
     created: int = 0
     dialect: str = ""  # the wire kind ``raw`` came from
     raw: dict | None = None
+    logprob: float | None = None  # mean token logprob, when asked for and the upstream gives it
 
     def text(self) -> str:
         return "".join(p.text for p in self.parts if type(p) is TextPart)

@@ -50,6 +50,7 @@ class Role(str, enum.Enum):
     FALLBACK = "fallback"  # the next candidate after a failure
     HEDGE = "hedge"  # a parallel try after the hedge delay
     ESCALATION = "escalation"  # a cascade moving up after a failed quality check
+    JUDGE = "judge"  # a cascade's judge model grading an answer
 
 
 def cache_write_1h_price(model: ModelSpec) -> Decimal:

@@ -153,8 +153,11 @@ class GeminiAdapter(Adapter):
         text: list[str] = []
         calls: list[ToolCallPart] = []
         cands = d.get("candidates")
+        logprob = None
         if cands:
             cand = cands[0]
+            if type(cand.get("avgLogprobs")) in (int, float):  # Gemini sends it unasked
+                logprob = float(cand["avgLogprobs"])
             for part in (cand.get("content") or {}).get("parts") or ():
                 fc = part.get("functionCall")
                 if fc is not None:
@@ -179,6 +182,7 @@ class GeminiAdapter(Adapter):
             created=int(time.time()),
             dialect=self.kind,
             raw=d,
+            logprob=logprob,
         )
 
     def stream_decoder(self, model: ModelSpec, keep_raw: bool = False) -> StreamDecoder:

@@ -198,6 +198,8 @@ def _encode(req: ChatRequest, model: ModelSpec) -> dict:
         body["response_format"] = req.response_format
     if req.user:
         body["user"] = req.user
+    if req.logprobs:
+        body["logprobs"] = True
     if req.stream:
         body["stream"] = True
         body["stream_options"] = {"include_usage": True}
@@ -208,6 +210,8 @@ def _passthrough(req: ChatRequest, model: ModelSpec) -> dict:
     """The client's own body, model replaced: every field it sent reaches the upstream."""
     body = dict(req.raw)  # type: ignore[arg-type]
     body["model"] = model.upstream
+    if req.logprobs:
+        body["logprobs"] = True
     if req.stream:
         body["stream"] = True
         # Always ask for usage, to account cost; the dialect shows it only to clients that asked.
@@ -241,6 +245,15 @@ def _usage(u: dict) -> Usage:
         cache_write_tokens=cache_write,
         reasoning_tokens=reasoning,
     )
+
+
+def _mean_logprob(lp: object) -> float | None:
+    """The mean of ``choices[0].logprobs.content[].logprob``, when the upstream sent them."""
+    content = lp.get("content") if type(lp) is dict else None
+    if type(content) is not list:
+        return None
+    vals = [t["logprob"] for t in content if type(t) is dict and type(t.get("logprob")) in (int, float)]
+    return sum(vals) / len(vals) if vals else None
 
 
 def _finish(choice: dict) -> tuple[FinishReason | None, str | None]:
@@ -375,6 +388,7 @@ class OpenAIAdapter(Adapter):
             created=d.get("created") or 0,
             dialect="openai",
             raw=d,
+            logprob=_mean_logprob(choice.get("logprobs")),
         )
 
     def stream_decoder(self, model: ModelSpec, keep_raw: bool = False) -> OpenAIStreamDecoder:

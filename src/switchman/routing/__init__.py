@@ -1,0 +1,68 @@
+"""Policies: a request and live state in, an ordered plan with a reason out (:mod:`.base`).
+
+``build_policy`` turns a route's config into its policy; the kinds are ``first`` and
+``weighted`` (:mod:`.simple`), ``cheapest``, ``rules``, ``learned`` and ``cascade``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from ..config import PolicySpec, RouteSpec
+from ..types import ChatRequest
+from .base import Plan, Policy, RouteContext
+from .simple import First, Weighted
+
+__all__ = ["Plan", "Policy", "RouteContext", "build_policy"]
+
+RoutePlanner = Callable[[str, ChatRequest], tuple[Plan, tuple[str, ...]]]
+
+
+def build_policy(route: RouteSpec, route_plan: RoutePlanner) -> Policy:
+    """``route_plan(name, req)``: another route's plan and fallbacks (for ``rules``)."""
+    if route.policy == "weighted":
+        return Weighted(route.models, route.weights)
+    if route.spec is None:
+        return First(route.models)
+    return _build(route.spec, route_plan)
+
+
+def _build(spec: PolicySpec, route_plan: RoutePlanner) -> Policy:
+    # Imported here: numpy (learned, cheapest with a router) and jsonschema (cascade checks)
+    # load only for the configs that use them.
+    if spec.kind == "first":
+        return First(spec.models)
+    if spec.kind == "rules":
+        from .rules import Rules
+
+        assert spec.default is not None
+        return Rules(spec.rules, spec.default, route_plan)
+    router = None
+    if spec.router is not None:
+        from .learned import Router
+
+        router = Router.load(spec.router)
+    if spec.kind == "cheapest":
+        from .cheapest import Cheapest
+
+        return Cheapest(spec.models, spec.min_quality or 0.0, dict(spec.quality), router, dict(spec.aliases),
+                        spec.output_tokens)
+    if spec.kind == "learned":
+        from .learned import Learned
+
+        assert router is not None
+        return Learned(router, min_quality=spec.min_quality, tradeoff=spec.tradeoff, aliases=dict(spec.aliases),
+                       use_prices=True)
+    if spec.kind == "cascade":
+        from .cascade import Cascade
+        from .checks import Checks
+
+        assert spec.checks is not None
+        scorer = None
+        if spec.checks.scorer is not None:
+            from .scorer import AnswerScorer
+
+            scorer = AnswerScorer.load(spec.checks.scorer)
+        start = _build(spec.start, route_plan) if spec.start is not None else None
+        return Cascade(spec.models, Checks(spec.checks, scorer), start)
+    raise ValueError(f"unknown policy kind {spec.kind!r}")

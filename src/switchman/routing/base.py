@@ -11,16 +11,18 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from ..types import ChatRequest
+from ..types import ChatRequest, TextPart, ToolResultPart
 
 if TYPE_CHECKING:
     from ..config import ModelSpec
+    from .checks import Checks
 
 
 @dataclass(frozen=True, slots=True)
 class Plan:
     models: tuple[str, ...]  # configured model names, first choice first
     reason: str  # a few words: why this order (becomes x-switchman-reason)
+    checks: "Checks | None" = None  # a cascade: each answer is checked before it is sent
 
 
 @dataclass(slots=True)
@@ -33,3 +35,16 @@ class RouteContext:
 class Policy(ABC):
     @abstractmethod
     def plan(self, req: ChatRequest, ctx: RouteContext) -> Plan: ...
+
+
+def prompt_text(req: ChatRequest) -> str:
+    """The text the router reads: system, then every message's text, in order."""
+    parts = [p.text for p in req.system]
+    for m in req.messages:
+        for p in m.parts:
+            t = type(p)
+            if t is TextPart:
+                parts.append(p.text)  # type: ignore[union-attr]
+            elif t is ToolResultPart:
+                parts.extend(c.text for c in p.content if type(c) is TextPart)  # type: ignore[union-attr]
+    return "\n".join(parts)

@@ -21,8 +21,8 @@ from typing import Mapping, Sequence
 import numpy as np
 import orjson
 
-from ..types import ChatRequest, TextPart, ToolResultPart
-from .base import Plan, Policy, RouteContext
+from ..types import ChatRequest
+from .base import Plan, Policy, RouteContext, prompt_text
 from .features import FeatureParams, Vectorizer
 
 FORMAT = "switchman-router"
@@ -116,19 +116,6 @@ class Router:
                 )
             except KeyError as e:
                 raise RouterFileError(f"{path}: router file lacks {e}") from None
-
-
-def prompt_text(req: ChatRequest) -> str:
-    """The text the router reads: system, then every message's text, in order."""
-    parts = [p.text for p in req.system]
-    for m in req.messages:
-        for p in m.parts:
-            t = type(p)
-            if t is TextPart:
-                parts.append(p.text)  # type: ignore[union-attr]
-            elif t is ToolResultPart:
-                parts.extend(c.text for c in p.content if type(c) is TextPart)  # type: ignore[union-attr]
-    return "\n".join(parts)
 
 
 class Learned(Policy):
