@@ -105,6 +105,9 @@ class FakeModel:
     """A prompt of more tokens than this gets the vendor's context-window error."""
     require_key: str | None = None
     """The API key the request must carry; a wrong or missing one gets the vendor's auth error."""
+    logprob: float | None = None
+    """The answer's mean token logprob: OpenAI's ``logprobs.content`` when the request asks for
+    logprobs, Gemini's ``avgLogprobs`` always (as Gemini does); Anthropic has none."""
 
 
 @dataclass(slots=True)
@@ -362,6 +365,7 @@ class FakeUpstream:
             pieces=pieces, tool=tool, arguments=spec.tool_arguments if tool else None, finish=finish,
             input_tokens=prompt, output_tokens=out, cache_read=cached, cache_write=written,
             include_usage=call.include_usage, sse=call.sse,
+            logprob=spec.logprob if call.logprobs and not tool else None,
         )
 
     async def _stream(self, req: Request, wire: Wire, a: Answer, spec: FakeModel, st: ModelStats,

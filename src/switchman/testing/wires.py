@@ -44,6 +44,7 @@ class Call:
     max_tokens: int | None
     include_usage: bool = False  # OpenAI: ``stream_options.include_usage``
     sse: bool = True  # Gemini: ``alt=sse``; without it a stream is one JSON array sent piece by piece
+    logprobs: bool = True  # OpenAI: ``logprobs: true`` asked for them (the other wires: always sent)
 
 
 @dataclass(slots=True)
@@ -64,6 +65,7 @@ class Answer:
     cache_write: int  # reported on the Anthropic wire only
     include_usage: bool
     sse: bool
+    logprob: float | None = None  # mean token logprob to report (OpenAI: only when asked)
 
     @property
     def text(self) -> str:
@@ -190,7 +192,8 @@ class OpenAIWire(Wire):
         so = d.get("stream_options")
         mt = d.get("max_completion_tokens") or d.get("max_tokens")
         return Call(model, bool(d.get("stream")), chars, last_user, tool, mt if type(mt) is int else None,
-                    include_usage=type(so) is dict and bool(so.get("include_usage")))
+                    include_usage=type(so) is dict and bool(so.get("include_usage")),
+                    logprobs=d.get("logprobs") is True)
 
     def credential(self, headers: dict[str, str], query: str) -> str | None:
         if self.azure and "api-key" in headers:
@@ -253,7 +256,10 @@ class OpenAIWire(Wire):
             msg = {"role": "assistant", "content": a.text, "refusal": None, "annotations": []}
         return orjson.dumps({
             "id": a.id, "object": "chat.completion", "created": a.created, "model": a.model,
-            "choices": [{"index": 0, "message": msg, "logprobs": None, "finish_reason": _OPENAI_FINISH[a.finish]}],
+            "choices": [{"index": 0, "message": msg, "finish_reason": _OPENAI_FINISH[a.finish],
+                         "logprobs": None if a.logprob is None else {"content": [
+                             {"token": p, "logprob": a.logprob, "bytes": None, "top_logprobs": []} for p in a.pieces],
+                             "refusal": None}}],
             "usage": self._usage(a), "service_tier": "default", "system_fingerprint": _FINGERPRINT,
         })
 
@@ -539,6 +545,8 @@ class GeminiWire(Wire):
         cand: dict = {"content": {"parts": parts, "role": "model"}}
         if finish:
             cand["finishReason"] = finish
+            if a.logprob is not None:
+                cand["avgLogprobs"] = a.logprob
         cand["index"] = 0
         return {"candidates": [cand], "usageMetadata": self._usage(a, final), "modelVersion": a.model,
                 "responseId": a.id}

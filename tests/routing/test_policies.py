@@ -1,0 +1,353 @@
+"""The route policies end to end, over real loopback HTTP with the OpenAI SDK: ``rules``,
+``cheapest``, ``learned`` and ``cascade`` (each check escalating when it fails), the hybrid of
+the three, and what the ledger makes of a cascade's rejected answers."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+import numpy as np
+import openai
+import pytest
+
+from switchman import configfile
+from switchman.app import App
+from switchman.errors import ConfigError
+from switchman.gateway import Gateway
+from switchman.http.server import HttpServer
+from switchman.metering import Metering
+from switchman.outcomes import Dropped, OutcomeTable, Prompt
+from switchman.routing.training import TrainParams, train_router
+from switchman.testing.fake_upstream import FakeModel, FakeUpstream
+
+# Three tiers on two providers; prices per 1M tokens.
+MODELS = """
+  - {name: cheap, provider: pa, price: {input: 0.1, output: 0.4}}
+  - {name: mid, provider: pb, price: {input: 1, output: 4}}
+  - {name: dear, provider: pa, price: {input: 10, output: 40}}
+  - {name: grader, provider: pa, price: {input: 0.2, output: 0.8}}
+"""
+REFUSE = "I'm sorry, but I can't help with that request."
+
+
+class Stack:
+    def __init__(self, fake, gw, meter, server, base):
+        self.fake, self.gw, self.meter, self.server, self.base = fake, gw, meter, server, base
+
+    def calls(self, upstream: str) -> int:
+        return sum(1 for r in self.fake.requests if r.model == upstream)
+
+    def client(self) -> openai.AsyncOpenAI:
+        return openai.AsyncOpenAI(base_url=self.base + "/v1", api_key="k", max_retries=0)
+
+    async def ask(self, model: str = "auto", content: str = "hello there", headers: dict | None = None, **kw):
+        """One non-streaming call: (headers, completion)."""
+        async with self.client() as c:
+            raw = await c.chat.completions.with_raw_response.create(
+                model=model, messages=[{"role": "user", "content": content}], extra_headers=headers or {}, **kw)
+            return raw.headers, raw.parse()
+
+
+@pytest.fixture
+async def stack(tmp_path):
+    made: list[Stack] = []
+
+    async def start(routes: str, fakes: dict[str, FakeModel] | None = None, ledger: bool = False) -> Stack:
+        fake = FakeUpstream({"cheap": FakeModel(), "mid": FakeModel(), "dear": FakeModel(), "grader": FakeModel(),
+                             **(fakes or {})})
+        await fake.start()
+        text = f"""
+providers:
+  pa: {{kind: openai, base_url: "{fake.url('openai')}", api_key: "k"}}
+  pb: {{kind: anthropic, base_url: "{fake.url('anthropic')}", api_key: "k"}}
+models:
+{MODELS}
+routes:
+{routes}
+retry: {{attempts: 1}}
+{f'ledger: {{url: "sqlite:///{tmp_path}/ledger.db", flush_interval: 0.01}}' if ledger else ''}
+"""
+        path = tmp_path / "switchman.yaml"
+        path.write_text(text)
+        gw = Gateway(configfile.load(str(path), env={}))
+        meter = Metering.from_config(gw) if ledger else None
+        if meter:
+            await meter.start()
+        server = HttpServer(App(gw, meter))
+        port = await server.start("127.0.0.1", 0)
+        s = Stack(fake, gw, meter, server, f"http://127.0.0.1:{port}")
+        made.append(s)
+        return s
+
+    yield start
+    for s in made:
+        await s.server.stop(grace=0.2)
+        if s.meter:
+            await s.meter.close()
+        await s.gw.close()
+        await s.fake.stop(grace=0.1)
+
+
+# -- rules ------------------------------------------------------------------------------------------
+
+RULES = """
+  - name: auto
+    policy:
+      kind: rules
+      rules:
+        - {name: search-team, when: {tags: {team: search}}, to: mid}
+        - {name: tools, when: {tools: true}, to: dear}
+        - {name: billing, when: {keywords: [refund, invoice]}, to: mid}
+        - {name: translate, when: {regex: "(?i)^translate"}, to: dear}
+        - {name: long, when: {tokens_over: 50}, to: dear}
+        - {name: json, when: {json: true}, to: mid}
+        - {name: vip, when: {user: [alice, bob]}, to: dear}
+      default: {route: budget}
+  - name: budget
+    policy: {kind: cheapest, models: [cheap, mid, dear], min_quality: 0.5, quality: {cheap: 0.6, mid: 0.8, dear: 0.9}}
+"""
+
+
+async def test_rules_send_each_request_where_its_first_matching_rule_says(stack):
+    s = await stack(RULES)
+    h, _ = await s.ask(headers={"x-switchman-tags": "team=search,feature=chat"})
+    assert (h["x-switchman-model"], h["x-switchman-route"]) == ("mid", "auto")
+    assert h["x-switchman-reason"].startswith("rules:search-team->mid")
+    tools = [{"type": "function", "function": {"name": "lookup", "parameters": {"type": "object"}}}]
+    h, c = await s.ask(tools=tools)
+    assert h["x-switchman-model"] == "dear" and c.choices[0].message.tool_calls
+    h, _ = await s.ask(content="Where is my REFUND?")
+    assert h["x-switchman-model"] == "mid" and "billing" in h["x-switchman-reason"]
+    h, _ = await s.ask(content="refunding is not a keyword match")
+    assert h["x-switchman-model"] == "cheap", "keywords match whole words only"
+    h, _ = await s.ask(content="Translate this into French")
+    assert h["x-switchman-model"] == "dear" and "translate" in h["x-switchman-reason"]
+    h, _ = await s.ask(content="word " * 60)
+    assert h["x-switchman-model"] == "dear" and "long" in h["x-switchman-reason"]
+    h, _ = await s.ask(response_format={"type": "json_object"}, content="give json")
+    assert h["x-switchman-model"] == "mid"
+    h, _ = await s.ask(headers={"x-switchman-user": "bob"})
+    assert h["x-switchman-model"] == "dear" and "vip" in h["x-switchman-reason"]
+    assert not any("bob" in (r.body or b"").decode() for r in s.fake.requests), "the rules' user stays here"
+    # no rule matches: the default route's policy plans, and its reason follows
+    h, _ = await s.ask()
+    assert h["x-switchman-model"] == "cheap"
+    assert h["x-switchman-reason"].startswith("rules:default->route budget; cheapest:cheap")
+
+
+# -- cheapest ---------------------------------------------------------------------------------------
+
+async def test_cheapest_picks_the_cheapest_model_meeting_the_bar_and_falls_back_in_price_order(stack):
+    s = await stack("""
+  - name: auto
+    policy: {kind: cheapest, models: [dear, mid, cheap], min_quality: 0.7, quality: {cheap: 0.6, mid: 0.75, dear: 0.9}}
+  - name: strict
+    policy: {kind: cheapest, models: [dear, mid, cheap], min_quality: 0.95, quality: {cheap: 0.6, mid: 0.75, dear: 0.9}}
+""", {"mid": FakeModel(error_status=503)})
+    h, _ = await s.ask()
+    # mid is the cheapest good enough, but fails: the next good-enough model (dear), not cheap
+    assert h["x-switchman-model"] == "dear"
+    assert h["x-switchman-reason"].startswith("cheapest:mid q=0.75>=0.70")
+    assert s.calls("cheap") == 0
+    h, _ = await s.ask("strict")
+    assert h["x-switchman-model"] == "dear" and "none reaches q>=0.95" in h["x-switchman-reason"]
+
+
+# -- learned ----------------------------------------------------------------------------------------
+
+MATH = ["what is {} plus {}", "compute {} times {}", "solve {} minus {} for me", "divide {} by {}"]
+POEM = ["write a poem about {} and {}", "a sonnet on {} with {}", "compose verses about {} {}", "a haiku of {} {}"]
+
+
+def _router_file(tmp_path) -> str:
+    """A router trained on outcomes where 'cheap' is right on arithmetic only; 'dear' always."""
+    rng = np.random.default_rng(0)
+    prompts, q = [], []
+    for i in range(160):
+        tpl = (MATH if i % 2 == 0 else POEM)[rng.integers(4)]
+        prompts.append(Prompt(f"p{i}", tpl.format(rng.integers(100), rng.integers(100)), "t", None))
+        q.append([1.0 if i % 2 == 0 else 0.0, 1.0])
+    quality = np.array(q)
+    cost = np.tile([0.001, 0.01], (len(prompts), 1))
+    nan = np.full_like(quality, np.nan)
+    table = OutcomeTable(prompts, ["small-model", "dear"], quality, cost, nan, nan, nan, None, Dropped())
+    path = tmp_path / "router.npz"
+    train_router(table, cost, params=TrainParams(c=10.0)).save(path)
+    return str(path)
+
+
+async def test_learned_router_picks_by_prompt(stack, tmp_path):
+    _router_file(tmp_path)
+    s = await stack("""
+  - name: auto
+    policy: {kind: learned, router: router.npz, models: [cheap, dear], min_quality: 0.7, aliases: {cheap: small-model}}
+""")
+    h, _ = await s.ask(content="compute 12 times 7")
+    assert h["x-switchman-model"] == "cheap" and h["x-switchman-reason"].startswith("learned:q=")
+    h, _ = await s.ask(content="write a poem about the sea and a cat")
+    assert h["x-switchman-model"] == "dear"
+
+
+# -- cascade ----------------------------------------------------------------------------------------
+
+def _cascade(checks: str = "{}", models: str = "[cheap, mid, dear]", start: str = "") -> str:
+    return f"""
+  - name: auto
+    policy: {{kind: cascade, models: {models}, checks: {checks}{start}}}
+"""
+
+
+async def test_cascade_escalates_a_refusal_and_the_ledger_pays_for_both_answers(stack):
+    s = await stack(_cascade(), {"cheap": FakeModel(reply=REFUSE)}, ledger=True)
+    h, c = await s.ask(content="please help me plan a trip")
+    assert h["x-switchman-model"] == "mid"
+    assert c.choices[0].message.content.startswith("echo: please help")
+    assert "cheap rejected: refusal" in h["x-switchman-reason"] and "mid passed checks" in h["x-switchman-reason"]
+    assert s.calls("cheap") == 1 and s.calls("mid") == 1 and s.calls("dear") == 0
+    await s.meter.accountant.ledger.drain()
+    rows = {r.group: r for r in await s.meter.accountant.spend(by="model")}
+    expect = Decimal(0)
+    for name in ("cheap", "mid"):
+        st = s.fake.stats[name]
+        expect += s.gw.config.models[name].price.cost(st.input_tokens, st.output_tokens)
+    assert s.fake.stats["cheap"].output_tokens > 0
+    assert sum(Decimal(str(r.cost)) for r in rows.values()) == expect, "the rejected answer is paid for too"
+
+
+async def test_cascade_streams_only_an_answer_that_passed(stack):
+    s = await stack(_cascade(), {"cheap": FakeModel(reply=""), "mid": FakeModel(chunks=3)})
+    async with s.client() as c:
+        stream = await c.chat.completions.create(model="auto", stream=True,
+                                                 messages=[{"role": "user", "content": "tell me"}])
+        text = "".join([ch.choices[0].delta.content or "" async for ch in stream if ch.choices])
+    assert text == "echo: tell me", "the client sees the passing model's answer alone"
+    cheap_req = next(r for r in s.fake.requests if r.model == "cheap")
+    assert cheap_req.json.get("stream") is not True, "the checked stage is buffered, not streamed"
+    assert s.calls("dear") == 0
+
+
+async def test_cascade_checks_json_against_the_schema(stack):
+    s = await stack(_cascade(models="[cheap, dear]"),
+                    {"cheap": FakeModel(reply='{"city": 12}'), "dear": FakeModel(reply='{"city": "Paris"}')})
+    schema = {"type": "json_schema", "json_schema": {"name": "place", "schema": {
+        "type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}}
+    h, c = await s.ask(response_format=schema, content="where?")
+    assert h["x-switchman-model"] == "dear" and c.choices[0].message.content == '{"city": "Paris"}'
+    assert "cheap rejected: JSON does not meet the schema: city: 12 is not of type 'string'" in h["x-switchman-reason"]
+
+
+async def test_cascade_checks_tool_calls_against_the_tools_schema(stack):
+    s = await stack(_cascade(models="[cheap, dear]"), {"cheap": FakeModel(tool_arguments={"city": 3})})
+    tools = [{"type": "function", "function": {"name": "weather", "parameters": {
+        "type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}}]
+    h, c = await s.ask(tools=tools)
+    assert "cheap rejected: weather arguments: city: 3 is not of type 'string'" in h["x-switchman-reason"]
+    assert h["x-switchman-model"] == "dear" and c.choices[0].message.tool_calls[0].function.name == "weather"
+
+
+async def test_cascade_escalates_on_low_token_confidence(stack):
+    s = await stack(_cascade("{logprob: 0.5}", models="[cheap, dear]"), {"cheap": FakeModel(logprob=-2.0)})
+    h, _ = await s.ask()
+    assert "cheap rejected: confidence 0.14<0.5" in h["x-switchman-reason"] and h["x-switchman-model"] == "dear"
+    assert next(r for r in s.fake.requests if r.model == "cheap").json["logprobs"] is True
+    s.fake.models["cheap"].logprob = -0.1
+    h, _ = await s.ask()
+    assert h["x-switchman-model"] == "cheap"
+
+
+async def test_cascade_judge_grades_and_its_call_counts(stack):
+    s = await stack(_cascade("{judge: {model: grader, min: 7}}", models="[cheap, dear]"),
+                    {"grader": FakeModel(reply="3")})
+    h, _ = await s.ask()
+    assert "cheap rejected: judge 3<7" in h["x-switchman-reason"] and h["x-switchman-model"] == "dear"
+    graded = next(r for r in s.fake.requests if r.model == "grader").json
+    assert "echo: hello there" in graded["messages"][-1]["content"], "the judge sees the answer"
+    assert h["x-switchman-attempts"] == "3"  # cheap, its judging, dear
+    s.fake.models["grader"].reply = "9"
+    h, _ = await s.ask()
+    assert h["x-switchman-model"] == "cheap"
+
+
+async def test_cascade_sends_the_rejected_answer_when_escalation_fails(stack):
+    s = await stack(_cascade(models="[cheap, dear]"),
+                    {"cheap": FakeModel(reply=REFUSE), "dear": FakeModel(error_status=503)})
+    h, c = await s.ask()
+    assert h["x-switchman-model"] == "cheap" and c.choices[0].message.content == REFUSE
+    assert "escalation failed" in h["x-switchman-reason"]
+
+
+async def test_hybrid_rules_then_learned_then_cascade(stack, tmp_path):
+    _router_file(tmp_path)
+    s = await stack("""
+  - name: auto
+    policy:
+      kind: rules
+      rules: [{when: {tools: true}, to: dear}]
+      default: {route: smart}
+  - name: smart
+    policy:
+      kind: cascade
+      models: [cheap, dear]
+      start: {kind: learned, router: router.npz, min_quality: 0.7, aliases: {cheap: small-model}}
+""", {"cheap": FakeModel(reply=lambda text: REFUSE if "13" in text else "42")})
+    h, c = await s.ask(content="compute 12 times 7")
+    assert h["x-switchman-model"] == "cheap" and c.choices[0].message.content == "42"
+    assert h["x-switchman-reason"].startswith("rules:default->route smart; cascade from cheap (learned:q=")
+    h, _ = await s.ask(content="compute 13 times 7")  # the learned pick refuses: the cascade catches it
+    assert h["x-switchman-model"] == "dear" and "cheap rejected: refusal" in h["x-switchman-reason"]
+    h, _ = await s.ask(content="write a poem about the sea and a cat")
+    assert h["x-switchman-model"] == "dear" and "cascade from dear" in h["x-switchman-reason"]
+    assert s.calls("cheap") == 2
+
+
+# -- config errors ----------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("routes, where, words", [
+    ("""
+  - name: auto
+    policy: {kind: rules, rules: [{when: {tools: true}, to: nowhere}], default: {to: cheap}}""",
+     "routes[0].policy.rules[0].to", "unknown model 'nowhere'"),
+    ("""
+  - name: a
+    policy: {kind: rules, rules: [{when: {tools: true}, route: b}], default: {to: cheap}}
+  - name: b
+    policy: {kind: rules, rules: [{when: {json: true}, to: cheap}], default: {route: a}}""",
+     "routes[0].policy", "back to itself"),
+    ("""
+  - name: auto
+    policy: {kind: rules, rules: [{when: {regex: "(unclosed"}, to: cheap}], default: {to: cheap}}""",
+     "routes[0].policy.rules[0].when.regex", "not a regular expression"),
+    ("""
+  - name: auto
+    policy: {kind: cheapest, models: [cheap, mid], min_quality: 0.5, quality: {cheap: 0.4}}""",
+     "routes[0].policy.quality", "no expected quality for mid"),
+    ("""
+  - name: auto
+    policy: {kind: cascade, models: [cheap]}""", "routes[0].policy.models", "at least two models"),
+    ("""
+  - name: auto
+    policy: {kind: cascade, models: [cheap, dear], checks: {judge: {model: ghost}}}""",
+     "routes[0].policy.checks.judge.model", "unknown model 'ghost'"),
+    ("""
+  - name: auto
+    policy: {kind: learned, models: [cheap], router: missing.npz, min_quality: 0.5}""",
+     "routes[0].policy.router", "cannot load router"),
+    ("""
+  - name: auto
+    policy: {kind: learned, models: [cheap], router: r.npz}""", "routes[0].policy", "exactly one of"),
+])
+def test_policy_config_errors_name_the_key(tmp_path, routes, where, words):
+    text = f"""
+providers:
+  pa: {{kind: openai, base_url: "http://127.0.0.1:9/v1", api_key: "k"}}
+  pb: {{kind: anthropic, base_url: "http://127.0.0.1:9", api_key: "k"}}
+models:
+{MODELS}
+routes:
+{routes}
+"""
+    path = tmp_path / "switchman.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigError) as e:
+        configfile.load(str(path), env={})
+    assert e.value.key == where and words in e.value.message
