@@ -42,10 +42,37 @@ def cmd_check(a: argparse.Namespace) -> int:
         else:
             plan = " -> ".join(r.models)
         fb = f"  fallbacks: {' -> '.join(r.fallbacks)}" if r.fallbacks else ""
-        print(f"  {r.name:<16} {r.policy}: {plan}{fb}")
+        print(f"  {r.name:<16} {r.policy}{': ' + plan if plan else ''}{fb}")
+        for line in _policy_lines(r.spec):
+            print(f"  {'':<16}   {line}")
     if cfg.auth.admin_key:
         print("\nauth: admin key set")
     return 0
+
+
+def _policy_lines(p) -> list[str]:
+    """A policy's own settings, one line each, for ``check``."""
+    if p is None:
+        return []
+    out = []
+    if p.kind in ("cheapest", "learned"):
+        bar = f"min_quality {p.min_quality:g}" if p.min_quality is not None else f"tradeoff {p.tradeoff:g}"
+        src = f"router {p.router}" if p.router else "quality " + ", ".join(f"{m}={q:g}" for m, q in p.quality)
+        out.append(f"{p.kind}: {bar}; {src}")
+    for i, r in enumerate((*p.rules, *([p.default] if p.default else []))):
+        cond = ", ".join(f"{c}={getattr(v, 'pattern', v)}" for c, v in r.when) or "otherwise"
+        out.append(f"{r.label}: {cond} -> {'route ' if r.route else ''}{r.to}")
+    if p.checks is not None:
+        c = p.checks
+        on = [n for n in ("refusal", "json", "tools") if getattr(c, n)]
+        on += [f"logprob>={c.logprob:g}"] if c.logprob is not None else []
+        on += [f"scorer>={c.scorer_min:g} ({c.scorer})"] if c.scorer else []
+        on += [f"judge {c.judge}>={c.judge_min:g}"] if c.judge else []
+        out.append(f"checks: {', '.join(on) or 'none'}")
+    if p.start is not None:
+        out.append(f"starts by {p.start.kind}:")
+        out += ["  " + x for x in _policy_lines(p.start)]
+    return out
 
 
 def cmd_demo(a: argparse.Namespace) -> int:
