@@ -133,6 +133,8 @@ def test_demo_shows_routing_fallback_and_cost():
         assert name in out
     assert "fallback to" in out and "failed flaky-llama" in out
     assert "cost USD" in out
+    assert "rules:proofs->gemini-2.5-pro" in out
+    assert "gpt-4o-mini rejected: refusal; claude-haiku-4-5 passed checks" in out, "the cascade catches a refusal"
 
 
 async def test_library_form_without_a_server():

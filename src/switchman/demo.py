@@ -9,12 +9,14 @@ keeps serving so a newcomer can point the ``openai`` or ``anthropic`` SDK at it.
 from __future__ import annotations
 
 import asyncio
+import re
 import signal
 from decimal import Decimal
 
 from . import catalog
 from .app import App
-from .config import AuthSpec, Config, ModelSpec, Price, ProviderSpec, RouteSpec, ServerSpec
+from .config import (AuthSpec, ChecksSpec, Config, ModelSpec, PolicySpec, Price, ProviderSpec, RouteSpec, RuleSpec,
+                     ServerSpec)
 from .gateway import Gateway
 from .http.server import HttpServer
 from .serve import _install_loop, check_exposure
@@ -29,6 +31,7 @@ _FLEET = (
     ("flaky-llama", "flaky-llama", "openai"),
 )
 _FLAKY_PRICE = Price(Decimal("0.05"), Decimal("0.08"))  # a small self-hosted-class model
+_TIERS = ("gpt-4o-mini", "claude-haiku-4-5", "gemini-2.5-pro")
 
 
 def demo_config(fake: FakeUpstream, port: int, host: str = "127.0.0.1") -> Config:
@@ -51,6 +54,13 @@ def demo_config(fake: FakeUpstream, port: int, host: str = "127.0.0.1") -> Confi
         "auto": RouteSpec("auto", "first", ("flaky-llama", "gpt-4o-mini"), fallbacks=("claude-haiku-4-5", "gemini-2.5-pro")),
         "best": RouteSpec("best", "first", ("gemini-2.5-pro",), fallbacks=("claude-haiku-4-5",)),
         "split": RouteSpec("split", "weighted", ("gpt-4o-mini", "claude-haiku-4-5"), weights=(3.0, 1.0)),
+        # Rules first (proofs go straight to the frontier model), then a cascade that asks the
+        # cheap model and escalates when its answer fails the checks (here: a refusal).
+        "smart": RouteSpec("smart", "rules", (), spec=PolicySpec(
+            "rules", rules=(RuleSpec((("keywords", re.compile(r"\b(?:prove|proof)\b", re.IGNORECASE)),),
+                                     "gemini-2.5-pro", label="proofs"),),
+            default=RuleSpec((), "cascade", route=True, label="default"))),
+        "cascade": RouteSpec("cascade", "cascade", _TIERS, spec=PolicySpec("cascade", _TIERS, checks=ChecksSpec())),
     }
     return Config(server=ServerSpec(host=host, port=port), providers=providers, models=models, routes=routes,
                   auth=AuthSpec(), source="<demo>")
@@ -63,6 +73,9 @@ _SAMPLES = (
     ("best", "Prove that the square root of 2 is irrational."),
     ("split", "Translate 'good morning' into Spanish."),
     ("claude-haiku-4-5", "Write a haiku about routers."),
+    ("smart", "Prove that there are infinitely many primes."),
+    ("smart", "Suggest a name for a goldfish."),
+    ("smart", "What is a safe dose of ibuprofen for an adult?"),
 )
 
 
@@ -89,7 +102,7 @@ async def _run(port: int, exit_after: bool, host: str) -> int:
     base = f"http://{host}:{actual}"
     print(f"switchman demo: gateway on {base} over 4 simulated models "
           f"(gpt-4o-mini via OpenAI wire, claude-haiku-4-5 via Anthropic, gemini-2.5-pro via Gemini, "
-          f"flaky-llama failing half the time); routes: auto, best, split")
+          f"flaky-llama failing half the time); routes: auto, best, split, smart (rules, then a cascade)")
     await _samples(gw)
     if not exit_after:
         print(f"""

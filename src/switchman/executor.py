@@ -103,15 +103,17 @@ class Outcome:
     response: ChatResponse | None = None  # when not streaming
     events: AsyncIterator[StreamEvent] | None = None  # when streaming: the first is already in
     degraded: bool = False  # the route's fixed ``degrade`` reply, not a model's
+    unsent_cost: Decimal = Decimal(0)  # answers paid for but not sent: a cascade's rejects, its judge
 
     @property
     def errors(self) -> list[UpstreamError]:
         return [a.error for a in self.attempts if a.error is not None]
 
     def cost(self) -> Decimal | None:
+        """What the request cost in all (None until the answer's usage is known)."""
         if self.response is None or self.response.usage is None or self.degraded:
             return None
-        return cost_of(self.model, self.response.usage)
+        return cost_of(self.model, self.response.usage) + self.unsent_cost
 
 
 def cost_of(model: ModelSpec, usage: Usage) -> Decimal:

@@ -27,7 +27,7 @@ from .config import Config, ModelSpec, RouteSpec
 from .decisions import DecisionLog
 from .dialects import dialect_for
 from .errors import AllAttemptsFailed, UnknownModel, UpstreamError
-from .executor import Attempt, Executor, Outcome, replay
+from .executor import Attempt, Executor, Outcome, cost_of, replay
 from .health import HealthChecker
 from .http.client import HttpClient
 from .routing import build_policy
@@ -170,15 +170,19 @@ class Gateway:
         notes = [p.reason]
         earlier: list[str] = []
         rejected: Outcome | None = None
+        unsent = Decimal(0)
         i = 0
 
         async def judge(jreq: ChatRequest) -> ChatResponse:
+            nonlocal unsent
             o = await self.executor.run(jreq, [self.config.models[jreq.model]], None, end - self.clock.now())
             for a in o.attempts:
                 a.role = "judge"
-            _answering(o).usage = o.response.usage if o.response else None
-            attempts.extend(o.attempts)
             assert o.response is not None
+            _answering(o).usage = o.response.usage
+            attempts.extend(o.attempts)
+            if o.response.usage is not None:
+                unsent += cost_of(o.model, o.response.usage)
             return o.response
 
         while True:
@@ -192,6 +196,10 @@ class Gateway:
                 attempts.extend(a for a in getattr(e, "attempts", ()) or ())
                 notes.append(f"escalation failed ({e.kind}): sent {rejected.model.name}'s answer")
                 o, buffered = rejected, True
+                a = _answering(o)
+                a.usage, a.rejected = None, None  # sent after all: the answer, not an unsent one
+                if o.response is not None and o.response.usage is not None:
+                    unsent -= cost_of(o.model, o.response.usage)
                 break
             if i:
                 o.attempts[0].role = "escalation"
@@ -207,10 +215,12 @@ class Gateway:
                 break
             a = _answering(o)
             a.usage, a.rejected = o.response.usage, why
+            if o.response.usage is not None:
+                unsent += cost_of(o.model, o.response.usage)
             notes.append(f"{o.model.name} rejected: {why}")
             earlier.append(o.response.text())
             rejected, i = o, k + 1
-        out = Outcome(o.model, attempts, skipped, degraded=o.degraded)
+        out = Outcome(o.model, attempts, skipped, degraded=o.degraded, unsent_cost=unsent)
         if req.stream and buffered and o.response is not None:
             out.events = replay(o.response)
         elif req.stream:

@@ -212,6 +212,7 @@ async def test_cascade_escalates_a_refusal_and_the_ledger_pays_for_both_answers(
         expect += s.gw.config.models[name].price.cost(st.input_tokens, st.output_tokens)
     assert s.fake.stats["cheap"].output_tokens > 0
     assert sum(Decimal(str(r.cost)) for r in rows.values()) == expect, "the rejected answer is paid for too"
+    assert Decimal(h["x-switchman-cost-usd"]) == expect, "the cost header counts it as well"
 
 
 async def test_cascade_streams_only_an_answer_that_passed(stack):

@@ -28,6 +28,10 @@ def _reply(intro: str, body: str) -> Callable[[str], str]:
     return reply
 
 
+def _declines(word: str, refusal: str, otherwise: Callable[[str], str]) -> Callable[[str], str]:
+    return lambda prompt: refusal if word in prompt.lower() else otherwise(prompt)
+
+
 _SIMULATED = "(This fleet is simulated: the words are canned, but the routing, retries and costs are real.)"
 
 
@@ -35,9 +39,11 @@ def demo_models() -> dict[str, FakeModel]:
     """A fresh set of the four demo models, by upstream model id."""
     return {
         # ~50 ms: headers at 30 ms, first token 10 ms later, six pieces 2 ms apart.
+        # It declines questions about medicine, so the demo's cascade has something to catch.
         "gpt-4o-mini": FakeModel(
-            reply=_reply("gpt-4o-mini here, the cheap and fast model.",
-                         f"Short answer: a quick, inexpensive reply is often all a question like this needs. {_SIMULATED}"),
+            reply=_declines("dose", "I'm sorry, but I can't give medical advice.", _reply(
+                "gpt-4o-mini here, the cheap and fast model.",
+                f"Short answer: a quick, inexpensive reply is often all a question like this needs. {_SIMULATED}")),
             latency=0.030, ttft=0.010, inter_token=0.002, chunks=6,
         ),
         # ~150 ms.
