@@ -352,3 +352,16 @@ routes:
     with pytest.raises(ConfigError) as e:
         configfile.load(str(path), env={})
     assert e.value.key == where and words in e.value.message
+
+
+async def test_cascade_serves_an_anthropic_client_streaming(stack):
+    import anthropic
+
+    s = await stack(_cascade(models="[cheap, mid]"), {"cheap": FakeModel(reply=REFUSE)})
+    async with anthropic.AsyncAnthropic(base_url=s.base, api_key="k", max_retries=0) as c:
+        async with c.messages.stream(model="auto", max_tokens=100,
+                                     messages=[{"role": "user", "content": "plan a picnic"}]) as stream:
+            text = "".join([t async for t in stream.text_stream])
+            final = await stream.get_final_message()
+    assert text == "echo: plan a picnic" and final.stop_reason == "end_turn"
+    assert s.calls("cheap") == 1 and s.calls("mid") == 1
