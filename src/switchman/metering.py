@@ -122,7 +122,7 @@ class Metering:
             api_key=api_key or None, route=creq.model, candidates=plan.models,
             input_tokens=creq.estimated_tokens(), max_tokens=creq.max_tokens,
             tags=parse_tags(tags), user=user or creq.user, max_cost_usd=max_cost,
-            direct=creq.model in self.config.models,
+            direct=creq.model in self.config.models, checked=plan.checked if plan.checks else 0,
         )
         adm = await self.accountant.admit(ctx)
         if adm.downgrade_to and adm.downgrade_to != creq.model:
@@ -131,4 +131,5 @@ class Metering:
             plan.reason = f"{plan.reason}; budget soft limit: downgraded to {adm.downgrade_to}"
         else:
             plan.models = [m for m in plan.models if m.name in adm.models]
+            plan.checked = min(plan.checked, max(len(plan.models) - 1, 0))
         return Ticket(self, adm, rid, creq, plan)

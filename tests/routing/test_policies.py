@@ -365,3 +365,14 @@ async def test_cascade_serves_an_anthropic_client_streaming(stack):
             final = await stream.get_final_message()
     assert text == "echo: plan a picnic" and final.stop_reason == "end_turn"
     assert s.calls("cheap") == 1 and s.calls("mid") == 1
+
+
+async def test_a_cost_cap_shortens_a_cascade_to_what_it_can_pay_for(stack):
+    # Worst cases at max_tokens 1000: cheap $0.0004, mid $0.004, dear $0.04; a cascade may pay
+    # every stage, so under a $0.01 cap dear goes and mid's answer is final (unchecked).
+    s = await stack(_cascade(), {"cheap": FakeModel(reply=REFUSE), "mid": FakeModel(reply=REFUSE)}, ledger=True)
+    h, c = await s.ask(max_tokens=1000, headers={"x-switchman-max-cost-usd": "0.01"})
+    assert h["x-switchman-model"] == "mid" and s.calls("dear") == 0
+    assert "cheap rejected: refusal" in h["x-switchman-reason"]
+    h, _ = await s.ask(max_tokens=1000)
+    assert h["x-switchman-model"] == "dear", "without the cap the cascade goes all the way"

@@ -55,6 +55,14 @@ DEFAULT_MAX_TOKENS = 4096  # reserved for when neither the request nor the catal
 _WINDOW = 60  # seconds: rate limits are per minute, in fixed windows aligned to the clock
 
 
+def _worst(costs: list[tuple[ModelSpec, Decimal]], checked: int) -> Decimal:
+    """The most a request can cost: its dearest candidate, or for a cascade every stage it may
+    escalate from (the first ``checked``) plus the dearest of the rest."""
+    if not checked:
+        return max((c for _, c in costs), default=Decimal(0))
+    return sum((c for _, c in costs[:checked]), Decimal(0)) + max((c for _, c in costs[checked:]), default=Decimal(0))
+
+
 @dataclass(slots=True)
 class AdmissionContext:
     """What the gateway knows about a request before calling any model."""
@@ -68,6 +76,7 @@ class AdmissionContext:
     user: str | None = None  # x-switchman-user or the body's user field
     max_cost_usd: Decimal | None = None  # x-switchman-max-cost-usd
     direct: bool = False  # the client named a model, not a route: no savings to claim
+    checked: int = 0  # a cascade: the first ``checked`` candidates may all be paid for before one answers
     hold: float = 900.0  # seconds until an unsettled reservation lapses
 
 
@@ -188,7 +197,10 @@ class Accountant:
                     f"x-switchman-max-cost-usd cap of ${ctx.max_cost_usd}; lower max_tokens or raise the cap",
                     scope="request")
             costs = fit
-        most = max((c for _, c in costs), default=Decimal(0))
+        most = _worst(costs, ctx.checked)
+        while ctx.max_cost_usd is not None and ctx.checked and most > ctx.max_cost_usd and len(costs) > 1:
+            costs = costs[:-1]  # a cascade under a cap: its dearest stages go until the worst case fits
+            most = _worst(costs, ctx.checked)
         adm = Admission(key=key, user=user, tags=tags, models=tuple(m.name for m, _ in costs), max_cost=most,
                         admin=admin, input_tokens=ctx.input_tokens,
                         prices=() if ctx.direct else tuple(m.price for m in ctx.candidates))
