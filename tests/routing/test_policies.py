@@ -30,6 +30,19 @@ MODELS = """
 REFUSE = "I'm sorry, but I can't help with that request."
 
 
+def _yaml(openai_url: str, anthropic_url: str, routes: str, extra: str = "") -> str:
+    return f"""
+providers:
+  pa: {{kind: openai, base_url: "{openai_url}", api_key: "k"}}
+  pb: {{kind: anthropic, base_url: "{anthropic_url}", api_key: "k"}}
+models:
+{MODELS}
+routes:
+{routes}
+{extra}
+"""
+
+
 class Stack:
     def __init__(self, fake, gw, meter, server, base):
         self.fake, self.gw, self.meter, self.server, self.base = fake, gw, meter, server, base
@@ -56,17 +69,8 @@ async def stack(tmp_path):
         fake = FakeUpstream({"cheap": FakeModel(), "mid": FakeModel(), "dear": FakeModel(), "grader": FakeModel(),
                              **(fakes or {})})
         await fake.start()
-        text = f"""
-providers:
-  pa: {{kind: openai, base_url: "{fake.url('openai')}", api_key: "k"}}
-  pb: {{kind: anthropic, base_url: "{fake.url('anthropic')}", api_key: "k"}}
-models:
-{MODELS}
-routes:
-{routes}
-retry: {{attempts: 1}}
-{f'ledger: {{url: "sqlite:///{tmp_path}/ledger.db", flush_interval: 0.01}}' if ledger else ''}
-"""
+        text = _yaml(fake.url("openai"), fake.url("anthropic"), routes, "retry: {attempts: 1}\n" + (
+            f'ledger: {{url: "sqlite:///{tmp_path}/ledger.db", flush_interval: 0.01}}' if ledger else ""))
         path = tmp_path / "switchman.yaml"
         path.write_text(text)
         gw = Gateway(configfile.load(str(path), env={}))
@@ -338,15 +342,7 @@ async def test_hybrid_rules_then_learned_then_cascade(stack, tmp_path):
     policy: {kind: learned, models: [cheap], router: r.npz}""", "routes[0].policy", "exactly one of"),
 ])
 def test_policy_config_errors_name_the_key(tmp_path, routes, where, words):
-    text = f"""
-providers:
-  pa: {{kind: openai, base_url: "http://127.0.0.1:9/v1", api_key: "k"}}
-  pb: {{kind: anthropic, base_url: "http://127.0.0.1:9", api_key: "k"}}
-models:
-{MODELS}
-routes:
-{routes}
-"""
+    text = _yaml("http://127.0.0.1:9/v1", "http://127.0.0.1:9", routes)
     path = tmp_path / "switchman.yaml"
     path.write_text(text)
     with pytest.raises(ConfigError) as e:
