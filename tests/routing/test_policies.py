@@ -350,17 +350,18 @@ def test_policy_config_errors_name_the_key(tmp_path, routes, where, words):
     assert e.value.key == where and words in e.value.message
 
 
-async def test_cascade_serves_an_anthropic_client_streaming(stack):
+@pytest.mark.parametrize("first, last", [("cheap", "mid"), ("mid", "dear")])  # (openai, anthropic) wires and back
+async def test_cascade_serves_an_anthropic_client_streaming(stack, first, last):
     import anthropic
 
-    s = await stack(_cascade(models="[cheap, mid]"), {"cheap": FakeModel(reply=REFUSE)})
+    s = await stack(_cascade(models=f"[{first}, {last}]"), {first: FakeModel(reply=REFUSE)})
     async with anthropic.AsyncAnthropic(base_url=s.base, api_key="k", max_retries=0) as c:
         async with c.messages.stream(model="auto", max_tokens=100,
                                      messages=[{"role": "user", "content": "plan a picnic"}]) as stream:
             text = "".join([t async for t in stream.text_stream])
             final = await stream.get_final_message()
     assert text == "echo: plan a picnic" and final.stop_reason == "end_turn"
-    assert s.calls("cheap") == 1 and s.calls("mid") == 1
+    assert s.calls(first) == 1 and s.calls(last) == 1
 
 
 async def test_a_cost_cap_shortens_a_cascade_to_what_it_can_pay_for(stack):
