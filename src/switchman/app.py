@@ -12,9 +12,9 @@ from decimal import Decimal, InvalidOperation
 
 import orjson
 
+from .accounting.records import parse_tags
 from .dialects import dialect_for
 from .dialects.base import Dialect
-from .accounting.records import parse_tags
 from .errors import BodyTooLarge, InvalidRequest, MethodNotAllowed, SwitchmanError, Unauthorized, UnknownEndpoint
 from .gateway import Gateway, Reply
 from .http.server import Request, Response, StreamingResponse

@@ -345,18 +345,16 @@ class Executor:
             run.unsupported = run.unsupported or e
             run.skipped.append(f"{model.name}:{e.kind}")
             raise _Skip(e.message, model=model.name) from None
+        if self.rate_limit is not None and (model.limits.rpm or model.limits.tpm):
+            full = await self.rate_limit(model, run.est_tokens)
+            if full is not None:  # the next candidate rather than the upstream's own 429
+                run.skipped.append(f"{model.name}:at-{full[0]}-limit")
+                run.limited.append(full[1])
+                raise _Skip(f"at its {full[0]} limit", model=model.name, retry_after=full[1])
         limit = self.limits.get(model.name)
         if limit is not None and not await limit.acquire(run.deadline):
             run.skipped.append(f"{model.name}:at-concurrency-limit")
             raise _Skip("at its concurrency limit", model=model.name, retry_after=1.0)
-        if self.rate_limit is not None and (model.limits.rpm or model.limits.tpm):
-            full = await self.rate_limit(model, run.est_tokens)
-            if full is not None:  # the next candidate rather than the upstream's own 429
-                if limit is not None:
-                    limit.release()
-                run.skipped.append(f"{model.name}:at-{full[0]}-limit")
-                run.limited.append(full[1])
-                raise _Skip(f"at its {full[0]} limit", model=model.name, retry_after=full[1])
         run.attempts.append(att)
         start = self.clock.now()
         t = model.timeout
