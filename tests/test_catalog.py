@@ -38,7 +38,7 @@ def test_known_limits_and_vision():
     assert (mini.vendor, mini.context_window, mini.max_output, mini.vision) == ("openai", 128000, 16384, True)
     assert lookup("o3-mini").vision is False
     sonnet = lookup("claude-sonnet-4-5")
-    assert (sonnet.context_window, sonnet.max_output, sonnet.cache_write_1h) == (200000, 64000, D("6"))
+    assert (sonnet.context_window, sonnet.max_output, sonnet.price.cache_write_1h) == (200000, 64000, D("6"))
 
 
 @pytest.mark.parametrize(
@@ -129,7 +129,7 @@ def test_anthropic_cache_writes_are_exact_multiples_of_input():
     assert claude
     for e in claude:
         assert e.price.cache_write == e.price.input * D("1.25"), e.id
-        assert e.cache_write_1h == e.price.input * 2, e.id
+        assert e.price.cache_write_1h == e.price.input * 2, e.id
 
 
 def test_cost_of_a_usage_with_cache_reads_is_exact():

@@ -94,3 +94,17 @@ def test_no_file_builds_from_environment_keys():
     assert not any(m.provider.kind == "openai" for m in cfg.models.values())
     assert set(cfg.routes["auto"].models) == set(cfg.models)
     assert from_env({}).models == {}
+
+
+def test_one_hour_cache_write_price_from_the_catalog_or_overridden():
+    cfg = loads("""
+providers:
+  an: {kind: anthropic, api_key: k}
+models:
+  - {name: sonnet, provider: an, model: claude-sonnet-4-5}
+  - {name: mine, provider: an, model: claude-sonnet-4-5, price: {input: 3, output: 15, cache_write_1h: 5.5}}
+""", env={})
+    assert cfg.models["sonnet"].price.cache_write_1h == Decimal("6")  # Anthropic's list price: 2 x input
+    mine = cfg.models["mine"].price
+    assert mine.cache_write_1h == Decimal("5.5")
+    assert mine.cost(1_000, 0, cache_write=1_000, cache_write_1h=1_000) == Decimal("0.0055")

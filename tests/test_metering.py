@@ -3,17 +3,22 @@ keys` and `switchman spend` after traffic through the gateway."""
 
 from __future__ import annotations
 
+import contextlib
 import json
+import sqlite3
 from decimal import Decimal
 
 import aiohttp
+import anthropic
 import openai
 import pytest
 
 from switchman import configfile
+from switchman.accounting import BudgetExceeded
 from switchman.app import App
 from switchman.gateway import Gateway
 from switchman.http.server import HttpServer
+from switchman import tokens
 from switchman.metering import Metering
 from switchman.testing.fake_upstream import FakeModel, FakeUpstream
 
@@ -98,3 +103,157 @@ async def test_keys_spend_and_ledger_agree_with_the_upstream(metered, tmp_path):
     assert db_files
     assert all(key.encode() not in p.read_bytes() for p in db_files)
     assert any(b"team-a" in p.read_bytes() for p in db_files), "the files read are the ones holding the keys"
+
+
+@contextlib.asynccontextmanager
+async def serving(tmp_path, fakes: dict[str, FakeModel], models: str, extra: str = ""):
+    """A metered gateway over the fake upstream's OpenAI and Anthropic wires, on loopback."""
+    fake = FakeUpstream(fakes)
+    await fake.start()
+    cfg = configfile.loads(f"""
+providers:
+  oa: {{kind: openai, base_url: "{fake.url('openai')}", api_key: "k"}}
+  an: {{kind: anthropic, base_url: "{fake.url('anthropic')}", api_key: "k"}}
+models:
+{models}
+ledger: {{url: "sqlite:///{tmp_path}/ledger.db", flush_interval: 0.01}}
+retry: {{attempts: 1}}
+{extra}
+""", env={})
+    gw = Gateway(cfg)
+    meter = Metering.from_config(gw)
+    await meter.start()
+    server = HttpServer(App(gw, meter))
+    port = await server.start("127.0.0.1", 0)
+    try:
+        yield fake, gw, meter, f"http://127.0.0.1:{port}"
+    finally:
+        await server.stop(grace=0.5)
+        await meter.close()
+        await gw.close()
+        await fake.stop()
+
+
+def ledger_rows(tmp_path, sql: str) -> list[tuple]:
+    with contextlib.closing(sqlite3.connect(tmp_path / "ledger.db")) as db:
+        return db.execute(sql).fetchall()
+
+
+async def test_five_minute_and_one_hour_cache_writes_are_priced_exactly(tmp_path):
+    # 7,000 prompt tokens: 2,000 read from cache (0.1x input), 3,000 written of which 1,000 to the
+    # 1-hour cache (2x input) and 2,000 to the 5-minute one (1.25x), 2,000 plain.
+    spec = FakeModel(cached_tokens=2_000, cache_write_tokens=3_000, cache_write_1h_tokens=1_000)
+    async with serving(tmp_path, {"claude-sonnet-4-5": spec}, "  - {name: sonnet, provider: an, model: claude-sonnet-4-5}") as (
+            fake, gw, meter, base):
+        prompt = "cache " * 4_666 + "me"  # 28,000 characters: 7,000 tokens to the fake
+        async with anthropic.AsyncAnthropic(base_url=base, api_key="none", max_retries=0) as c:
+            raw = await c.messages.with_raw_response.create(model="sonnet", max_tokens=100,
+                                                            messages=[{"role": "user", "content": prompt}])
+            msg = await raw.parse()
+            async with c.messages.stream(model="sonnet", max_tokens=100, messages=[{"role": "user", "content": prompt}]) as s:
+                streamed = await s.get_final_message()
+        u = msg.usage
+        assert (u.input_tokens, u.cache_read_input_tokens, u.cache_creation_input_tokens) == (2_000, 2_000, 3_000)
+        assert (u.cache_creation.ephemeral_5m_input_tokens, u.cache_creation.ephemeral_1h_input_tokens) == (2_000, 1_000)
+        assert streamed.usage.cache_creation.ephemeral_1h_input_tokens == 1_000
+        out = u.output_tokens
+        # claude-sonnet-4-5 list prices per 1M: input $3, output $15, read $0.30, 5-minute write $3.75, 1-hour write $6
+        one = (2_000 * Decimal(3) + out * Decimal(15) + 2_000 * Decimal("0.30") + 2_000 * Decimal("3.75")
+               + 1_000 * Decimal(6)) / 1_000_000
+        assert Decimal(raw.headers["x-switchman-cost-usd"]) == one
+        await meter.accountant.flush()
+        (row,) = await meter.accountant.spend(by="model")
+        assert row.cost == 2 * one, "the ledger prices both writes at their own rate, streamed or not"
+        st = fake.stats["claude-sonnet-4-5"]
+        assert row.cost == gw.config.models["sonnet"].price.cost(
+            st.input_tokens, st.output_tokens, st.cache_read_tokens, st.cache_write_tokens, st.cache_write_1h_tokens)
+    assert ledger_rows(tmp_path, "SELECT cache_write_tokens, cache_write_1h_tokens FROM requests") == [(3_000, 1_000)] * 2
+
+
+async def ready(base: str) -> tuple[int, dict]:
+    async with aiohttp.ClientSession() as s:
+        async with s.get(base + "/health/ready") as r:
+            return r.status, await r.json()
+
+
+MINI = "  - {name: gpt-4o-mini, provider: oa}"
+
+
+async def test_ready_checks_the_ledger_database_and_the_shared_state(tmp_path):
+    async with serving(tmp_path, {"gpt-4o-mini": FakeModel()}, MINI) as (_, _, meter, base):
+        assert await ready(base) == (200, {"status": "ready", "models": 1, "ledger": "ok", "state": "ok"})
+        await meter.accountant.store.close()  # the database connection is gone
+        status, body = await ready(base)
+        assert status == 503 and body["ledger"] == "down" and "ledger database unreachable" in body["status"]
+    closed = "state: {backend: redis, url: 'redis://127.0.0.1:1/0', timeout: 0.1, on_error: closed}"  # a closed port
+    async with serving(tmp_path, {"gpt-4o-mini": FakeModel()}, MINI, closed) as (_, _, _, base):
+        status, body = await ready(base)
+        assert status == 503 and (body["ledger"], body["state"]) == ("ok", "down")
+        assert body["status"] == "not ready: state backend unreachable (on_error: closed)"
+    # Failing open, requests are still served: not ready would take every replica out of its load
+    # balancer at once. Degraded, and saying so.
+    async with serving(tmp_path, {"gpt-4o-mini": FakeModel()}, MINI, closed.replace("closed}", "open}")) as (_, _, _, base):
+        status, body = await ready(base)
+        assert status == 200 and body["state"] == "down" and body["status"].startswith("degraded")
+
+
+@pytest.mark.parametrize("wire", ["openai", "anthropic"])
+async def test_a_cut_stream_is_counted_with_the_tokenizer_and_marked_estimated(tmp_path, wire):
+    reply = "Streaming answers are billed for every token generated, reported or not. " * 8
+    fakes = {"up": FakeModel(reply=reply, chunks=8, cut_after=5)}
+    models = f"  - {{name: m, provider: {'oa' if wire == 'openai' else 'an'}, model: up, price: {{input: 1, output: 2}}}}"
+    prompt = "Tell me about billing, please. " * 3
+    async with serving(tmp_path, fakes, models) as (fake, gw, meter, base):
+        got = []
+        async with openai.AsyncOpenAI(base_url=base + "/v1", api_key="none", max_retries=0) as c:
+            with pytest.raises(openai.APIError):
+                async for chunk in await c.chat.completions.create(
+                        model="m", stream=True, messages=[{"role": "user", "content": prompt}]):
+                    got += [ch.delta.content or "" for ch in chunk.choices]
+        await meter.accountant.flush()
+    streamed = "".join(got)
+    assert 0 < len(streamed) < len(reply)
+    (row,) = ledger_rows(tmp_path, "SELECT input_tokens, output_tokens, estimated, cost_pusd FROM requests")
+    inp, out, estimated, cost = row
+    assert estimated == 1
+    assert out == tokens.count(streamed), "the output streamed before the cut, counted by the tokenizer"
+    # OpenAI reports usage only at the end: the prompt is counted too. Anthropic reported the
+    # prompt in message_start, before the cut: that count is kept.
+    reported = -(-len(prompt) // 4)  # the fake's count: a token per 4 characters, rounded up
+    assert inp == (tokens.count(prompt) if wire == "openai" else reported)
+    assert cost == (inp * 1 + out * 2) * 1_000_000  # picodollars at $1 / $2 per 1M tokens
+
+
+async def test_in_process_calls_are_metered_like_the_servers(tmp_path):
+    fake = FakeUpstream({"gpt-4o-mini": FakeModel()})
+    await fake.start()
+    cfg = configfile.loads(f"""
+providers:
+  oa: {{kind: openai, base_url: "{fake.url('openai')}", api_key: "k"}}
+models:
+  - {{name: gpt-4o-mini, provider: oa}}
+ledger: {{url: "sqlite:///{tmp_path}/ledger.db"}}
+budgets:
+  - {{user: bob, limit: 0.001/day}}
+""", env={})
+    gw = Gateway(cfg)
+    try:
+        async with Metering.from_config(gw) as meter:
+            one = await meter.chat(model="gpt-4o-mini", user="alice", tags={"team": "search"},
+                                   messages=[{"role": "user", "content": "in-process"}])
+            two = await meter.chat(model="gpt-4o-mini", user="alice", stream=True,
+                                   messages=[{"role": "user", "content": "in-process, streamed"}])
+            assert [type(ev).__name__ async for ev in two.events][-1] == "UsageEvent"
+            with pytest.raises(BudgetExceeded, match="budget user:bob"):  # what the server answers 429 for
+                await meter.chat(model="gpt-4o-mini", user="bob", messages=[{"role": "user", "content": "x"}])
+            await meter.accountant.flush()
+            (alice,) = [r for r in await meter.accountant.spend(by="user") if r.group == "alice"]
+            st = fake.stats["gpt-4o-mini"]
+            assert alice.requests == 2
+            assert alice.cost == gw.config.models["gpt-4o-mini"].price.cost(st.input_tokens, st.output_tokens)
+            assert alice.cost > one.cost() > 0
+            (team,) = await meter.accountant.spend(by="tag")
+            assert (team.group, team.cost) == ("team=search", one.cost())
+    finally:
+        await gw.close()
+        await fake.stop()

@@ -7,20 +7,18 @@ from __future__ import annotations
 
 import hmac
 import logging
-import os
 import time
 from decimal import Decimal, InvalidOperation
 
 import orjson
 
+from .accounting.records import parse_tags
 from .dialects import dialect_for
 from .dialects.base import Dialect
 from .errors import BodyTooLarge, InvalidRequest, MethodNotAllowed, SwitchmanError, Unauthorized, UnknownEndpoint
-from .types import TextDelta, UsageEvent
 from .gateway import Gateway, Reply
 from .http.server import Request, Response, StreamingResponse
-from .accounting.records import parse_tags
-from .metering import Metering
+from .metering import Metering, new_request_id as _rid
 
 log = logging.getLogger("switchman")
 
@@ -28,10 +26,6 @@ _JSON = "application/json"
 _SSE = "text/event-stream"
 # Vendor headers a same-kind upstream should still see (they change the API's behaviour).
 _PASSTHROUGH = ("anthropic-beta",)
-
-
-def _rid() -> str:
-    return "req_" + os.urandom(12).hex()
 
 
 class App:
@@ -112,11 +106,11 @@ class App:
             if user:
                 creq.end_user = user
             deadline = _client_deadline(req)
-            plan = None
             if meter is not None:
-                ticket = await meter.admit(rid, creq, _credential(req), tags, user, _max_cost(req))
-                plan = ticket.plan
-            reply = await self.gateway.run(creq, deadline=deadline, request_id=rid, plan=plan)
+                ticket = await meter.admit(rid, creq, _credential(req), creq.tags or {}, user, _max_cost(req))
+                reply = await ticket.run(deadline)  # settles the ticket, now or when the stream ends
+            else:
+                reply = await self.gateway.run(creq, deadline=deadline, request_id=rid)
         except SwitchmanError as e:
             if ticket is not None:
                 ticket.failed(e)
@@ -133,13 +127,11 @@ class App:
             cost = reply.cost()
             if cost is not None:
                 headers["x-switchman-cost-usd"] = f"{cost:f}"
-            if ticket is not None:
-                ticket.answered(reply, reply.response.usage)
             headers["content-type"] = _JSON
             return Response(200, d.encode(reply.response, creq), headers)
         headers["content-type"] = _SSE
         headers["cache-control"] = "no-cache"
-        return StreamingResponse(200, _stream(d, creq, reply, rid, ticket), headers)
+        return StreamingResponse(200, _stream(d, creq, reply, rid), headers)
 
     def _error(self, d: Dialect, e: SwitchmanError, rid: str) -> Response:
         headers = {"content-type": _JSON, "x-switchman-request-id": rid}
@@ -184,9 +176,27 @@ class App:
         return Response(200, b'{"status":"ok"}', {"content-type": _JSON})
 
     async def _ready(self, req: Request) -> Response:
-        ok = bool(self.gateway.config.models)
-        body = {"status": "ready" if ok else "no models configured", "models": len(self.gateway.config.models)}
-        return Response(200 if ok else 503, orjson.dumps(body), {"content-type": _JSON})
+        """Ready to serve: models configured and, with metering, the ledger's database and the
+        shared state reachable. Redis down with ``state: {on_error: open}`` (the default) is
+        ``degraded``, still 200: requests are served with limits unenforced, and a 503 here would
+        take every replica sharing that Redis out of its load balancer at once."""
+        n = len(self.gateway.config.models)
+        body: dict = {"status": "ready", "models": n}
+        down = [] if n else ["no models configured"]
+        if self.metering is not None:
+            acc = self.metering.accountant
+            got = await acc.ready()
+            body.update({k: "ok" if up else "down" for k, up in got.items()})
+            if not got["ledger"]:
+                down.append("ledger database unreachable")
+            if not got["state"]:
+                if acc.fail_closed:
+                    down.append("state backend unreachable (on_error: closed)")
+                else:
+                    body["status"] = "degraded: state backend unreachable, limits not enforced (on_error: open)"
+        if down:
+            body["status"] = "not ready: " + "; ".join(down)
+        return Response(503 if down else 200, orjson.dumps(body), {"content-type": _JSON})
 
 
 def _credential(req: Request) -> str:
@@ -237,18 +247,11 @@ def _headers(rid: str, reply: Reply) -> dict[str, str]:
     }
 
 
-async def _stream(d: Dialect, creq, reply: Reply, rid: str, ticket=None):
+async def _stream(d: Dialect, creq, reply: Reply, rid: str):
     enc = d.stream_encoder(creq)
     events = reply.events
-    usage = None
-    text = 0
     try:
         async for ev in events:  # type: ignore[union-attr]
-            t = type(ev)
-            if t is UsageEvent:
-                usage = ev.usage
-            elif t is TextDelta:
-                text += len(ev.text)
             b = enc.encode(ev)
             if b:
                 yield b
@@ -262,5 +265,3 @@ async def _stream(d: Dialect, creq, reply: Reply, rid: str, ticket=None):
         yield enc.error(SwitchmanError("internal error"))
     finally:
         await events.aclose()  # type: ignore[union-attr]
-        if ticket is not None:
-            ticket.answered(reply, usage, streamed_chars=text, request=creq)

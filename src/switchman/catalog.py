@@ -53,7 +53,7 @@ _ENTRY_KEYS = frozenset(
         "context_window", "max_output", "vision", "aliases", "long_context", "source", "note",
     }
 )
-_TIER_KEYS = frozenset({"above", "input", "output", "cached_input", "cache_write"})
+_TIER_KEYS = frozenset({"above", "input", "output", "cached_input", "cache_write", "cache_write_1h"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,7 +75,6 @@ class CatalogEntry:
     context_window: int | None
     max_output: int | None
     vision: bool
-    cache_write_1h: Decimal | None = None  # Anthropic's 1-hour cache write; None where not sold
     host: str | None = None  # third-party server (groq, together, fireworks, ollama); None = vendor's own API
     aliases: tuple[str, ...] = ()
     long_context: LongContext | None = None
@@ -157,7 +156,6 @@ def _entry(item: dict) -> CatalogEntry:
         context_window=_optional_int(item.get("context_window"), f"{where}: context_window"),
         max_output=_optional_int(item.get("max_output"), f"{where}: max_output"),
         vision=bool(item.get("vision", False)),
-        cache_write_1h=_money(item.get("cache_write_1h"), f"{where}: cache_write_1h"),
         host=item.get("host"),
         aliases=tuple(item.get("aliases", ())),
         long_context=None if tier is None else _long_context(tier, f"{where}: long_context"),
@@ -183,6 +181,7 @@ def _price(item: dict, where: str) -> Price:
         output=out,
         cached_input=_money(item.get("cached_input"), f"{where}: cached_input"),
         cache_write=_money(item.get("cache_write"), f"{where}: cache_write"),
+        cache_write_1h=_money(item.get("cache_write_1h"), f"{where}: cache_write_1h"),
     )
 
 

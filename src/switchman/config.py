@@ -18,13 +18,18 @@ class Price:
     output: Decimal
     cached_input: Decimal | None = None  # default: input (no discount known)
     cache_write: Decimal | None = None  # default: input × 1.25 (Anthropic's 5-minute write)
+    cache_write_1h: Decimal | None = None  # default: input × 2 (Anthropic's 1-hour write)
 
-    def cost(self, input_tokens: int, output_tokens: int, cache_read: int = 0, cache_write: int = 0) -> Decimal:
-        """Exact cost in USD for one call's usage (``input_tokens`` includes cached ones)."""
+    def cost(self, input_tokens: int, output_tokens: int, cache_read: int = 0, cache_write: int = 0,
+             cache_write_1h: int = 0) -> Decimal:
+        """Exact cost in USD for one call's usage (``input_tokens`` includes cached ones;
+        ``cache_write`` counts every cache write, of which ``cache_write_1h`` were 1-hour writes)."""
         plain = max(input_tokens - cache_read - cache_write, 0)
         cr = self.cached_input if self.cached_input is not None else self.input
         cw = self.cache_write if self.cache_write is not None else self.input * Decimal("1.25")
-        total = plain * self.input + output_tokens * self.output + cache_read * cr + cache_write * cw
+        cw1h = self.cache_write_1h if self.cache_write_1h is not None else self.input * 2
+        total = (plain * self.input + output_tokens * self.output + cache_read * cr
+                 + (cache_write - cache_write_1h) * cw + cache_write_1h * cw1h)
         return total / 1_000_000
 
 

@@ -308,7 +308,8 @@ def _model(doc: _Doc, path: str, v: Any, providers: dict[str, ProviderSpec]) -> 
     entry = catalog.lookup(upstream) or catalog.lookup(name)
     price_raw = o.get("price", dict)
     if price_raw is not None:
-        po = _Obj(doc, f"{path}.price", price_raw, ("input", "output", "cached_input", "cache_write"),
+        po = _Obj(doc, f"{path}.price", price_raw, ("input", "output", "cached_input", "cache_write",
+                                                             "cache_write_1h"),
                   ("input", "output"))
         vals = {k: _money(doc, f"{path}.price.{k}", x) for k, x in po.v.items() if x is not None}
         price, priced_by = Price(**vals), "config"

@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field, replace
 from decimal import Decimal
 
@@ -78,6 +78,11 @@ _NEXT_NOT_AGAIN = frozenset({UpstreamKind.RATE_LIMITED, UpstreamKind.TIMEOUT})
 _DEFAULT_COOL = 1.0
 _CONTENT = (TextDelta, ToolCallStart, ToolCallDelta, Finish)
 
+# A model's own rpm/tpm limits, counted where every worker sees them (the accounting's shared
+# state): ``await rate_limit(model, prompt_tokens)`` counts one call of ``model`` and answers None,
+# or ``(limit, seconds)`` when the model is at its ``limit`` ("rpm" or "tpm") for that long.
+RateLimit = Callable[[ModelSpec, int], Awaitable["tuple[str, float] | None"]]
+
 
 @dataclass(slots=True)
 class Attempt:
@@ -117,7 +122,8 @@ class Outcome:
 
 
 def cost_of(model: ModelSpec, usage: Usage) -> Decimal:
-    return model.price.cost(usage.input_tokens, usage.output_tokens, usage.cache_read_tokens, usage.cache_write_tokens)
+    return model.price.cost(usage.input_tokens, usage.output_tokens, usage.cache_read_tokens, usage.cache_write_tokens,
+                            usage.cache_write_1h_tokens)
 
 
 _DEFAULT_ROUTE = RouteSpec(name="", policy="first", models=())
@@ -138,6 +144,7 @@ class _Run:
     forced: dict[str, str] = field(default_factory=dict)
     est_tokens: int = 0  # the prompt's estimated size, computed once per request
     probes: set[str] = field(default_factory=set)  # models this request holds the one probe of
+    limited: list[float] = field(default_factory=list)  # seconds until a model at its rpm/tpm limit has room
 
 
 class Executor:
@@ -163,6 +170,7 @@ class Executor:
             m.name: ConcurrencyLimit(m.limits.concurrency, m.limits.queue, self.clock)
             for m in (models or {}).values() if m.limits.concurrency
         }
+        self.rate_limit: RateLimit | None = None  # set by metering when some model has rpm/tpm limits
 
     # -- the plan ------------------------------------------------------------------------------
     async def run(self, req: ChatRequest, candidates: list[ModelSpec], route: RouteSpec | None = None,
@@ -341,6 +349,12 @@ class Executor:
             run.unsupported = run.unsupported or e
             run.skipped.append(f"{model.name}:{e.kind}")
             raise _Skip(e.message, model=model.name) from None
+        if self.rate_limit is not None and (model.limits.rpm or model.limits.tpm):
+            full = await self.rate_limit(model, run.est_tokens)
+            if full is not None:  # the next candidate rather than the upstream's own 429
+                run.skipped.append(f"{model.name}:at-{full[0]}-limit")
+                run.limited.append(full[1])
+                raise _Skip(f"at its {full[0]} limit", model=model.name, retry_after=full[1])
         limit = self.limits.get(model.name)
         if limit is not None and not await limit.acquire(run.deadline):
             run.skipped.append(f"{model.name}:at-concurrency-limit")
@@ -414,7 +428,8 @@ class Executor:
                 raise run.unsupported
             why = "no candidate model can take this request now: " + ", ".join(run.skipped)
             cooling = [c for c in (self.cooldowns.remaining(s.split(":")[0]) for s in run.skipped) if c > 0]
-            if cooling:  # rate limited upstream: the client should come back when the limit lifts
+            cooling += run.limited
+            if cooling:  # rate limited, upstream or by our own limits: come back when a limit lifts
                 raise UpstreamStatus(why, upstream_kind=UpstreamKind.RATE_LIMITED, retry_after=min(cooling))
             if any(s.endswith("at-concurrency-limit") for s in run.skipped):
                 raise UpstreamStatus(why, upstream_kind=UpstreamKind.OVERLOADED, retry_after=1.0)

@@ -1,21 +1,44 @@
 """Metering: the request path's side of the accounting package — admit a request (key, rate
-limits, budget reservation, soft-limit downgrade, cost cap), then settle what it really cost, one
-ledger row per request and per attempt. Settling happens off the request path (``settle_later``)."""
+limits, budget reservation, soft-limit downgrade, cost cap), count each model call against the
+model's own rpm/tpm limits, then settle what it really cost, one ledger row per request and per
+attempt. Settling happens off the request path (``Accountant.settle_later``).
+
+The HTTP server (``app``) and in-process callers (``Metering.chat``) go through the same steps::
+
+    async with Metering.from_config(Gateway.from_config("switchman.yaml")) as meter:
+        reply = await meter.chat(model="auto", messages=[...], api_key=..., tags={"team": "search"})
+"""
 
 from __future__ import annotations
 
+import asyncio
+import os
 import time
+from collections.abc import AsyncIterator, Mapping
+from contextvars import ContextVar
 from decimal import Decimal
 
+from . import tokens
 from .accounting.admin import AdminApi
 from .accounting.facade import Accountant, Admission, AdmissionContext
-from .accounting.records import AttemptRecord, RequestRecord, Role, cost, parse_tags
-from .config import Config
+from .accounting.records import AttemptRecord, RequestRecord, Role
+from .config import Config, ModelSpec
+from .dialects import dialect_for
 from .errors import SwitchmanError
 from .gateway import Gateway, Planned, Reply
-from .types import CHARS_PER_TOKEN, ChatRequest, Usage
+from .types import ChatRequest, Finish, StreamEvent, TextDelta, ToolCallDelta, ToolCallStart, Usage, UsageEvent
 
 _ROLES = {r.value: r for r in Role}
+
+# The admission of the request the current task is serving. The executor's per-model rate limit
+# hook reads it, so each model call's tokens are corrected to the usage when the request settles,
+# without the executor (or the gateway between) knowing of admissions. Attempts run in the
+# request's task or in tasks it starts (hedges), which inherit it.
+_ADMISSION: ContextVar[Admission | None] = ContextVar("switchman_admission", default=None)
+
+
+def new_request_id() -> str:
+    return "req_" + os.urandom(12).hex()
 
 
 class Ticket:
@@ -34,18 +57,72 @@ class Ticket:
         self.warning = adm.warning
         self.done = False
 
-    def answered(self, reply: Reply, usage: Usage | None, streamed_chars: int = 0,
-                 request: ChatRequest | None = None) -> None:
+    async def run(self, deadline: float | None = None) -> Reply:
+        """Execute the admitted plan. A failure settles the ticket and is raised; a streaming
+        reply's events settle it when they end, however they end."""
+        try:
+            reply = await self.meter.gateway.run(self.creq, deadline=deadline, request_id=self.rid, plan=self.plan)
+        except BaseException as e:
+            if isinstance(e, asyncio.CancelledError):  # the client went away: still release the reservation
+                e = SwitchmanError("the client went away", status=499, kind="cancelled")
+            self.failed(e if isinstance(e, SwitchmanError) else SwitchmanError("internal error"))
+            raise
+        if reply.outcome.events is not None:
+            reply.outcome.events = self.stream(reply, reply.outcome.events)
+        else:
+            self.answered(reply, reply.response.usage if reply.response is not None else None)
+        return reply
+
+    async def stream(self, reply: Reply, events: AsyncIterator[StreamEvent]) -> AsyncIterator[StreamEvent]:
+        """``events`` (``reply``'s), passed through, noting the usage reported and the text streamed."""
+        usage = None
+        out: list[str] = []
+        complete = False
+        try:
+            async for ev in events:
+                t = type(ev)
+                if t is UsageEvent:
+                    usage = ev.usage
+                elif t is TextDelta:
+                    out.append(ev.text)
+                elif t is ToolCallDelta:
+                    out.append(ev.arguments)
+                elif t is ToolCallStart:
+                    out.append(ev.name)
+                elif t is Finish:
+                    complete = True
+                yield ev
+        finally:
+            await events.aclose()  # type: ignore[attr-defined]
+            self.answered(reply, usage, "".join(out), complete=complete)
+
+    def answered(self, reply: Reply, usage: Usage | None, streamed: str = "", complete: bool = True) -> None:
+        """Settle an answered request. A stream cut before its end (``complete`` false) or that
+        never reported usage is counted locally (``tokens``), in the background, and marked
+        estimated."""
         if self.done:
             return
         self.done = True
+        acc = self.meter.accountant
+        if (usage is None or not complete) and _winner(reply) is not None:
+            acc.later(self._estimated(reply, usage, streamed))
+        else:
+            acc.settle_later(self.adm, *self._records(reply, usage))
+
+    async def _estimated(self, reply: Reply, usage: Usage | None, streamed: str) -> None:
+        prompt, out = await tokens.count_later("".join(self.creq.texts()), streamed)
+        if usage is None:
+            usage = Usage(input_tokens=prompt, output_tokens=out, estimated=True)
+        else:  # the part reported before the cut (e.g. Anthropic's message_start), then what streamed
+            usage = Usage(input_tokens=usage.input_tokens or prompt, output_tokens=max(usage.output_tokens, out),
+                          cache_read_tokens=usage.cache_read_tokens, cache_write_tokens=usage.cache_write_tokens,
+                          cache_write_1h_tokens=usage.cache_write_1h_tokens, estimated=True)
+        await self.meter.accountant.settle(self.adm, *self._records(reply, usage))
+
+    def _records(self, reply: Reply, usage: Usage | None) -> tuple[RequestRecord, list[AttemptRecord]]:
         models = self.meter.config.models
         o = reply.outcome
-        winner = None
-        if not o.degraded:
-            for i, a in enumerate(o.attempts):
-                if a.error is None and not a.cancelled and a.rejected is None and a.role != "judge":
-                    winner = i
+        winner = _winner(reply)
         atts = []
         for i, a in enumerate(o.attempts):
             m = models.get(a.model)
@@ -55,17 +132,18 @@ class Ticket:
                 u = a.usage
                 rec.input_tokens, rec.output_tokens = u.input_tokens, u.output_tokens
                 rec.cache_read_tokens, rec.cache_write_tokens = u.cache_read_tokens, u.cache_write_tokens
-                rec.cost = cost(m.price, u.input_tokens, u.output_tokens, u.cache_read_tokens, u.cache_write_tokens)
+                rec.cache_write_1h_tokens = u.cache_write_1h_tokens
+                rec.cost = m.price.cost(u.input_tokens, u.output_tokens, u.cache_read_tokens, u.cache_write_tokens,
+                                        u.cache_write_1h_tokens)
                 rec.error = "rejected" if a.rejected else None
             elif i == winner and m is not None:
-                u = usage
-                if u is None:  # the stream ended without usage: count locally, and say so
-                    u = Usage(input_tokens=(request or self.creq).estimated_tokens(),
-                              output_tokens=streamed_chars // CHARS_PER_TOKEN, estimated=True)
+                u = usage or Usage()
                 rec.input_tokens, rec.output_tokens = u.input_tokens, u.output_tokens
                 rec.cache_read_tokens, rec.cache_write_tokens = u.cache_read_tokens, u.cache_write_tokens
+                rec.cache_write_1h_tokens = u.cache_write_1h_tokens
                 rec.estimated = u.estimated
-                rec.cost = cost(m.price, u.input_tokens, u.output_tokens, u.cache_read_tokens, u.cache_write_tokens)
+                rec.cost = m.price.cost(u.input_tokens, u.output_tokens, u.cache_read_tokens, u.cache_write_tokens,
+                                        u.cache_write_1h_tokens)
                 rec.ttft_ms = a.latency * 1000 if self.creq.stream else None
             elif a.error is not None:
                 rec.status = a.error.upstream_status or a.error.status
@@ -79,7 +157,7 @@ class Ticket:
             latency_ms=(time.time() - self.t0) * 1000, reason=reply.reason, stream=self.creq.stream,
             **({} if answered else {"status": 200, "error": "degraded"}),
         )
-        self.meter.accountant.settle_later(self.adm, req, atts)
+        return req, atts
 
     def failed(self, err: SwitchmanError) -> None:
         """Every candidate failed (or the request was refused after admission): settling still
@@ -93,12 +171,27 @@ class Ticket:
         self.meter.accountant.settle_later(self.adm, req, ())
 
 
+def _winner(reply: Reply) -> int | None:
+    """The index of the attempt that answered (None: the route's fixed degraded reply)."""
+    o = reply.outcome
+    if o.degraded:
+        return None
+    winner = None
+    for i, a in enumerate(o.attempts):  # not a cascade's rejected answer, nor its judge's grade
+        if a.error is None and not a.cancelled and a.rejected is None and a.role != "judge":
+            winner = i
+    return winner
+
+
 class Metering:
     def __init__(self, gateway: Gateway, accountant: Accountant) -> None:
         self.gateway = gateway
         self.config: Config = gateway.config
         self.accountant = accountant
         self.admin = AdminApi(accountant)
+        # Per-model rpm/tpm limits cost a shared-state round trip per model call: only when set.
+        if any(m.limits.rpm or m.limits.tpm for m in self.config.models.values()):
+            gateway.executor.rate_limit = self._model_limit
 
     @classmethod
     def from_config(cls, gateway: Gateway) -> Metering | None:
@@ -115,16 +208,24 @@ class Metering:
     async def close(self) -> None:
         await self.accountant.close()  # drains the ledger: nothing written is lost
 
-    async def admit(self, rid: str, creq: ChatRequest, api_key: str, tags: str | None, user: str | None,
-                    max_cost: Decimal | None) -> Ticket:
+    async def __aenter__(self) -> Metering:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc) -> None:
+        await self.close()
+
+    async def admit(self, rid: str, creq: ChatRequest, api_key: str | None, tags: Mapping[str, str],
+                    user: str | None, max_cost: Decimal | None) -> Ticket:
         plan = self.gateway.candidates(creq)
         ctx = AdmissionContext(
             api_key=api_key or None, route=creq.model, candidates=plan.models,
             input_tokens=creq.estimated_tokens(), max_tokens=creq.max_tokens,
-            tags=parse_tags(tags), user=user or creq.user, max_cost_usd=max_cost,
+            tags=tags, user=user or creq.user, max_cost_usd=max_cost,
             direct=creq.model in self.config.models, checked=plan.checked if plan.checks else 0,
         )
         adm = await self.accountant.admit(ctx)
+        _ADMISSION.set(adm)
         if adm.downgrade_to and adm.downgrade_to != creq.model:
             creq.model = adm.downgrade_to
             plan = self.gateway.candidates(creq)
@@ -133,3 +234,18 @@ class Metering:
             plan.models = [m for m in plan.models if m.name in adm.models]
             plan.checked = min(plan.checked, max(len(plan.models) - 1, 0))
         return Ticket(self, adm, rid, creq, plan)
+
+    async def chat(self, *, api_key: str | None = None, tags: Mapping[str, str] | None = None,
+                   max_cost_usd: Decimal | None = None, deadline: float | None = None, **body) -> Reply:
+        """``Gateway.chat`` as the server does it: the key, rate limits and budgets apply (raising
+        what the server would answer: ``Unauthorized``, ``Forbidden``, ``RateLimited``,
+        ``BudgetExceeded``), and the request and its attempts go to the ledger. A streaming
+        reply's events settle it when they end or are closed."""
+        creq = dialect_for("openai").decode(body)
+        creq.tags = dict(tags) if tags else None  # rules see them, as they see x-switchman-tags
+        ticket = await self.admit(new_request_id(), creq, api_key, tags or {}, None, max_cost_usd)
+        return await ticket.run(deadline)
+
+    async def _model_limit(self, model: ModelSpec, prompt_tokens: int) -> tuple[str, float] | None:
+        """The executor's ``rate_limit`` hook: one call of ``model`` against its own limits."""
+        return await self.accountant.try_model(_ADMISSION.get(), model, prompt_tokens)

@@ -9,6 +9,7 @@ through untouched.
 from __future__ import annotations
 
 import enum
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any, Union
 
@@ -148,19 +149,26 @@ class ChatRequest:
 
     def text_chars(self) -> int:
         """Characters of text in the prompt: a cheap basis for token estimates."""
-        n = sum(len(p.text) for p in self.system)
+        return sum(map(len, self.texts()))
+
+    def texts(self) -> Iterator[str]:
+        """The prompt's text pieces (system, messages, tool calls and results, tool definitions):
+        what a local token count or estimate counts."""
+        yield from (p.text for p in self.system)
         for m in self.messages:
             for p in m.parts:
                 t = type(p)
                 if t is TextPart:
-                    n += len(p.text)
+                    yield p.text
                 elif t is ToolCallPart:
-                    n += len(p.arguments) + len(p.name)
+                    yield p.name
+                    yield p.arguments
                 elif t is ToolResultPart:
-                    n += sum(len(c.text) for c in p.content if type(c) is TextPart)
-        if self.tools:
-            n += sum(len(str(t.parameters)) + len(t.name) + len(t.description or "") for t in self.tools)
-        return n
+                    yield from (c.text for c in p.content if type(c) is TextPart)
+        for tool in self.tools or ():
+            yield tool.name
+            yield tool.description or ""
+            yield str(tool.parameters)
 
 
 @dataclass(slots=True)
@@ -169,13 +177,15 @@ class Usage:
 
     ``input_tokens`` counts every prompt token, cached or not (OpenAI's and Gemini's convention;
     Anthropic's three input counters are summed into it), so cost is
-    ``(input - cache_read - cache_write) * input + cache_read * cached + cache_write * write``.
+    ``(input - cache_read - cache_write) * input + cache_read * cached + cache_write * write``,
+    where ``cache_write_1h_tokens`` of the ``cache_write_tokens`` are priced at the 1-hour rate.
     """
 
     input_tokens: int = 0
     output_tokens: int = 0
     cache_read_tokens: int = 0
-    cache_write_tokens: int = 0
+    cache_write_tokens: int = 0  # every cache write (Anthropic's cache_creation_input_tokens) ...
+    cache_write_1h_tokens: int = 0  # ... of which 1-hour writes (cache_creation.ephemeral_1h_input_tokens)
     reasoning_tokens: int = 0
     estimated: bool = False
 

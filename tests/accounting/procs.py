@@ -30,6 +30,8 @@ from switchman.accounting.settings import LedgerSettings, StateSettings  # noqa:
 from switchman.config import ModelSpec, Price, ProviderSpec  # noqa: E402
 from switchman.errors import Unauthorized  # noqa: E402
 
+SLOW_OK = 2.0  # as conftest.SLOW_OK: this runs as its own process, outside the test package
+
 NOON = 1_795_003_200.0
 DEAR = ModelSpec(name="dear", provider=ProviderSpec("p", "openai", "openai", "http://127.0.0.1:9"), upstream="dear",
                  price=Price(Decimal(100), Decimal(200)))
@@ -45,7 +47,7 @@ def ctx(secret: str) -> AdmissionContext:
 
 
 async def main(mode: str, url: str, state: str, prefix: str, secret: str, n: int) -> None:
-    st = StateSettings() if state == "memory" else StateSettings(backend="redis", url=state, prefix=prefix)
+    st = StateSettings() if state == "memory" else StateSettings(backend="redis", url=state, prefix=prefix, timeout=SLOW_OK)
     acc = Accountant(AccountingSettings(LedgerSettings(url=url, flush_interval=0.01), st), required=True,
                      now=Clock().now)
     await acc.start()

@@ -16,7 +16,7 @@ import pytest
 from switchman.accounting import AdmissionContext, BudgetExceeded
 from switchman.accounting.settings import StateSettings
 
-from .conftest import REDIS_URL
+from .conftest import REDIS_URL, SLOW_OK
 from .test_facade import DEAR, record, started
 
 PROCS = Path(__file__).with_name("procs.py")
@@ -28,7 +28,7 @@ async def test_200_concurrent_requests_on_a_key_whose_budget_covers_50(backend, 
     # Each call can cost up to $0.30 (1,000 tokens in, max_tokens 1,000 on DEAR): $15 covers 50.
     st = None
     if backend == "redis":
-        st = StateSettings(backend="redis", url=REDIS_URL, prefix=request.getfixturevalue("redis_prefix"))
+        st = StateSettings(backend="redis", url=REDIS_URL, prefix=request.getfixturevalue("redis_prefix"), timeout=SLOW_OK)
     acc = await started(sqlite_url, state_settings=st)
     secret, rec = await acc.create_key(name="busy", budget="15/month")
 
@@ -102,7 +102,7 @@ async def test_a_revoked_key_is_refused_by_every_worker_within_a_second_postgres
 
 async def _revocation_lag(url: str, state: str, prefix: str) -> None:
     acc = await started(url, state_settings=None if state == "memory" else
-                        StateSettings(backend="redis", url=state, prefix=prefix))
+                        StateSettings(backend="redis", url=state, prefix=prefix, timeout=SLOW_OK))
     secret, _ = await acc.create_key(name="doomed")
     procs = await asyncio.to_thread(spawn, "watch", url, state, prefix, secret, 0, 2)
     for p in procs:

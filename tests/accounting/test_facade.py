@@ -224,8 +224,8 @@ async def test_model_limits_send_traffic_to_the_next_candidate(sqlite_url):
     adm = await acc.admit(ctx(None, models=[limited]))
     assert await acc.try_model(adm, limited) is None
     assert await acc.try_model(adm, limited) is None
-    wait = await acc.try_model(adm, limited)
-    assert wait is not None and 0 < wait <= 60
+    which, wait = await acc.try_model(adm, limited)
+    assert which == "rpm" and 0 < wait <= 60
     assert await acc.try_model(adm, CHEAP) is None  # no limits: never counted
     await acc.close()
 

@@ -12,7 +12,7 @@ import pytest
 
 from switchman.accounting import schema
 from switchman.accounting.ledger import Ledger
-from switchman.accounting.records import AttemptRecord, RequestRecord, Role, cost
+from switchman.accounting.records import AttemptRecord, RequestRecord, Role
 from switchman.accounting.store import open_store
 from switchman.config import Price
 
@@ -33,11 +33,11 @@ def entry(i: int, t: float = NOON, model: str | None = None, *, key: str | None 
     inp, out, cr, cw = 100 + i, 7 + i % 50, i % 13, i % 5
     failed = AttemptRecord(0, Role.FIRST, "sonnet", "anthropic", 529, "overloaded", time=t)
     ok = AttemptRecord(1, Role.FALLBACK, model, "prov", 200, input_tokens=inp, output_tokens=out,
-                       cache_read_tokens=cr, cache_write_tokens=cw, cost=cost(p, inp, out, cr, cw), time=t)
+                       cache_read_tokens=cr, cache_write_tokens=cw, cost=p.cost(inp, out, cr, cw), time=t)
     atts = [failed, ok] if i % 4 == 0 else [replace_index(ok, 0)]
     r = RequestRecord.from_attempts(f"req_{i}", t, route, atts, atts[-1], key_id=key, user=user,
                                     tags=tags if tags is not None else {"team": "search" if i % 2 else "ads"})
-    r.baseline_cost = cost(PRICES["sonnet"], inp, out, cr, cw)
+    r.baseline_cost = PRICES["sonnet"].cost(inp, out, cr, cw)
     return r, atts
 
 

@@ -1,33 +1,33 @@
 from decimal import Decimal
 
 from switchman.accounting.records import (
-    AttemptRecord, RequestRecord, Role, cost, from_pusd, max_cost, parse_tags, to_nusd, to_pusd,
+    AttemptRecord, RequestRecord, Role, from_pusd, max_cost, parse_tags, to_nusd, to_pusd,
 )
 from switchman.config import Price
 
 D = Decimal
-SONNET = Price(input=D("3"), output=D("15"), cached_input=D("0.30"), cache_write=D("3.75"))
+SONNET = Price(input=D("3"), output=D("15"), cached_input=D("0.30"), cache_write=D("3.75"), cache_write_1h=D("6"))
 MINI = Price(input=D("0.15"), output=D("0.60"), cached_input=D("0.075"))
 
 
 def test_anthropic_cache_writes_and_reads_are_priced_apart():
     # 10,000 prompt tokens: 2,000 read from cache (0.1x), 3,000 written (2,000 for 5 minutes at
     # 1.25x, 1,000 for an hour at 2x), 5,000 plain; 500 out.
-    got = cost(SONNET, 10_000, 500, cache_read=2_000, cache_write=3_000, cache_write_1h=1_000, price_1h=D("6"))
+    got = SONNET.cost(10_000, 500, cache_read=2_000, cache_write=3_000, cache_write_1h=1_000)
     assert got == (5_000 * D(3) + 500 * D(15) + 2_000 * D("0.30") + 2_000 * D("3.75") + 1_000 * D(6)) / 1_000_000
     assert got == D("0.0366")
 
 
 def test_one_hour_write_defaults_to_twice_input():
-    assert cost(SONNET, 1_000, 0, cache_write=1_000, cache_write_1h=1_000) == D("0.006")
+    assert Price(D("3"), D("15")).cost(1_000, 0, cache_write=1_000, cache_write_1h=1_000) == D("0.006")
 
 
 def test_openai_cached_input_discount():
-    assert cost(MINI, 1_000, 100, cache_read=400) == D("0.00018")
+    assert MINI.cost(1_000, 100, cache_read=400) == D("0.00018")
 
 
 def test_picodollars_hold_list_prices_exactly():
-    c = cost(MINI, 7, 3, cache_read=1)  # 6*0.15 + 1*0.075 + 3*0.6 = 2.775 microdollars
+    c = MINI.cost(7, 3, cache_read=1)  # 6*0.15 + 1*0.075 + 3*0.6 = 2.775 microdollars
     assert to_pusd(c) == 2_775_000
     assert from_pusd(to_pusd(c)) == c
 
@@ -61,16 +61,3 @@ def test_a_request_nothing_answered_keeps_the_last_error():
 def test_tags_header():
     assert parse_tags("team=search, feature=chat,,x") == {"team": "search", "feature": "chat", "x": ""}
     assert parse_tags(None) == {}
-
-
-def test_one_hour_write_price_comes_from_the_catalog_else_twice_input():
-    from switchman import catalog
-    from switchman.accounting.records import cache_write_1h_price
-    from switchman.config import ModelSpec, ProviderSpec
-
-    entry = next(e for e in catalog.entries() if e.cache_write_1h is not None)
-    prov = ProviderSpec("p", "anthropic", "anthropic", "http://127.0.0.1:9")
-    listed = ModelSpec(name="m", provider=prov, upstream=entry.id, price=entry.price, priced_by="catalog")
-    assert cache_write_1h_price(listed) == entry.cache_write_1h
-    own = ModelSpec(name="m", provider=prov, upstream=entry.id, price=Price(D("4"), D("8")), priced_by="config")
-    assert cache_write_1h_price(own) == D("8")

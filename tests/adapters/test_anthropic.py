@@ -385,6 +385,32 @@ def test_stream_decoder_keeps_input_counts_when_message_delta_omits_them():
     assert (last.input_tokens, last.output_tokens) == (2482, 15)
 
 
+# Anthropic's usage with both cache lifetimes (anthropic/types/usage.py, cache_creation.py):
+# cache_creation_input_tokens is every write, cache_creation splits it by TTL.
+MIXED_TTL = {"input_tokens": 50, "cache_creation_input_tokens": 3000, "cache_read_input_tokens": 2000,
+             "cache_creation": {"ephemeral_5m_input_tokens": 2000, "ephemeral_1h_input_tokens": 1000},
+             "output_tokens": 500}
+
+
+def test_one_hour_cache_writes_are_read_apart():
+    u = A.parse(orjson.dumps({**MESSAGE, "usage": MIXED_TTL}), model()).usage
+    assert (u.input_tokens, u.cache_read_tokens, u.cache_write_tokens, u.cache_write_1h_tokens) == (5050, 2000, 3000, 1000)
+    t = [dict(e) for e in TRANSCRIPT]
+    t[0] = {"type": "message_start", "message": {**t[0]["message"], "usage": {**MIXED_TTL, "output_tokens": 1}}}
+    t[-2] = {**t[-2], "usage": {k: MIXED_TTL[k] for k in ("input_tokens", "cache_creation_input_tokens",
+                                                          "cache_read_input_tokens", "output_tokens")}}
+    _, events = decode_wire(wire(t))
+    last = [ev for ev in events if type(ev) is UsageEvent][-1].usage
+    assert (last.cache_write_tokens, last.cache_write_1h_tokens, last.output_tokens) == (3000, 1000, 500)
+
+
+def test_one_hour_cache_writes_reach_an_anthropic_client_from_any_upstream():
+    r = A.parse(orjson.dumps({**MESSAGE, "usage": MIXED_TTL}), model())
+    r.raw = None  # as if it came from another kind of upstream
+    out = orjson.loads(AnthropicDialect().encode(r, canonical()))
+    assert out["usage"]["cache_creation"] == MIXED_TTL["cache_creation"]
+
+
 def test_stream_without_message_stop_is_not_done():
     dec, _ = decode_wire(wire(TRANSCRIPT[:-1]))
     assert not dec.done

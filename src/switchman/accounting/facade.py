@@ -5,8 +5,8 @@ Per request::
     adm = await accountant.admit(AdmissionContext(api_key=..., route=..., candidates=models, ...))
     # adm.downgrade_to: plan that route/model instead; adm.models: candidates within the cost cap;
     # adm.warning: send as x-switchman-budget-warning
-    for model in plan:
-        if await accountant.try_model(adm, model) is not None:
+    for model in plan:   # (the executor, through ``Metering``'s rate-limit hook)
+        if await accountant.try_model(adm, model, prompt_tokens) is not None:
             continue  # the model is at its own rpm/tpm limit: skip to the next candidate
         ...
     await accountant.settle(adm, RequestRecord.from_attempts(...), attempts)   # always, in a finally
@@ -32,9 +32,10 @@ import hmac
 import logging
 import os
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from decimal import Decimal
+from typing import Any
 
 from ..clock import Clock
 from ..config import ModelSpec, Price
@@ -44,7 +45,7 @@ from .dates import iso
 from .errors import BudgetExceeded, RateLimited, StateUnavailable
 from .keys import PREFIX, KeyRecord, KeyRing, key_fields, make_key
 from .ledger import Ledger
-from .records import AttemptRecord, RequestRecord, cost, from_nusd, max_cost, to_nusd
+from .records import AttemptRecord, RequestRecord, from_nusd, max_cost, to_nusd
 from .settings import AccountingSettings
 from .state import AdmitOp, BudgetHold, MemoryState, Outcome, RateWindow, SettleOp, StateBackend
 from .store import SpendRow, Store, open_store
@@ -154,16 +155,19 @@ class Accountant:
         except StateUnavailable as e:  # not fatal: admit applies on_error while it lasts
             self._warn(e)
 
-    async def ready(self) -> dict[str, bool]:
-        """For ``/health/ready``: can the ledger database and the shared state be reached?"""
+    async def ready(self, timeout: float = 2.0) -> dict[str, bool]:
+        """For ``/health/ready``: can the ledger database and the shared state be reached (each
+        within ``timeout`` seconds)? Why not is logged."""
         out = {"ledger": True, "state": True}
         try:
-            await self.store.key_by_hash("0" * 64)
-        except Exception:
+            await asyncio.wait_for(self.store.key_by_hash("0" * 64), timeout)
+        except Exception as e:  # noqa: BLE001 - any failure of the probe means not reachable
+            log.warning("readiness: the ledger database is unreachable: %r", e)
             out["ledger"] = False
         try:
-            await self.state.read(["ready-probe"])
-        except StateUnavailable:
+            await asyncio.wait_for(self.state.read(["ready-probe"]), timeout)
+        except (StateUnavailable, TimeoutError) as e:
+            log.warning("readiness: the shared state is unreachable: %s", e)
             out["state"] = False
         return out
 
@@ -346,12 +350,18 @@ class Accountant:
             log.warning("limits not enforced: %s (state: on_error is open; the ledger still records spend)", e)
 
     # -- per attempt ---------------------------------------------------------------------------------
-    async def try_model(self, adm: Admission, model: ModelSpec) -> float | None:
-        """Count one call of ``model`` against its own rpm/tpm limits. None: go ahead; a number:
-        the model is at its limit for that many seconds, so try the next candidate. Fails open."""
+    async def try_model(self, adm: Admission | None, model: ModelSpec, tokens: int | None = None) -> tuple[str, float] | None:
+        """Count one call of ``model`` (``tokens``: its prompt estimate, default the admission's)
+        against the model's own rpm/tpm limits. None: go ahead; ``(limit, seconds)``: the model is
+        at its ``limit`` ("rpm" or "tpm") for that many seconds, so try the next candidate.
+        ``adm`` (None for a call outside any admission) gets the tokens counted, which ``settle``
+        corrects to the usage. Shared state down: go ahead, or with ``on_error: closed`` raise
+        ``StateUnavailable``."""
         lim = model.limits
         if not (lim.rpm or lim.tpm):
             return None
+        if tokens is None:
+            tokens = adm.input_tokens if adm is not None else 0
         now = self._now()
         idx, into = divmod(now, _WINDOW)
         reset_in = _WINDOW - into
@@ -359,16 +369,18 @@ class Accountant:
         if lim.rpm:
             windows.append(RateWindow(f"rpm:model:{model.name}:{int(idx)}", lim.rpm, 1, reset_in))
         if lim.tpm:
-            windows.append(RateWindow(f"tpm:model:{model.name}:{int(idx)}", lim.tpm, adm.input_tokens, reset_in))
+            windows.append(RateWindow(f"tpm:model:{model.name}:{int(idx)}", lim.tpm, tokens, reset_in))
         try:
             v = await self.state.admit(AdmitOp(None, windows, (), 0, "", now, now))
         except StateUnavailable as e:
+            if self.fail_closed:
+                raise
             self._warn(e)
             return None
         if v.outcome is Outcome.RATE_LIMITED:
-            return reset_in
-        if lim.tpm:
-            adm.model_counted.append((model.name, windows[-1].counter, adm.input_tokens))
+            return ("rpm" if windows[v.index].counter.startswith("rpm:") else "tpm"), reset_in
+        if lim.tpm and adm is not None:
+            adm.model_counted.append((model.name, windows[-1].counter, tokens))
         return None
 
     # -- after the request ---------------------------------------------------------------------------
@@ -408,9 +420,22 @@ class Accountant:
     def settle_later(self, adm: Admission, request: RequestRecord, attempts: Sequence[AttemptRecord] = ()) -> None:
         """``settle`` in a background task, so a request that has answered does not wait for the
         shared state's round trip (about 0.2 ms with Redis). ``close`` waits for every one."""
-        task = asyncio.get_running_loop().create_task(self.settle(adm, request, attempts))
+        self.later(self.settle(adm, request, attempts))
+
+    def later(self, settling: Coroutine[Any, Any, None]) -> None:
+        """Run ``settling`` (which ends by calling ``settle``) in a background task that ``close``
+        waits for."""
+        task = asyncio.get_running_loop().create_task(settling)
         self._settling.add(task)
         task.add_done_callback(self._settled)
+
+    async def flush(self) -> None:
+        """Wait for the settles under way and write the ledger's buffer, so ``spend`` and the
+        limits count every request answered so far."""
+        while self._settling:
+            await asyncio.gather(*list(self._settling), return_exceptions=True)
+        if self.ledger is not None:
+            await self.ledger.drain()
 
     def _settled(self, task: asyncio.Task) -> None:
         self._settling.discard(task)
@@ -423,8 +448,8 @@ class Accountant:
         model's token counts, priced at each; never below the actual cost when nothing answered)."""
         if not adm.prices or request.model is None:
             return request.cost
-        return max(cost(p, request.input_tokens, request.output_tokens, request.cache_read_tokens,
-                        request.cache_write_tokens) for p in adm.prices)
+        return max(p.cost(request.input_tokens, request.output_tokens, request.cache_read_tokens,
+                          request.cache_write_tokens, request.cache_write_1h_tokens) for p in adm.prices)
 
     # -- management (admin API and CLI) --------------------------------------------------------------
     async def create_key(self, **fields) -> tuple[str, KeyRecord]:

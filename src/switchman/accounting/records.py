@@ -15,8 +15,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from decimal import ROUND_CEILING, ROUND_HALF_EVEN, Decimal
 
-from .. import catalog
-from ..config import ModelSpec, Price
+from ..config import Price
 
 ZERO = Decimal(0)
 _PICO = Decimal(10) ** 12
@@ -51,29 +50,6 @@ class Role(str, enum.Enum):
     HEDGE = "hedge"  # a parallel try after the hedge delay
     ESCALATION = "escalation"  # a cascade moving up after a failed quality check
     JUDGE = "judge"  # a cascade's judge model grading an answer
-
-
-def cache_write_1h_price(model: ModelSpec) -> Decimal:
-    """USD per 1M tokens of a 1-hour cache write: the catalog's figure when the model is priced by
-    the catalog, else Anthropic's published 2 × input (docs.anthropic.com, "Prompt caching" →
-    pricing). ``config.Price`` has no field for it yet (see the accounting README)."""
-    if model.priced_by == "catalog":
-        entry = catalog.lookup(model.upstream) or catalog.lookup(model.name)
-        if entry is not None and entry.cache_write_1h is not None:
-            return entry.cache_write_1h
-    return model.price.input * 2
-
-
-def cost(price: Price, input_tokens: int, output_tokens: int, cache_read: int = 0, cache_write: int = 0,
-         cache_write_1h: int = 0, price_1h: Decimal | None = None) -> Decimal:
-    """Exact USD for one call's usage. ``cache_write`` counts every cache write, of which
-    ``cache_write_1h`` were 1-hour writes billed at ``price_1h`` instead of the 5-minute rate."""
-    total = price.cost(input_tokens, output_tokens, cache_read, cache_write)
-    if cache_write_1h:
-        cw = price.cache_write if price.cache_write is not None else price.input * Decimal("1.25")
-        p1h = price_1h if price_1h is not None else price.input * 2
-        total += cache_write_1h * (p1h - cw) / _PER_M
-    return total
 
 
 def max_cost(price: Price, input_tokens: int, max_tokens: int) -> Decimal:

@@ -312,8 +312,17 @@ def _usage(u: dict, reasoning: int = 0) -> Usage:
         output_tokens=u.get("output_tokens") or 0,
         cache_read_tokens=cr,
         cache_write_tokens=cw,
+        cache_write_1h_tokens=_one_hour_writes(u),
         reasoning_tokens=reasoning,
     )
+
+
+def _one_hour_writes(u: dict) -> int:
+    """Of the cache writes, those for the 1-hour cache (priced at 2x input, the 5-minute ones at
+    1.25x): ``usage.cache_creation.ephemeral_1h_input_tokens`` (anthropic/types/cache_creation.py;
+    ``cache_creation_input_tokens`` is the 5-minute and 1-hour writes together)."""
+    cc = u.get("cache_creation")
+    return (cc.get("ephemeral_1h_input_tokens") or 0) if type(cc) is dict else 0
 
 
 def _thinking_tokens(u: dict) -> int:
@@ -453,7 +462,8 @@ class AnthropicStreamDecoder(StreamDecoder):
     ``UsageEvent`` repeating the counts known so far, which changes nothing for any consumer.
     """
 
-    __slots__ = ("_model", "_keep_raw", "_done", "_tools", "_ntools", "_in", "_out", "_cr", "_cw", "_think")
+    __slots__ = ("_model", "_keep_raw", "_done", "_tools", "_ntools", "_in", "_out", "_cr", "_cw", "_cw1h",
+                 "_think")
 
     def __init__(self, model: ModelSpec, keep_raw: bool = False) -> None:
         self._model = model
@@ -461,7 +471,7 @@ class AnthropicStreamDecoder(StreamDecoder):
         self._done = False
         self._tools: dict[int, int] = {}  # content block index -> tool call index
         self._ntools = 0
-        self._in = self._out = self._cr = self._cw = self._think = 0
+        self._in = self._out = self._cr = self._cw = self._cw1h = self._think = 0
 
     @property
     def done(self) -> bool:
@@ -506,6 +516,7 @@ class AnthropicStreamDecoder(StreamDecoder):
             self._in = u.get("input_tokens") or 0
             self._cr = u.get("cache_read_input_tokens") or 0
             self._cw = u.get("cache_creation_input_tokens") or 0
+            self._cw1h = _one_hour_writes(u)
             self._out = u.get("output_tokens") or 0
             self._think = _thinking_tokens(u)
             out.append(Start(m.get("id") or "", m.get("model") or self._model.upstream, 0, raw))
@@ -520,6 +531,8 @@ class AnthropicStreamDecoder(StreamDecoder):
                 self._cr = u["cache_read_input_tokens"]
             if u.get("cache_creation_input_tokens") is not None:
                 self._cw = u["cache_creation_input_tokens"]
+            if u.get("cache_creation") is not None:  # not sent in deltas today (message_delta_usage.py)
+                self._cw1h = _one_hour_writes(u)
             self._think = _thinking_tokens(u) or self._think
             delta = d.get("delta") or {}
             sr = delta.get("stop_reason")
@@ -543,5 +556,6 @@ class AnthropicStreamDecoder(StreamDecoder):
             output_tokens=self._out,
             cache_read_tokens=self._cr,
             cache_write_tokens=self._cw,
+            cache_write_1h_tokens=self._cw1h,
             reasoning_tokens=self._think,
         )

@@ -363,6 +363,9 @@ def _usage_dict(u: Usage | None) -> dict:
         "cache_creation_input_tokens": u.cache_write_tokens,
         "cache_read_input_tokens": u.cache_read_tokens,
     }
+    if u.cache_write_tokens:
+        d["cache_creation"] = {"ephemeral_5m_input_tokens": u.cache_write_tokens - u.cache_write_1h_tokens,
+                               "ephemeral_1h_input_tokens": u.cache_write_1h_tokens}
     if u.reasoning_tokens:
         d["output_tokens_details"] = {"thinking_tokens": u.reasoning_tokens}
     return d

@@ -101,6 +101,8 @@ class FakeModel:
     """Input tokens reported as read from cache (at most all of them)."""
     cache_write_tokens: int = 0
     """Input tokens reported as written to cache (Anthropic's ``cache_creation_input_tokens``)."""
+    cache_write_1h_tokens: int = 0
+    """Of those, the ones reported as written to the 1-hour cache (``cache_creation.ephemeral_1h_input_tokens``)."""
     context_window: int | None = None
     """A prompt of more tokens than this gets the vendor's context-window error."""
     require_key: str | None = None
@@ -135,13 +137,15 @@ class ModelStats:
     input_tokens: int = 0  # every prompt token, cached or not
     output_tokens: int = 0
     cache_read_tokens: int = 0
-    cache_write_tokens: int = 0
+    cache_write_tokens: int = 0  # every cache write ...
+    cache_write_1h_tokens: int = 0  # ... of which 1-hour writes
 
     def add(self, a: Answer) -> None:
         self.input_tokens += a.input_tokens
         self.output_tokens += a.output_tokens
         self.cache_read_tokens += a.cache_read
         self.cache_write_tokens += a.cache_write
+        self.cache_write_1h_tokens += a.cache_write_1h
 
 
 _OPENAI = OpenAIWire()
@@ -364,6 +368,7 @@ class FakeUpstream:
             id=f"{prefix}{n:016x}", call_id=f"{call_prefix}{n:016x}", model=call.model, created=int(time.time()),
             pieces=pieces, tool=tool, arguments=spec.tool_arguments if tool else None, finish=finish,
             input_tokens=prompt, output_tokens=out, cache_read=cached, cache_write=written,
+            cache_write_1h=min(spec.cache_write_1h_tokens, written),
             include_usage=call.include_usage, sse=call.sse,
             logprob=spec.logprob if call.logprobs and not tool else None,
         )

@@ -62,7 +62,8 @@ class Answer:
     input_tokens: int  # every prompt token, cached or not
     output_tokens: int
     cache_read: int
-    cache_write: int  # reported on the Anthropic wire only
+    cache_write: int  # reported on the Anthropic wire only ...
+    cache_write_1h: int  # ... of which 1-hour writes
     include_usage: bool
     sse: bool
     logprob: float | None = None  # mean token logprob to report (OpenAI: only when asked)
@@ -384,7 +385,8 @@ class AnthropicWire(Wire):
             "input_tokens": a.input_tokens - a.cache_read - a.cache_write,
             "cache_creation_input_tokens": a.cache_write,
             "cache_read_input_tokens": a.cache_read,
-            "cache_creation": {"ephemeral_5m_input_tokens": a.cache_write, "ephemeral_1h_input_tokens": 0},
+            "cache_creation": {"ephemeral_5m_input_tokens": a.cache_write - a.cache_write_1h,
+                               "ephemeral_1h_input_tokens": a.cache_write_1h},
             "output_tokens": a.output_tokens,
             "service_tier": "standard",
         }
