@@ -1,9 +1,10 @@
 """Training a :class:`~.learned.Router` from outcome data (needs the ``[eval]`` extra).
 
-One logistic regression per model on the prompt's TF-IDF vector predicts the chance that the
-model's answer is good. Fractional qualities (0..1 scores rather than correct/incorrect) are
-learned as weighted positive and negative copies of the prompt, so the fit still estimates
-expected quality.
+One logistic regression per model on the prompt's features (TF-IDF and shape) predicts the
+chance that the model's answer is good. Fractional qualities (0..1 scores rather than
+correct/incorrect) are learned as weighted positive and negative copies of the prompt, so the fit
+still estimates expected quality. Where a model's recorded cost varies between prompts, a ridge
+regression on the same features learns the log of its cost relative to its mean.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ class TrainParams:
     max_features: int = 50_000
     min_df: int = 2
     c: float = 0.3  # inverse L2 strength of each logistic regression (best AIQ of 0.1/0.3/1 on routerbench)
+    cost_alpha: float = 1.0  # L2 strength of each cost regression
 
 
 def _sklearn():
@@ -39,6 +41,24 @@ def _sklearn():
     except ImportError:
         raise MissingExtra("training a router needs scikit-learn: pip install 'switchman[eval]'") from None
     return sp, LogisticRegression
+
+
+def _cost_models(x, cost: np.ndarray, alpha: float) -> tuple[np.ndarray | None, np.ndarray]:
+    """Per model, log(cost ÷ mean cost) as a linear function of the features; a model whose
+    cost never varies (or is ever zero, as in strong-model-call counting) keeps its mean."""
+    from sklearn.linear_model import Ridge
+
+    n, m = cost.shape
+    weights = np.zeros((x.shape[1], m), dtype=np.float32)
+    bias = np.zeros(m)
+    for j in range(m):
+        c = cost[:, j]
+        if n < 2 or not (c > 0).all() or np.ptp(c) <= 1e-9 * c.mean():
+            continue
+        fit = Ridge(alpha=alpha).fit(x, np.log(c / c.mean()))
+        weights[:, j] = fit.coef_
+        bias[j] = float(fit.intercept_)
+    return (weights if weights.any() else None), bias
 
 
 def train_router(
@@ -83,6 +103,7 @@ def train_router(
         weights[:, j] = lr.coef_[0]
         bias[j] = float(lr.intercept_[0])
     out_tok = np.nanmean(table.output_tokens[ix], axis=0) if not np.isnan(table.output_tokens[ix]).all() else None
+    cost_weights, cost_bias = _cost_models(x, cost[ix], params.cost_alpha)
     tasks = sorted({t for t in (table.prompts[i].task for i in ix) if t})
     meta = {
         "trained_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
@@ -101,4 +122,6 @@ def train_router(
         cost_unit=cost_unit,
         output_tokens=out_tok,
         meta=meta,
+        cost_weights=cost_weights,
+        cost_bias=cost_bias,
     )
