@@ -32,6 +32,7 @@ _WORD = re.compile(r"(?u)\b\w\w+\b")
 _SPACES = re.compile(r"\s+")
 _NUMBER = re.compile(r"\d+(?:\.\d+)?")
 SHAPE = ("log_chars", "log_words", "log_lines", "log_numbers", "digit_share")
+SHAPE_CLIP = 5.0  # standard deviations
 
 
 @dataclass(frozen=True, slots=True)
@@ -146,6 +147,24 @@ class Vectorizer:
         s = np.array(shapes) if shapes else np.zeros((1, len(SHAPE)))
         return cls(vocab, idf, params, s.mean(axis=0), s.std(axis=0))
 
+    def arrays(self, prefix: str = "") -> dict[str, np.ndarray]:
+        """The fitted state as plain arrays, for an ``.npz`` file read without pickle (the
+        params travel in the file's JSON metadata). N-grams never hold a newline (whitespace is
+        normalised), so one joined string keeps the vocabulary compact."""
+        return {
+            f"{prefix}vocab": np.frombuffer("\n".join(self.vocab).encode("utf-8"), dtype=np.uint8),
+            f"{prefix}idf": self.idf.astype(np.float32),
+            f"{prefix}shape_mean": self.shape_mean,
+            f"{prefix}shape_sd": self.shape_sd,
+        }
+
+    @classmethod
+    def from_arrays(cls, z, params: FeatureParams, prefix: str = "") -> "Vectorizer":
+        """The inverse of :meth:`arrays`; a missing array raises ``KeyError``."""
+        raw = z[f"{prefix}vocab"].tobytes().decode("utf-8")
+        vocab = raw.split("\n") if raw else []
+        return cls(vocab, z[f"{prefix}idf"].astype(np.float64), params, z[f"{prefix}shape_mean"], z[f"{prefix}shape_sd"])
+
     def __len__(self) -> int:
         """The number of columns: the vocabulary, then the shape features if any."""
         return len(self.vocab) + (len(SHAPE) if self._shape_idx is not None else 0)
@@ -168,7 +187,7 @@ class Vectorizer:
         if self._shape_idx is None:
             return idx, val
         # clipped: a prompt far outside the training prompts' shapes must not swamp its words
-        z = np.clip((shape(text, self.params) - self.shape_mean) / self.shape_sd, -5.0, 5.0) * self.params.shape_scale
+        z = np.clip((shape(text, self.params) - self.shape_mean) / self.shape_sd, -SHAPE_CLIP, SHAPE_CLIP) * self.params.shape_scale
         return np.concatenate([idx, self._shape_idx]), np.concatenate([val, z])
 
     def transform_csr(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -24,17 +24,17 @@ from pathlib import Path
 from typing import Mapping, Sequence
 
 import numpy as np
-import orjson
 
 from ..types import ChatRequest, TextPart, ToolResultPart
 from .base import Plan, Policy, RouteContext
 from .features import FeatureParams, Vectorizer
+from .files import ModelFileError, load_npz, save_npz
 
 FORMAT = "switchman-router"
 VERSION = 2  # 2: shape features and per-prompt cost models
 
 
-class RouterFileError(Exception):
+class RouterFileError(ModelFileError):
     """A router file that is missing, of another format, or damaged."""
 
 
@@ -91,65 +91,43 @@ class Router:
             features=self.vectorizer.params.to_dict(),
             cost_unit=self.cost_unit,
         )
-        # N-grams never hold a newline (whitespace is normalised), so one joined string keeps
-        # the vocabulary compact and loadable without pickle.
-        vocab = "\n".join(self.vectorizer.vocab).encode("utf-8")
         m = len(self.models)
         out_tok = self.output_tokens if self.output_tokens is not None else np.full(m, np.nan)
         cw = self.cost_weights if self.cost_weights is not None else np.zeros_like(self.weights)
         cb = self.cost_bias if self.cost_bias is not None else np.zeros(m)
-        vec = self.vectorizer
-        with open(path, "wb") as f:
-            np.savez_compressed(
-                f,
-                meta=np.frombuffer(orjson.dumps(meta), dtype=np.uint8),
-                vocab=np.frombuffer(vocab, dtype=np.uint8),
-                idf=vec.idf.astype(np.float32),
-                shape_mean=vec.shape_mean.astype(np.float64),
-                shape_sd=vec.shape_sd.astype(np.float64),
+        save_npz(
+            path,
+            meta,
+            dict(
+                **self.vectorizer.arrays(),
                 weights=self.weights.astype(np.float32),
                 bias=self.bias.astype(np.float64),
                 cost_per_call=self.cost_per_call.astype(np.float64),
                 cost_weights=np.asarray(cw, dtype=np.float32),
                 cost_bias=np.asarray(cb, dtype=np.float64),
                 output_tokens=out_tok.astype(np.float64),
-            )
+            ),
+        )
 
     @classmethod
     def load(cls, path: str | Path) -> "Router":
+        meta, z = load_npz(path, FORMAT, VERSION, "router", RouterFileError)
         try:
-            z = np.load(path, allow_pickle=False)
-        except FileNotFoundError:
-            raise RouterFileError(f"{path}: no such router file") from None
-        except (OSError, ValueError) as e:
-            raise RouterFileError(f"{path}: not a switchman router file ({e})") from None
-        with z:
-            try:
-                meta = orjson.loads(z["meta"].tobytes())
-                if meta.get("format") != FORMAT:
-                    raise RouterFileError(f"{path}: not a switchman router file")
-                if meta.get("version") != VERSION:
-                    raise RouterFileError(f"{path}: router format version {meta.get('version')}, this switchman reads {VERSION}; retrain it")
-                raw = z["vocab"].tobytes().decode("utf-8")
-                vocab = raw.split("\n") if raw else []
-                vec = Vectorizer(
-                    vocab, z["idf"].astype(np.float64), FeatureParams.from_dict(meta["features"]), z["shape_mean"], z["shape_sd"]
-                )
-                cw = z["cost_weights"]
-                return cls(
-                    models=list(meta["models"]),
-                    vectorizer=vec,
-                    weights=z["weights"],
-                    bias=z["bias"],
-                    cost_per_call=z["cost_per_call"],
-                    cost_unit=meta.get("cost_unit", "usd"),
-                    output_tokens=z["output_tokens"],
-                    meta=meta,
-                    cost_weights=cw if cw.any() else None,
-                    cost_bias=z["cost_bias"],
-                )
-            except KeyError as e:
-                raise RouterFileError(f"{path}: router file lacks {e}") from None
+            cw = z["cost_weights"]
+            return cls(
+                models=list(meta["models"]),
+                vectorizer=Vectorizer.from_arrays(z, FeatureParams.from_dict(meta["features"])),
+                weights=z["weights"],
+                bias=z["bias"],
+                cost_per_call=z["cost_per_call"],
+                cost_unit=meta.get("cost_unit", "usd"),
+                output_tokens=z["output_tokens"],
+                meta=meta,
+                cost_weights=cw if cw.any() else None,
+                cost_bias=z["cost_bias"],
+            )
+        except KeyError as e:
+            raise RouterFileError(f"{path}: router file lacks {e}") from None
 
 
 def prompt_text(req: ChatRequest) -> str:
