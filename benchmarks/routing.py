@@ -1,5 +1,9 @@
 """Routing benchmark: runs ``switchman eval`` on every outcome set in ``../shared/data`` and
-writes ``benchmarks/RESULTS-routing.md`` (date, commands, figures, targets met or not).
+writes the ``<!-- routing:begin -->`` section of ``benchmarks/RESULTS.md`` (date, commands,
+figures, targets met or not; other sections are kept). Also measures the cascade's answer scorer
+(``switchman train --scorer``: ranking quality and p50 of one score) and what bounds the learned
+router on routerbench (how well it ranks prompts *within* a task, against the ranking quality a
+noisy oracle needs to reach the cost target).
 
     PYTHONPATH=src python benchmarks/routing.py [--data-dir ../shared/data] [--out DIR] [--quick]
 
@@ -13,18 +17,25 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import os
 import platform
 import sys
 import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
 import orjson
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
 from switchman.eval.command import eval_main, train_main  # noqa: E402
+from switchman.outcomes import load_table, resolve_costs  # noqa: E402
+from switchman.routing.learned import Router  # noqa: E402
+from switchman.routing.scorer import AnswerScorer  # noqa: E402
+
+BEGIN, END = "<!-- routing:begin -->", "<!-- routing:end -->"
 
 
 def run_eval(args: list[str], out: Path) -> dict:
@@ -96,12 +107,128 @@ def set_table(s: dict, routers: list[str]) -> list[str]:
     return lines
 
 
+def auc(y: np.ndarray, s: np.ndarray) -> float:
+    """ROC AUC (ties count half): the chance a random positive outranks a random negative."""
+    y = np.asarray(y, dtype=bool)
+    order = np.argsort(s, kind="mergesort")
+    ranks = np.empty(len(s))
+    ranks[order] = np.arange(1, len(s) + 1)
+    for v in np.unique(s):  # average ranks over ties
+        tie = s == v
+        ranks[tie] = ranks[tie].mean()
+    npos, nneg = y.sum(), (~y).sum()
+    return float((ranks[y].sum() - npos * (npos + 1) / 2) / (npos * nneg)) if npos and nneg else float("nan")
+
+
+def scorer_section(rb: str, out: Path) -> list[str]:
+    """Train the answer scorer on routerbench's train split; on the test split, rank every
+    model's answers (beside the answers of the up to three models just cheaper), by the model's
+    own scorer and by the one for unseen models; time one score."""
+    path = out / "scorer.npz"
+    t0 = time.monotonic()
+    if train_main(["--data", rb, "--scorer", "--out", str(path)]) != 0:
+        raise SystemExit("switchman train --scorer failed")
+    wall = time.monotonic() - t0
+    sc = AnswerScorer.load(path)
+    t = load_table([rb])
+    cost, _, _ = resolve_costs(t)
+    test = t.split_indices("test")
+    order = sorted(range(len(t.models)), key=lambda j: cost[t.split_indices("train")][:, j].mean())
+    y, own, anon, times = [], [], [], []
+    for i in test:
+        for k, j in enumerate(order):
+            earlier = [t.responses[i][e] for e in order[max(0, k - 3) : k]]
+            args = (t.prompts[i].text, t.responses[i][j], earlier)
+            t1 = time.perf_counter()
+            own.append(sc.score(*args, model=t.models[j]))
+            times.append(time.perf_counter() - t1)
+            anon.append(sc.score(*args))
+            y.append(t.quality[i, j] >= 0.5)
+    y = np.array(y)
+    return [
+        "",
+        "### Answer scorer for the cascade (`switchman train --scorer`)",
+        "",
+        f"    switchman train --data {rb} --scorer --out SCORER.npz",
+        "",
+        f"Trained on the train split ({sc.meta['answers']:,} answers of {len(sc.models)} models) in {wall:.1f} s; "
+        f"file {path.stat().st_size / 1e6:.1f} MB. On the test split ({len(y):,} answers, {y.mean():.1%} right), each answer "
+        "scored beside the answers of the up to three models just cheaper:",
+        "",
+        "| scorer | AUC (right answers ranked above wrong ones) | score p50 |",
+        "|---|---|---|",
+        f"| the model's own | {auc(y, np.array(own)):.3f} | {1000 * float(np.median(times)):.3f} ms |",
+        f"| for models it never saw (`model=None`) | {auc(y, np.array(anon)):.3f} | |",
+    ]
+
+
+def bound_section(rb: str, router_path: Path) -> list[str]:
+    """Why the 12% target is out of reach: how well the learned router ranks prompts within a
+    task (0.5 = not at all), and the cost to reach 95% of gpt-4 that a noisy oracle gets for
+    each such ranking quality (per-task train means, moved towards the truth by ``s`` in logit
+    space plus unit Gaussian noise; median of 10 draws)."""
+    from switchman.eval.metrics import cost_to_reach
+
+    t = load_table([rb])
+    cost, _, _ = resolve_costs(t)
+    tr, te = np.array(t.split_indices("train")), np.array(t.split_indices("test"))
+    tasks = np.array(t.tasks)
+    q, c, tk = t.quality[te], cost[te], tasks[te]
+    router = Router.load(router_path)
+    cols = [t.models.index(m) for m in router.models]
+    pred = router.predict_many([t.prompts[i].text for i in te])[:, np.argsort(cols)]
+
+    def within(p: np.ndarray) -> float:
+        return float(np.nanmean([auc(q[tk == u, j] >= 0.5, p[tk == u, j]) for u in sorted(set(tk)) for j in range(q.shape[1])]))
+
+    base = np.zeros_like(q)
+    for u in set(tk):
+        base[tk == u] = t.quality[tr[tasks[tr] == u]].mean(axis=0).clip(1e-3, 1 - 1e-3)
+    ref = t.models.index("gpt-4-1106-preview")
+    scale = cost[tr].mean(axis=0).max()
+    lambdas = (0.0, *np.geomspace(1e-3, 100.0, 46))
+
+    def c95(p: np.ndarray) -> float:
+        n = np.arange(len(te))
+        pts = [(c[n, k].sum(), q[n, k].mean()) for k in (np.argmax(p - lam * c / scale, axis=1) for lam in lambdas)]
+        return cost_to_reach(pts, 0.95 * q[:, ref].mean(), c[:, ref].sum())
+
+    rng = np.random.default_rng(0)
+    rows = [f"| the learned router (TF-IDF + shape) | {within(pred):.3f} | {pct(c95(pred))} |"]
+    for s in (0.1, 0.2, 0.25, 0.3, 0.4):
+        draws = [1 / (1 + np.exp(-(np.log(base / (1 - base)) + s * (2 * q - 1) + rng.normal(size=q.shape)))) for _ in range(10)]
+        rows.append(f"| noisy oracle, s = {s} | {np.mean([within(d) for d in draws]):.3f} | {pct(float(np.nanmedian([c95(d) for d in draws])))} |")
+    return [
+        "",
+        "### What bounds the learned router on routerbench-3task",
+        "",
+        "Nearly all of a router's gain there is recognising the task, which `per-task` also does; beyond it a router "
+        "must rank the prompts of one task by which model gets them right. The mean AUC of that ranking, per task and model "
+        "(0.5 = no better than chance), against the cost to reach 95% of gpt-4-1106-preview's quality "
+        "(test split; the noisy oracle starts from the per-task train means and is moved towards the true outcomes):",
+        "",
+        "| predictor | within-task AUC | cost to reach 95% of gpt-4 (choosing with the recorded costs) |",
+        "|---|---|---|",
+        *rows,
+    ]
+
+
+def write_section(path: Path, lines: list[str]) -> None:
+    block = f"{BEGIN}\n" + "\n".join(lines) + f"\n{END}\n"
+    old = path.read_text(encoding="utf-8") if path.exists() else "# Benchmark results\n\n"
+    if BEGIN in old and END in old:
+        new = old[: old.index(BEGIN)] + block + old[old.index(END) + len(END) + 1 :]
+    else:
+        new = old.rstrip("\n") + "\n\n" + block
+    path.write_text(new, encoding="utf-8")
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data-dir", default=str(ROOT.parent / "shared" / "data"))
     ap.add_argument("--out", help="where eval outputs go (default: a temporary directory)")
     ap.add_argument("--quick", action="store_true", help="fewer bootstrap resamples")
-    ap.add_argument("--results", default=str(ROOT / "benchmarks" / "RESULTS-routing.md"))
+    ap.add_argument("--results", default=str(ROOT / "benchmarks" / "RESULTS.md"))
     args = ap.parse_args()
     data = Path(args.data_dir)
     out = Path(args.out) if args.out else Path(tempfile.mkdtemp(prefix="switchman-routing-"))
@@ -131,21 +258,27 @@ def main() -> int:
         s = run_eval(["--data", rb, "--router", str(router), "--task", held, "--no-decisions", "--bootstrap", "0"], out / f"unseen-{held}")
         unseen.append((held, s))
 
+    router_path = out / "router.npz"
+    t1 = time.monotonic()
+    if train_main(["--data", rb, "--out", str(router_path)]) != 0:
+        raise SystemExit("switchman train failed")
+    train_wall = time.monotonic() - t1
+    extra = scorer_section(rb, out) + bound_section(rb, router_path)
+
     r = dict(runs)["routerbench-3task (test split)"]
     lines = [
-        "# Routing results (issue 4)",
+        "## Routing (issue 4): strategies replayed on real outcome data",
         "",
-        f"Run {dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M} UTC on {platform.machine()} ({platform.python_implementation()} "
-        f"{platform.python_version()}), {time.monotonic() - t0:.0f} s in all:",
+        f"- date: {dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M} UTC; run took {time.monotonic() - t0:.0f} s",
+        "- command: `PYTHONPATH=src python benchmarks/routing.py" + (" --quick" if args.quick else "") + "`",
+        f"- machine: {platform.machine()}, {os.cpu_count()} CPUs; {platform.python_implementation()} {platform.python_version()}",
+        "- learned router: TF-IDF over word 1–2-grams (50k vocabulary) and five prompt-shape features, one logistic "
+        "regression per model for quality and one ridge regression per model for this prompt's cost; numpy at run time; "
+        f"`switchman train` on routerbench's train split took {train_wall:.1f} s. `learned` sweeps `tradeoff` λ, "
+        "`learned-minq` sweeps `min_quality`; `cascade` calls the cheapest model first and escalates when the answer "
+        "scorer (below) says the answer is likely wrong. Costs are the data's (USD), or strong-model calls where the data has none.",
         "",
-        "    PYTHONPATH=src python benchmarks/routing.py" + (" --quick" if args.quick else ""),
-        "",
-        "Learned router: TF-IDF over word 1–2-grams (50k vocabulary) + one logistic regression per model, "
-        "numpy at run time. `learned` sweeps `tradeoff` λ, `learned-minq` sweeps `min_quality`; "
-        "`cascade` calls the cheapest model first and escalates when an answer scorer trained on the "
-        "recorded responses says the answer is likely wrong. Costs are the data's (USD), or strong-model calls where the data has none.",
-        "",
-        "## Targets",
+        "### Targets",
         "",
         "| target | reached | met |",
         "|---|---|---|",
@@ -173,7 +306,7 @@ def main() -> int:
     p50 = max(s.get("decision_ms_p50", 0) for _, s in runs)
     lines.append(f"| learned decision p50 ≤ 1 ms (worst set) | {p50:.3f} ms | {'yes' if p50 <= 1 else 'no'} |")
     for label, s in runs:
-        lines += ["", f"## {label}", "", f"    {s['_argv']}", ""]
+        lines += ["", f"### {label}", "", f"    {s['_argv']}", ""]
         lines += set_table(s, routers)
         if "monthly" in s:
             mo = s["monthly"]
@@ -181,7 +314,7 @@ def main() -> int:
                       + "; ".join(f"`{n}` ${d['spend']:,.2f}" + ("" if d["meets_target"] else " (misses 95%)") for n, d in mo["after"].items() if not n.startswith("single:"))]
     lines += [
         "",
-        "## Unseen task (routerbench: train on two tasks' train split, test on the third's test split)",
+        "### Unseen task (routerbench: train on two tasks' train split, test on the third's test split)",
         "",
         "The router never saw a prompt of the held-out task; the baselines beside it chose their models on that task's own train split, so they know more than the router does.",
         "",
@@ -195,7 +328,8 @@ def main() -> int:
             f"| {held} | `{ref['name'].split(':', 1)[1]}` ({ref['quality']:.3f}) | {a['learned']:.4f} | {a['random']:.4f} | {a['per-task']:.4f} | "
             f"{pct(strat(s, 'learned')['cost_to_reach']['95%'])} |"
         )
-    Path(args.results).write_text("\n".join(lines) + "\n", encoding="utf-8")
+    lines += extra
+    write_section(Path(args.results), lines)
     print("\n".join(lines))
     print(f"\nwrote {args.results}; eval outputs in {out}", file=sys.stderr)
     return 0

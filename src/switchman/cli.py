@@ -118,7 +118,7 @@ def parser() -> argparse.ArgumentParser:
     d.set_defaults(func=cmd_demo)
 
     sub.add_parser("eval", help="replay outcome data through routing strategies (switchman eval --help)")
-    sub.add_parser("train", help="fit a learned router from outcome data (switchman train --help)")
+    sub.add_parser("train", help="fit a learned router, or a cascade's answer scorer, from outcome data (switchman train --help)")
     sub.add_parser("keys", help="create, list and revoke virtual keys (switchman keys --help)")
     sub.add_parser("spend", help="spend by model, key, user, tag, route or day (switchman spend --help)")
     return p

@@ -209,7 +209,8 @@ class Gateway:
             if o.degraded or not buffered or k >= p.checked:
                 break
             assert o.response is not None
-            why = await checks.verdict(req, o.response, earlier, judge if checks.spec.judge else None)
+            why = await checks.verdict(req, o.response, earlier, judge if checks.spec.judge else None,
+                                       o.model.upstream)
             if why is None:
                 notes.append(f"{o.model.name} passed checks")
                 break

@@ -6,9 +6,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from switchman.eval.cascade import frontier, normalise
+from switchman.eval.cascade import frontier
 from switchman.eval.replay import make_folds, run_all
 from switchman.outcomes import Dropped, OutcomeTable, Prompt
+from switchman.routing.scorer import normalise
 
 pytest.importorskip("sklearn")
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import orjson
 import pytest
 
 from switchman.outcomes import Dropped, OutcomeTable, Prompt, load_table, resolve_costs
@@ -97,12 +98,46 @@ def test_save_and_load_round_trip_without_pickle(router, tmp_path):
     back = Router.load(path)
     assert back.models == router.models and back.cost_unit == "usd"
     for text in ("compute 1 times 2", "a poem of dogs", ""):
-        assert np.allclose(back.predict(text), router.predict(text))
+        for a, b in zip(back.estimate(text), router.estimate(text)):
+            assert np.allclose(a, b)
     np.savez(tmp_path / "other.npz", x=np.zeros(2))
     with pytest.raises(RouterFileError):
         Router.load(tmp_path / "other.npz")
     with pytest.raises(RouterFileError, match="no such"):
         Router.load(tmp_path / "missing.npz")
+
+
+def test_router_files_of_another_version_are_refused_with_a_clear_error(router, tmp_path):
+    path = tmp_path / "r.npz"
+    router.save(path)
+    with np.load(path) as z:
+        arrays = dict(z)
+    meta = orjson.loads(arrays["meta"].tobytes())
+    meta["version"] = 1
+    arrays["meta"] = np.frombuffer(orjson.dumps(meta), dtype=np.uint8)
+    np.savez(tmp_path / "old.npz", **arrays)
+    with pytest.raises(RouterFileError, match="version 1.*retrain"):
+        Router.load(tmp_path / "old.npz")
+
+
+def test_router_estimates_each_prompts_cost_and_weighs_it():
+    """Poems make 'dear' write at length (cost 0.03 against 0.01 for sums): the router learns
+    the difference, and at a middling λ pays for 'dear' on the sums only, where it is cheap."""
+    t, cost = _table()
+    poem = np.array([p.task == "poem" for p in t.prompts])
+    cost[:, 1] = np.where(poem, 0.03, 0.01)
+    t.quality[:, 0] = 0.0  # 'cheap' is never right: the choice rests on cost alone
+    r = train_router(t, cost, params=TrainParams(c=10.0))
+    _, c_sum = r.estimate("compute 12 times 7")
+    _, c_poem = r.estimate("write a poem about the sea and 4 cats")
+    assert c_sum[1] == pytest.approx(0.01, rel=0.3) and c_poem[1] > 2.5 * c_sum[1]
+    assert c_sum[0] == c_poem[0] == pytest.approx(0.001)  # a cost that never varies stays the mean
+    ctx = RouteContext({})
+    pol = Learned(r, tradeoff=1.0)  # λ is a share of dear's mean cost (0.02): worth 0.5 on sums, 1.5 on poems
+    assert pol.plan(_req("compute 3 times 9"), ctx).models[0] == "dear"
+    assert pol.plan(_req("a sonnet on love with roses"), ctx).models[0] == "cheap"
+    # a cost given in the policy replaces the estimate
+    assert Learned(r, tradeoff=1.0, costs={"dear": 0.001}).plan(_req("a sonnet on love with roses"), ctx).models[0] == "dear"
 
 
 @pytest.mark.skipif(not ROUTERBENCH.exists(), reason="shared outcome data not present")

@@ -373,3 +373,36 @@ async def test_a_cost_cap_shortens_a_cascade_to_what_it_can_pay_for(stack):
     assert "cheap rejected: refusal" in h["x-switchman-reason"]
     h, _ = await s.ask(max_tokens=1000)
     assert h["x-switchman-model"] == "dear", "without the cap the cascade goes all the way"
+
+
+def _scorer_file(tmp_path) -> str:
+    """An answer scorer trained on answers where a hedged guess ('maybe ...') was wrong and a
+    plain statement ('the answer is ...') right."""
+    from switchman.routing.training import train_scorer
+
+    rng = np.random.default_rng(1)
+    prompts, q, responses = [], [], []
+    for i in range(200):
+        a, b = rng.integers(100), rng.integers(100)
+        prompts.append(Prompt(f"p{i}", MATH[i % 4].format(a, b), "t", None))
+        hedged = i % 2 == 0
+        responses.append([f"maybe {a} or so" if hedged else f"the answer is {a + b}", f"the answer is {a + b}"])
+        q.append([0.0 if hedged else 1.0, 1.0])
+    quality = np.array(q)
+    cost = np.tile([0.001, 0.01], (len(prompts), 1))
+    nan = np.full_like(quality, np.nan)
+    table = OutcomeTable(prompts, ["cheap", "dear"], quality, cost, nan, nan, nan, responses, Dropped())
+    path = tmp_path / "scorer.npz"
+    train_scorer(table, cost).save(path)
+    return str(path)
+
+
+async def test_cascade_answer_scorer_escalates_a_doubtful_answer(stack, tmp_path):
+    _scorer_file(tmp_path)
+    s = await stack(_cascade("{scorer: {path: scorer.npz, min: 0.5}}", models="[cheap, dear]"),
+                    {"cheap": FakeModel(reply="maybe 12 or so")})
+    h, _ = await s.ask(content="what is 12 plus 30")
+    assert h["x-switchman-model"] == "dear" and "cheap rejected: scorer 0." in h["x-switchman-reason"]
+    s.fake.models["cheap"].reply = "the answer is 42"
+    h, _ = await s.ask(content="what is 12 plus 30")
+    assert h["x-switchman-model"] == "cheap" and "cheap passed checks" in h["x-switchman-reason"]

@@ -1,37 +1,26 @@
-"""A FrugalGPT-style cascade, replayed: call the cheapest model first; a learned answer scorer
-reads the prompt, the answer and whether it agrees with the answers already bought, and the
-cascade escalates to the next model while the score is below a threshold. Every call's cost
-counts.
+"""A FrugalGPT-style cascade, replayed: call the cheapest model first; the learned answer scorer
+(:class:`~switchman.routing.scorer.AnswerScorer`, the one the gateway loads) reads the prompt,
+the answer and whether it agrees with the answers already bought, and the cascade escalates to
+the next model while the score is below a threshold. Every call's cost counts.
 
 The chain is the train prompts' cost–quality frontier of single models (cheapest first, each
-one better than every cheaper one). One scorer per chain position, a logistic regression over
-prompt TF-IDF, answer TF-IDF and agreement flags with the earlier answers (agreement between
-independent models is the strongest cheap sign that an answer is right, as AutoMix and
-answer-consistency cascades found). Needs data that kept ``response``.
+one better than every cheaper one); the scorer is trained on the fold's train prompts, on the
+chain's answers, each beside the answers of the cheaper chain models. Needs data that kept
+``response``.
 """
 
 from __future__ import annotations
 
-import re
 from typing import Sequence
 
 import numpy as np
 
-from ..routing.features import FeatureParams, Vectorizer
-from ..routing.training import _sklearn
+from ..routing.training import ScorerParams, train_scorer
 from .metrics import upper_hull
 from .replay import Fold, PointRun
 from .strategies import Strategy
 
 THRESHOLDS = tuple(np.round(np.linspace(0.0, 1.0, 41), 3).tolist())
-_NONWORD = re.compile(r"\W+")
-
-
-def normalise(answer: str | None) -> str:
-    """An answer reduced for comparison: case, punctuation, escaped newlines and space gone."""
-    if not answer:
-        return ""
-    return _NONWORD.sub(" ", answer.replace("\\n", " ").lower()).strip()[:300]
 
 
 def frontier(q: np.ndarray, c: np.ndarray) -> list[int]:
@@ -56,47 +45,20 @@ class CascadeStrategy(Strategy):
         self.params = list(self.thresholds)
         self.c = c
 
-    def _features(self, fold: Fold, rows: np.ndarray, chain: list[int], k: int, pvec: Vectorizer, rvec: Vectorizer):
-        sp, _ = _sklearn()
-        t = fold.table
-        prompts = [t.prompts[i].text for i in rows]
-        answers = [t.responses[i][chain[k]] or "" for i in rows]
-        a, b, d = pvec.transform_csr(prompts)
-        xp = sp.csr_matrix((d, b, a), shape=(len(rows), max(len(pvec), 1)))
-        a, b, d = rvec.transform_csr(answers)
-        xr = sp.csr_matrix((d, b, a), shape=(len(rows), max(len(rvec), 1)))
-        mine = [normalise(x) for x in answers]
-        flags = np.zeros((len(rows), max(k, 1) + 2))
-        for r, i in enumerate(rows):
-            earlier = [normalise(t.responses[i][chain[j]]) for j in range(k)]
-            agree = [float(e == mine[r] and mine[r] != "") for e in earlier]
-            flags[r, : len(agree)] = agree
-            flags[r, -2] = float(bool(agree) and all(agree))
-            flags[r, -1] = float(mine[r] == "")
-        return sp.hstack([xp, xr, sp.csr_matrix(flags)]).tocsr()
-
     def run(self, fold: Fold) -> list[PointRun]:
-        _, LogisticRegression = _sklearn()
         t = fold.table
-        qtr = t.quality[fold.train]
         if self.chain:
             chain = [fold.replay.column(m) for m in self.chain]
         else:
-            chain = frontier(qtr.mean(axis=0), fold.cost[fold.train].mean(axis=0))
-        params = FeatureParams()
-        pvec = Vectorizer.fit([t.prompts[i].text for i in fold.train], params, max_features=20_000)
-        rvec = Vectorizer.fit([t.responses[i][j] or "" for i in fold.train for j in chain], params, max_features=20_000)
+            chain = frontier(t.quality[fold.train].mean(axis=0), fold.cost[fold.train].mean(axis=0))
+        names = [t.models[j] for j in chain]
+        scorer = train_scorer(t, fold.cost, rows=fold.train, models=names, params=ScorerParams(c=self.c, max_earlier=len(chain)))
         # score[r, k]: the scorer's belief that chain model k answered test prompt r well
         score = np.ones((len(fold.test), len(chain)))
-        for k in range(len(chain) - 1):
-            y = (qtr[:, chain[k]] >= 0.5).astype(int)
-            xte = self._features(fold, fold.test, chain, k, pvec, rvec)
-            if y.min() == y.max():
-                score[:, k] = float(y[0])
-                continue
-            lr = LogisticRegression(C=self.c, max_iter=1000, solver="liblinear")
-            lr.fit(self._features(fold, fold.train, chain, k, pvec, rvec), y)
-            score[:, k] = lr.predict_proba(xte)[:, 1]
+        for r, i in enumerate(fold.test):
+            text, answers = t.prompts[i].text, [t.responses[i][j] for j in chain]
+            for k in range(len(chain) - 1):
+                score[r, k] = scorer.score(text, answers[k], answers[:k], names[k])
         out = []
         n, m = len(fold.test), len(t.models)
         for th in self.thresholds:

@@ -16,7 +16,8 @@ import numpy as np
 import orjson
 
 from ..outcomes import DataError, OutcomeTable, load_table, resolve_costs
-from ..routing.learned import Router, RouterFileError
+from ..routing.files import ModelFileError
+from ..routing.learned import Router
 
 STRATEGIES = ("learned", "learned-minq", "cascade")
 
@@ -92,14 +93,14 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--task", action="append", default=[], metavar="PREFIX", help="only prompts whose task starts with PREFIX (repeatable)")
     p.add_argument("--cost", action="append", default=[], metavar="MODEL=USD", help="a model's cost per call, replacing the data's")
     p.add_argument("--strict", action="store_true", help="fail on prompts lacking some model's outcome instead of dropping them")
-    p.add_argument("--c", type=float, default=0.3, help="the router's inverse regularisation strength (default 0.3)")
-    p.add_argument("--max-features", type=int, default=50_000, help="the router's vocabulary size (default 50000)")
+    p.add_argument("--c", type=float, default=0.3, help="the logistic regressions' inverse regularisation strength (default 0.3)")
+    p.add_argument("--max-features", type=int, help="vocabulary size (default 50000 for a router; 20000 each for an answer scorer's prompts and answers)")
 
 
 def _trainer(args, sources):
     from ..routing.training import TrainParams, train_router
 
-    params = TrainParams(c=args.c, max_features=args.max_features)
+    params = TrainParams(c=args.c, max_features=args.max_features or TrainParams().max_features)
 
     def train(fold):
         return train_router(fold.table, fold.cost, cost_unit=fold.cost_unit, rows=fold.train, params=params, sources=sources)
@@ -112,7 +113,7 @@ def _run_guarded(fn, argv) -> int:
 
     try:
         return fn(argv)
-    except (UsageError, DataError, RouterFileError) as e:
+    except (UsageError, DataError, ModelFileError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     except MissingExtra as e:
@@ -126,17 +127,21 @@ def _run_guarded(fn, argv) -> int:
 
 
 def train_main(argv: list[str]) -> int:
-    """``switchman train --data FILE... --out ROUTER``."""
+    """``switchman train --data FILE... [--scorer] --out FILE``."""
     return _run_guarded(_train, argv)
 
 
 def _train(argv: list[str]) -> int:
-    p = argparse.ArgumentParser(prog="switchman train", description="Fit a learned router from outcome data.")
+    p = argparse.ArgumentParser(
+        prog="switchman train",
+        description="Fit a learned router (default) or, with --scorer, a cascade's answer scorer from outcome data.",
+    )
     _common(p)
-    p.add_argument("--out", required=True, metavar="ROUTER", help="the router file to write (.npz)")
+    p.add_argument("--out", required=True, metavar="FILE", help="the router (or scorer) file to write (.npz)")
     p.add_argument("--split", choices=("train", "all"), default="train", help="learn from the train split only (default, when the data has one) or from every prompt")
+    p.add_argument("--scorer", action="store_true", help="fit an answer scorer for the cascade (needs data with responses) instead of a router")
     args = p.parse_args(argv)
-    from ..routing.training import TrainParams, train_router
+    from ..routing.training import ScorerParams, TrainParams, train_router, train_scorer
 
     table = _load(args)
     cost, unit, notes = resolve_costs(table, _costs(args.cost))
@@ -146,8 +151,17 @@ def _train(argv: list[str]) -> int:
     for line in table.dropped.lines() + notes:
         print(f"note: {line}", file=sys.stderr)
     t0 = time.monotonic()
+    sources = [str(d) for d in args.data]
+    if args.scorer:
+        scorer = train_scorer(table, cost, rows=rows, params=ScorerParams(c=args.c, max_features=args.max_features or ScorerParams().max_features), sources=sources)
+        scorer.save(args.out)
+        print(
+            f"trained an answer scorer on {scorer.meta['answers']} answers to {len(rows)} prompts by {len(scorer.models)} models "
+            f"in {time.monotonic() - t0:.1f}s; wrote {args.out}"
+        )
+        return 0
     router = train_router(
-        table, cost, cost_unit=unit, rows=rows, params=TrainParams(c=args.c, max_features=args.max_features), sources=[str(d) for d in args.data]
+        table, cost, cost_unit=unit, rows=rows, params=TrainParams(c=args.c, max_features=args.max_features or TrainParams().max_features), sources=sources
     )
     router.save(args.out)
     print(

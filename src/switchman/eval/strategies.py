@@ -178,26 +178,26 @@ class LearnedStrategy(Strategy):
         sym = "λ" if mode == "tradeoff" else "q≥"
         self.labels = [f"{sym}{'=' if mode == 'tradeoff' else ''}{x:g}" for x in self.grid]
         self.params = list(self.grid)
-        self._cache: dict[int, tuple[Router, np.ndarray]] = {}
+        self._cache: dict[int, tuple[Router, np.ndarray, np.ndarray]] = {}
 
-    def predictions(self, fold: Fold) -> tuple[Router, np.ndarray]:
-        """The fold's router and its predictions for the test prompts (shared by the λ and
-        min-quality sweeps of the same router)."""
+    def predictions(self, fold: Fold) -> tuple[Router, np.ndarray, np.ndarray]:
+        """The fold's router and its predicted quality and cost for the test prompts (shared
+        by the λ and min-quality sweeps of the same router)."""
         key = id(fold)
         if key not in self._cache:
             router = self.router if self.router is not None else self.train(fold)
             texts = [prompt_text(request_for(fold.table.prompts[i])) for i in fold.test]
-            self._cache[key] = (router, router.predict_many(texts))
+            self._cache[key] = (router, *router.estimate_many(texts))
         return self._cache[key]
 
     def run(self, fold: Fold) -> list[PointRun]:
-        router, pred = self.predictions(fold)
+        router, pred, est = self.predictions(fold)
         cols_of = [fold.replay.column(m) for m in router.models]
         cols = list(range(len(router.models)))
         out = []
         for x in self.grid:
             pol = Learned(router, **{self.mode: x})
-            picks = [pol.decide(pred[r], pol.cost, cols, router.models).models[0] for r in range(len(fold.test))]
+            picks = [pol.decide(pred[r], pol.prompt_costs(est[r]), cols, router.models).models[0] for r in range(len(fold.test))]
             idx = {m: cols_of[j] for j, m in enumerate(router.models)}
             out.append(PointRun(np.array([idx[p] for p in picks])))
         return out

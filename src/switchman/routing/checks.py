@@ -148,9 +148,10 @@ class Checks:
         return self.spec.logprob is not None
 
     async def verdict(self, req: ChatRequest, resp: ChatResponse, earlier: Sequence[str],
-                      judge: Judge | None = None) -> str | None:
+                      judge: Judge | None = None, model: str | None = None) -> str | None:
         """``None``: send this answer. Otherwise why not. ``earlier``: the answers already
-        rejected in this request, cheapest first. ``judge``: asks the judge model."""
+        rejected in this request, cheapest first. ``judge``: asks the judge model. ``model``:
+        who answered (the scorer has one model per name it was trained on, and a shared one)."""
         for check in self.local:
             why = check(req, resp)
             if why:
@@ -160,7 +161,7 @@ class Checks:
             if why:
                 return why
         if self.scorer is not None and not resp.tool_calls():
-            s = self.scorer.score(prompt_text(req), resp.text(), earlier)
+            s = self.scorer.score(prompt_text(req), resp.text(), earlier, model=model)
             if s < self.spec.scorer_min:
                 return f"scorer {s:.2f}<{self.spec.scorer_min:g}"
         if self.spec.judge is not None and judge is not None:
