@@ -565,7 +565,7 @@ async def s7_retry_budget(rep: Report, n: int) -> None:
         ceiling = attempts * 2
         rep.add(sc, f"upstream calls per request ({n} requests at once, 2 models, attempts {attempts}; "
                     f"{failed} answered 5xx)", f"{calls / n:.2f}  (without a budget: {ceiling})",
-                f"≤ 2 + retries the budget allows", None)
+                "≤ 2 + retries the budget allows", None)
         rep.add(sc, "retries in flight, most seen / limit max(min_retries, budget × in flight)",
                 f"{b.most} / {max(min_retries, int(budget * n))}", "never above the limit", b.over == 0)
         rep.add(sc, "retries denied by the budget", f"{b.denied:,}")
