@@ -3,7 +3,9 @@ keys` and `switchman spend` after traffic through the gateway."""
 
 from __future__ import annotations
 
+import asyncio
 import json
+import sqlite3
 from decimal import Decimal
 
 import aiohttp
@@ -12,27 +14,36 @@ import pytest
 
 from switchman import configfile
 from switchman.app import App
+from switchman.clock import VirtualClock
 from switchman.gateway import Gateway
 from switchman.http.server import HttpServer
 from switchman.metering import Metering
 from switchman.testing.fake_upstream import FakeModel, FakeUpstream
+from switchman.testing.transport import Scripted, ScriptedClient
 
 ADMIN = "admin-secret-key"
 
 
 @pytest.fixture
 async def metered(tmp_path):
+    cut = {"chunks": 6, "cut_after": 2}  # streams that break after two of six pieces
     fake = FakeUpstream({"gpt-4o-mini": FakeModel(cached_tokens=2), "claude-haiku-4-5": FakeModel(),
-                         "broken": FakeModel(error_status=500)})
+                         "broken": FakeModel(error_status=500), "cut-oa": FakeModel(**cut),
+                         "cut-an": FakeModel(cached_tokens=3, cache_write_tokens=2, **cut),
+                         "cut-gm": FakeModel(cached_tokens=3, **cut)})
     await fake.start()
     cfg = configfile.loads(f"""
 providers:
   oa: {{kind: openai, base_url: "{fake.url('openai')}", api_key: "k"}}
   an: {{kind: anthropic, base_url: "{fake.url('anthropic')}", api_key: "k"}}
+  gm: {{kind: gemini, base_url: "{fake.url('gemini')}", api_key: "k"}}
 models:
   - {{name: gpt-4o-mini, provider: oa}}
   - {{name: claude-haiku-4-5, provider: an}}
   - {{name: broken, provider: oa, price: {{input: 1, output: 1}}}}
+  - {{name: cut-oa, provider: oa, price: {{input: 1, output: 1}}}}
+  - {{name: cut-an, provider: an, price: {{input: 1, output: 1}}}}
+  - {{name: cut-gm, provider: gm, price: {{input: 1, output: 1}}}}
 routes:
   - {{name: auto, policy: {{kind: first, models: [broken, gpt-4o-mini, claude-haiku-4-5]}}}}
 auth: {{admin_key: "{ADMIN}", keys_required: true}}
@@ -98,3 +109,69 @@ async def test_keys_spend_and_ledger_agree_with_the_upstream(metered, tmp_path):
     assert db_files
     assert all(key.encode() not in p.read_bytes() for p in db_files)
     assert any(b"team-a" in p.read_bytes() for p in db_files), "the files read are the ones holding the keys"
+
+
+@pytest.mark.parametrize("model", ["cut-oa", "cut-an", "cut-gm"])
+async def test_a_stream_that_breaks_before_its_final_usage_is_counted_locally_and_marked_estimated(metered, tmp_path, model):
+    """Anthropic's message_start and every Gemini chunk carry usage so far (input, and a
+    placeholder output) before the final counts: a stream cut in between must not be booked as
+    upstream-reported usage, or the ledger claims an exact cost it never got."""
+    fake, gw, meter, base = metered
+    got = ""
+    async with openai.AsyncOpenAI(base_url=base + "/v1", api_key=ADMIN, max_retries=0) as c:
+        with pytest.raises(openai.APIError):
+            s = await c.chat.completions.create(model=model, stream=True,
+                                                messages=[{"role": "user", "content": "tell me a long story " * 8}])
+            async for chunk in s:
+                got += (chunk.choices[0].delta.content or "") if chunk.choices else ""
+    assert len(got) > 40, "the client got the first pieces, then the error event"
+    assert fake.stats[model].answers == 0 and fake.stats[model].output_tokens == 0, "the upstream reported no usage"
+    await meter.accountant.ledger.drain()
+    with sqlite3.connect(tmp_path / "ledger.db") as db:
+        (status, estimated, out, cost), = db.execute(
+            "SELECT status, estimated, output_tokens, cost_pusd FROM attempts WHERE model = ?", (model,)).fetchall()
+        req_estimated, = db.execute("SELECT estimated FROM requests WHERE model = ?", (model,)).fetchone()
+    assert estimated == 1 and req_estimated == 1, "booked as an estimate, not as reported usage"
+    assert out == len(got) // 4, "the output is what was streamed, counted locally"
+    assert status == 200 and cost > 0
+
+
+async def test_a_hedge_that_answered_in_full_but_lost_is_booked_at_its_own_price(tmp_path):
+    """The first model and its hedge answer in the same instant: the ledger names the model whose
+    answer the client got, and books the loser's whole answer too, each at its own price."""
+    clock = VirtualClock()
+    script = {"slow": Scripted(latency=1.0, text="slow"), "fast": Scripted(latency=0.5, text="fast")}
+    cfg = configfile.loads(f"""
+providers:
+  p0: {{kind: openai, base_url: "http://127.0.0.1:9/v1"}}
+  p1: {{kind: openai, base_url: "http://127.0.0.1:8/v1"}}
+models:
+  - {{name: slow, provider: p0, price: {{input: 1, output: 1}}}}
+  - {{name: fast, provider: p1, price: {{input: 100, output: 100}}}}
+routes:
+  - {{name: r, policy: {{kind: first, models: [slow, fast]}}, hedge: {{after: 0.5}}}}
+auth: {{admin_key: "{ADMIN}"}}
+ledger: {{url: "sqlite:///{tmp_path}/ledger.db"}}
+""", env={})
+    gw = Gateway(cfg, client=ScriptedClient(clock, script), clock=clock)
+    meter = Metering.from_config(gw)
+    await meter.start()
+    server = HttpServer(App(gw, meter))
+    port = await server.start("127.0.0.1", 0)
+    try:
+        async with openai.AsyncOpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key=ADMIN, max_retries=0) as c:
+            call = asyncio.ensure_future(c.chat.completions.create(model="r", messages=[{"role": "user", "content": "hi"}]))
+            while not call.done():
+                await clock.run_for(0.05)
+            got = (await call).choices[0].message.content
+        await meter.accountant.ledger.drain()
+        with sqlite3.connect(tmp_path / "ledger.db") as db:
+            (model, cost), = db.execute("SELECT model, cost_pusd FROM requests").fetchall()
+            atts = db.execute("SELECT model, status, input_tokens, output_tokens FROM attempts ORDER BY idx").fetchall()
+    finally:
+        await server.stop(grace=0.1)
+        await meter.close()
+        await gw.close()
+    assert model == got, "the answering model is the one whose answer the client got"
+    assert atts == [("slow", 200, 3, 1), ("fast", 200, 3, 1)], "both answered in full, both reported usage"
+    assert cost == 4 * 1_000_000 + 4 * 100_000_000, "4 tokens at $1/M plus 4 at $100/M, in picodollars"

@@ -16,7 +16,7 @@ import orjson
 from .dialects import dialect_for
 from .dialects.base import Dialect
 from .errors import BodyTooLarge, InvalidRequest, MethodNotAllowed, SwitchmanError, Unauthorized, UnknownEndpoint
-from .types import TextDelta, UsageEvent
+from .types import TextDelta, ToolCallDelta, UsageEvent
 from .gateway import Gateway, Reply
 from .http.server import Request, Response, StreamingResponse
 from .metering import Metering
@@ -236,17 +236,21 @@ async def _stream(d: Dialect, creq, reply: Reply, rid: str, ticket=None):
     enc = d.stream_encoder(creq)
     events = reply.events
     usage = None
-    text = 0
+    chars = 0  # of text and tool-call arguments streamed: the output count if no usage comes
+    ended = False  # the upstream's stream ended whole, so its last usage is final
     try:
         async for ev in events:  # type: ignore[union-attr]
             t = type(ev)
             if t is UsageEvent:
                 usage = ev.usage
             elif t is TextDelta:
-                text += len(ev.text)
+                chars += len(ev.text)
+            elif t is ToolCallDelta:
+                chars += len(ev.arguments)
             b = enc.encode(ev)
             if b:
                 yield b
+        ended = True
         yield enc.close()
     except SwitchmanError as e:
         # After the first byte there is no taking it back: a well-formed error event, then the end.
@@ -258,4 +262,4 @@ async def _stream(d: Dialect, creq, reply: Reply, rid: str, ticket=None):
     finally:
         await events.aclose()  # type: ignore[union-attr]
         if ticket is not None:
-            ticket.answered(reply, usage, streamed_chars=text, request=creq)
+            ticket.answered(reply, usage, streamed_chars=chars, request=creq, final=ended)

@@ -89,6 +89,7 @@ class Attempt:
     error: UpstreamError | None = None
     latency: float = 0.0  # to the answer (non-streaming) or the first token (streaming)
     cancelled: bool = False  # a hedge that lost: its connection was closed
+    usage: Usage | None = None  # a hedge that lost after answering in full: what it reported (billed)
 
 
 @dataclass(slots=True)
@@ -101,6 +102,7 @@ class Outcome:
     response: ChatResponse | None = None  # when not streaming
     events: AsyncIterator[StreamEvent] | None = None  # when streaming: the first is already in
     degraded: bool = False  # the route's fixed ``degrade`` reply, not a model's
+    attempt: Attempt | None = None  # the attempt that answered
 
     @property
     def errors(self) -> list[UpstreamError]:
@@ -285,7 +287,9 @@ class Executor:
             for t in running:  # the losers: closing their connections stops the upstream generating
                 t.cancel()
             if running:
-                await asyncio.gather(*running, return_exceptions=True)
+                for lost in await asyncio.gather(*running, return_exceptions=True):
+                    if type(lost) is Outcome:  # it answered in the same instant as the winner
+                        await _lost(lost)
         if running:  # the overall deadline passed with attempts still out
             raise UpstreamTimeout("no answer within the request deadline")
         return self._exhausted(run)
@@ -391,6 +395,7 @@ class Executor:
         att.latency = self.clock.now() - start
         self.latency.observe(model.name, att.latency)
         self.outliers.record_success(model.name)
+        outcome.attempt = att
         return outcome
 
     def _record_failure(self, model: ModelSpec, e: UpstreamError, run: _Run | None = None) -> None:
@@ -470,6 +475,21 @@ class Executor:
             if type(ev) is Start:
                 continue
             yield ev
+
+
+async def _lost(o: Outcome) -> None:
+    """A hedge that answered but lost the race: marked so, a stream closed (its connection with
+    it), a whole answer's usage kept for the ledger (the provider bills it all the same)."""
+    att = o.attempt
+    assert att is not None
+    att.cancelled = True
+    if o.events is not None:
+        # A stream never iterated would close without its clean-up: take its first event (in hand
+        # already), so closing it closes its connection and frees its concurrency slot.
+        await anext(o.events, None)  # type: ignore[call-overload]
+        await o.events.aclose()  # type: ignore[attr-defined]
+    elif o.response is not None:
+        att.usage = o.response.usage
 
 
 class _Skip(UpstreamError):

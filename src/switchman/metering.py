@@ -36,7 +36,11 @@ class Ticket:
         self.done = False
 
     def answered(self, reply: Reply, usage: Usage | None, streamed_chars: int = 0,
-                 request: ChatRequest | None = None) -> None:
+                 request: ChatRequest | None = None, final: bool = True) -> None:
+        """Book the answer. ``usage``: the counts the upstream reported; ``final`` False when a
+        stream ended before its final counts (cut, or the client left): the entry is then an
+        estimate, from the counts reported so far (Anthropic and Gemini send the input early) and
+        the text streamed."""
         if self.done:
             return
         self.done = True
@@ -53,18 +57,17 @@ class Ticket:
             rec = AttemptRecord(index=i, role=_ROLES.get(a.role, Role.FALLBACK), model=a.model, provider=a.provider,
                                 status=200, latency_ms=a.latency * 1000, time=self.t0)
             if i == winner and m is not None:
-                u = usage
-                if u is None:  # the stream ended without usage: count locally, and say so
-                    u = Usage(input_tokens=(request or self.creq).estimated_tokens(),
-                              output_tokens=streamed_chars // CHARS_PER_TOKEN, estimated=True)
-                rec.input_tokens, rec.output_tokens = u.input_tokens, u.output_tokens
-                rec.cache_read_tokens, rec.cache_write_tokens = u.cache_read_tokens, u.cache_write_tokens
-                rec.estimated = u.estimated
-                rec.cost = cost(m.price, u.input_tokens, u.output_tokens, u.cache_read_tokens, u.cache_write_tokens)
+                u = usage if final else None
+                if u is None:  # no final usage: count locally, and say so
+                    u = _estimate(usage, request or self.creq, streamed_chars)
+                _book(rec, m, u)
                 rec.ttft_ms = a.latency * 1000 if self.creq.stream else None
             elif a.error is not None:
                 rec.status = a.error.upstream_status or a.error.status
                 rec.error = a.error.kind
+            elif a.usage is not None and m is not None:  # a hedge that lost after answering in full
+                rec.error = "hedge_lost"
+                _book(rec, m, a.usage)
             else:  # a hedge that lost: cancelled mid-generation, its usage never reported
                 rec.status, rec.error = 499, "cancelled"
             atts.append(rec)
@@ -86,6 +89,24 @@ class Ticket:
                             status=err.status, error=err.kind, latency_ms=(time.time() - self.t0) * 1000,
                             stream=self.creq.stream)
         self.meter.accountant.settle_later(self.adm, req, ())
+
+
+def _book(rec: AttemptRecord, m: ModelSpec, u: Usage) -> None:
+    rec.input_tokens, rec.output_tokens = u.input_tokens, u.output_tokens
+    rec.cache_read_tokens, rec.cache_write_tokens = u.cache_read_tokens, u.cache_write_tokens
+    rec.estimated = u.estimated
+    rec.cost = cost(m.price, u.input_tokens, u.output_tokens, u.cache_read_tokens, u.cache_write_tokens)
+
+
+def _estimate(partial: Usage | None, request: ChatRequest, streamed_chars: int) -> Usage:
+    """Usage for a stream that ended without its final counts: the input the upstream reported
+    before it broke (else the prompt counted locally), the output counted from what was streamed."""
+    out = streamed_chars // CHARS_PER_TOKEN
+    if partial is None:
+        return Usage(input_tokens=request.estimated_tokens(), output_tokens=out, estimated=True)
+    return Usage(input_tokens=partial.input_tokens, output_tokens=max(out, partial.output_tokens),
+                 cache_read_tokens=partial.cache_read_tokens, cache_write_tokens=partial.cache_write_tokens,
+                 estimated=True)
 
 
 class Metering:
