@@ -6,12 +6,14 @@ from __future__ import annotations
 import asyncio
 import random
 
+import orjson
 import pytest
 
 from switchman import configfile
 from switchman.clock import VirtualClock
 from switchman.errors import UpstreamError
 from switchman.executor import Executor
+from switchman.resilience.limiter import ConcurrencyLimit
 from switchman.testing.transport import Scripted, ScriptedClient
 from switchman.types import ChatRequest, Message, Role, TextPart
 
@@ -73,6 +75,53 @@ async def test_hedge_fires_after_the_delay_and_cancels_the_loser():
     assert t == pytest.approx(0.7, abs=0.05)
     assert client.calls[0].cancelled, "the losing attempt is cancelled (its connection closed)"
     assert [a.role for a in out.attempts] == ["first", "hedge"] and out.attempts[0].cancelled
+
+
+async def test_a_hedge_answering_in_the_same_instant_as_the_first_still_loses():
+    """Both answers complete in one turn of the loop: one wins; the other is marked lost, its
+    usage kept (the provider bills a whole answer all the same)."""
+    script = {"slow": Scripted(latency=1.0, text="slow"), "fast": Scripted(latency=0.5, text="fast")}
+    ex, clock, client, cfg = setup(script, route_extra=", hedge: {after: 0.5}")
+    out, _ = await drive(clock, ex.run(req(), [cfg.models["slow"], cfg.models["fast"]], cfg.routes["r"]))
+    won, = [a for a in out.attempts if not a.cancelled]
+    lost, = [a for a in out.attempts if a.cancelled]
+    assert out.attempt is won and won.model == out.model.name == out.response.text()
+    assert lost.usage is not None and (lost.usage.input_tokens, lost.usage.output_tokens) == (3, 1)
+
+
+class _OpenStream:
+    """An OpenAI stream whose first piece is there at once and whose rest never comes."""
+
+    status, headers = 200, {}
+
+    def __init__(self) -> None:
+        self.closed = False
+
+    async def chunks(self, deadline=None):
+        try:
+            yield (b'data: {"id":"c","object":"chat.completion.chunk","created":0,"model":"m",'
+                   b'"choices":[{"index":0,"delta":{"content":"hi"},"finish_reason":null}]}\n\n')
+            await asyncio.Event().wait()
+        finally:
+            self.closed = True
+
+
+async def test_a_streaming_hedge_that_lost_in_the_same_instant_frees_its_connection_and_slot():
+    script = {"slow": Scripted(latency=1.0), "fast": Scripted(latency=0.5)}
+    ex, clock, client, cfg = setup(script, route_extra=", hedge: {after: 0.5}")
+    streams: dict[str, _OpenStream] = {}
+
+    async def request(method, url, headers, body, deadline=None):
+        await ScriptedClient.request(client, method, url, headers, body, deadline)  # the scripted wait
+        return streams.setdefault(orjson.loads(body)["model"], _OpenStream())
+
+    client.request = request
+    ex.limits = {m: ConcurrencyLimit(1, 0, clock) for m in script}
+    r = ChatRequest(model="r", messages=[Message(Role.USER, [TextPart("hi")])], stream=True)
+    out, _ = await drive(clock, ex.run(r, [cfg.models["slow"], cfg.models["fast"]], cfg.routes["r"]))
+    lost, = [a.model for a in out.attempts if a.cancelled]
+    assert lost != out.model.name and streams[lost].closed, "the loser's stream is closed, not left open"
+    assert ex.limits[lost].in_flight == 0, "and its concurrency slot is free again"
 
 
 async def test_no_hedge_when_the_first_answers_in_time():

@@ -3,6 +3,7 @@ keys` and `switchman spend` after traffic through the gateway."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import sqlite3
@@ -16,11 +17,13 @@ import pytest
 from switchman import configfile
 from switchman.accounting import BudgetExceeded
 from switchman.app import App
+from switchman.clock import VirtualClock
 from switchman.gateway import Gateway
 from switchman.http.server import HttpServer
 from switchman import tokens
 from switchman.metering import Metering
 from switchman.testing.fake_upstream import FakeModel, FakeUpstream
+from switchman.testing.transport import Scripted, ScriptedClient
 
 ADMIN = "admin-secret-key"
 
@@ -257,3 +260,44 @@ budgets:
     finally:
         await gw.close()
         await fake.stop()
+
+
+async def test_a_hedge_that_answered_in_full_but_lost_is_booked_at_its_own_price(tmp_path):
+    """The first model and its hedge answer in the same instant: the ledger names the model whose
+    answer the client got, and books the loser's whole answer too, each at its own price."""
+    clock = VirtualClock()
+    script = {"slow": Scripted(latency=1.0, text="slow"), "fast": Scripted(latency=0.5, text="fast")}
+    cfg = configfile.loads(f"""
+providers:
+  p0: {{kind: openai, base_url: "http://127.0.0.1:9/v1"}}
+  p1: {{kind: openai, base_url: "http://127.0.0.1:8/v1"}}
+models:
+  - {{name: slow, provider: p0, price: {{input: 1, output: 1}}}}
+  - {{name: fast, provider: p1, price: {{input: 100, output: 100}}}}
+routes:
+  - {{name: r, policy: {{kind: first, models: [slow, fast]}}, hedge: {{after: 0.5}}}}
+auth: {{admin_key: "{ADMIN}"}}
+ledger: {{url: "sqlite:///{tmp_path}/ledger.db"}}
+""", env={})
+    gw = Gateway(cfg, client=ScriptedClient(clock, script), clock=clock)
+    meter = Metering.from_config(gw)
+    await meter.start()
+    server = HttpServer(App(gw, meter))
+    port = await server.start("127.0.0.1", 0)
+    try:
+        async with openai.AsyncOpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key=ADMIN, max_retries=0) as c:
+            call = asyncio.ensure_future(c.chat.completions.create(model="r", messages=[{"role": "user", "content": "hi"}]))
+            while not call.done():
+                await clock.run_for(0.05)
+            got = (await call).choices[0].message.content
+        await meter.accountant.ledger.drain()
+        with sqlite3.connect(tmp_path / "ledger.db") as db:
+            (model, cost), = db.execute("SELECT model, cost_pusd FROM requests").fetchall()
+            atts = db.execute("SELECT model, status, input_tokens, output_tokens FROM attempts ORDER BY idx").fetchall()
+    finally:
+        await server.stop(grace=0.1)
+        await meter.close()
+        await gw.close()
+    assert model == got, "the answering model is the one whose answer the client got"
+    assert atts == [("slow", 200, 3, 1), ("fast", 200, 3, 1)], "both answered in full, both reported usage"
+    assert cost == 4 * 1_000_000 + 4 * 100_000_000, "4 tokens at $1/M plus 4 at $100/M, in picodollars"

@@ -94,7 +94,8 @@ class Attempt:
     error: UpstreamError | None = None
     latency: float = 0.0  # to the answer (non-streaming) or the first token (streaming)
     cancelled: bool = False  # a hedge that lost: its connection was closed
-    usage: Usage | None = None  # an answer not sent (a cascade's rejected one, a judge's): still paid for
+    usage: Usage | None = None  # an answer paid for but not sent: a cascade's reject, its judge's grade,
+    #                             a hedge that lost after answering in full
     rejected: str | None = None  # why a cascade did not send this attempt's answer
 
 
@@ -109,6 +110,7 @@ class Outcome:
     events: AsyncIterator[StreamEvent] | None = None  # when streaming: the first is already in
     degraded: bool = False  # the route's fixed ``degrade`` reply, not a model's
     unsent_cost: Decimal = Decimal(0)  # answers paid for but not sent: a cascade's rejects, its judge
+    attempt: Attempt | None = None  # the attempt that answered
 
     @property
     def errors(self) -> list[UpstreamError]:
@@ -297,7 +299,9 @@ class Executor:
             for t in running:  # the losers: closing their connections stops the upstream generating
                 t.cancel()
             if running:
-                await asyncio.gather(*running, return_exceptions=True)
+                for lost in await asyncio.gather(*running, return_exceptions=True):
+                    if type(lost) is Outcome:  # it answered in the same instant as the winner
+                        await _lost(lost)
         if running:  # the overall deadline passed with attempts still out
             raise UpstreamTimeout("no answer within the request deadline")
         return self._exhausted(run)
@@ -409,6 +413,7 @@ class Executor:
         att.latency = self.clock.now() - start
         self.latency.observe(model.name, att.latency)
         self.outliers.record_success(model.name)
+        outcome.attempt = att
         return outcome
 
     def _record_failure(self, model: ModelSpec, e: UpstreamError, run: _Run | None = None) -> None:
@@ -489,6 +494,21 @@ class Executor:
             if type(ev) is Start:
                 continue
             yield ev
+
+
+async def _lost(o: Outcome) -> None:
+    """A hedge that answered but lost the race: marked so, a stream closed (its connection with
+    it), a whole answer's usage kept for the ledger (the provider bills it all the same)."""
+    att = o.attempt
+    assert att is not None
+    att.cancelled = True
+    if o.events is not None:
+        # A stream never iterated would close without its clean-up: take its first event (in hand
+        # already), so closing it closes its connection and frees its concurrency slot.
+        await anext(o.events, None)  # type: ignore[call-overload]
+        await o.events.aclose()  # type: ignore[attr-defined]
+    elif o.response is not None:
+        att.usage = o.response.usage
 
 
 class _Skip(UpstreamError):

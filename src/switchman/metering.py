@@ -38,7 +38,10 @@ _ADMISSION: ContextVar[Admission | None] = ContextVar("switchman_admission", def
 
 
 def new_request_id() -> str:
-    return "req_" + os.urandom(12).hex()
+    """A request id that sorts by time (milliseconds, then 64 random bits). The ledger is keyed by
+    it: near-append-order keys keep its inserts and commits cheap, where random ones dirty index
+    pages all over (SQLite: about 10 against 17 µs of CPU per entry)."""
+    return f"req_{time.time_ns() // 1_000_000:012x}{os.urandom(8).hex()}"
 
 
 class Ticket:
@@ -128,26 +131,15 @@ class Ticket:
             m = models.get(a.model)
             rec = AttemptRecord(index=i, role=_ROLES.get(a.role, Role.FALLBACK), model=a.model, provider=a.provider,
                                 status=200, latency_ms=a.latency * 1000, time=self.t0)
-            if i != winner and a.usage is not None and m is not None:  # answered, not sent: paid for
-                u = a.usage
-                rec.input_tokens, rec.output_tokens = u.input_tokens, u.output_tokens
-                rec.cache_read_tokens, rec.cache_write_tokens = u.cache_read_tokens, u.cache_write_tokens
-                rec.cache_write_1h_tokens = u.cache_write_1h_tokens
-                rec.cost = m.price.cost(u.input_tokens, u.output_tokens, u.cache_read_tokens, u.cache_write_tokens,
-                                        u.cache_write_1h_tokens)
-                rec.error = "rejected" if a.rejected else None
-            elif i == winner and m is not None:
-                u = usage or Usage()
-                rec.input_tokens, rec.output_tokens = u.input_tokens, u.output_tokens
-                rec.cache_read_tokens, rec.cache_write_tokens = u.cache_read_tokens, u.cache_write_tokens
-                rec.cache_write_1h_tokens = u.cache_write_1h_tokens
-                rec.estimated = u.estimated
-                rec.cost = m.price.cost(u.input_tokens, u.output_tokens, u.cache_read_tokens, u.cache_write_tokens,
-                                        u.cache_write_1h_tokens)
+            if i == winner and m is not None:
+                _book(rec, m, usage or Usage())
                 rec.ttft_ms = a.latency * 1000 if self.creq.stream else None
             elif a.error is not None:
                 rec.status = a.error.upstream_status or a.error.status
                 rec.error = a.error.kind
+            elif a.usage is not None and m is not None:  # answered, not sent, paid for all the same
+                _book(rec, m, a.usage)
+                rec.error = "rejected" if a.rejected else "hedge_lost" if a.cancelled else None  # None: a judge
             else:  # a hedge that lost: cancelled mid-generation, its usage never reported
                 rec.status, rec.error = 499, "cancelled"
             atts.append(rec)
@@ -181,6 +173,15 @@ def _winner(reply: Reply) -> int | None:
         if a.error is None and not a.cancelled and a.rejected is None and a.role != "judge":
             winner = i
     return winner
+
+
+def _book(rec: AttemptRecord, m: ModelSpec, u: Usage) -> None:
+    rec.input_tokens, rec.output_tokens = u.input_tokens, u.output_tokens
+    rec.cache_read_tokens, rec.cache_write_tokens = u.cache_read_tokens, u.cache_write_tokens
+    rec.cache_write_1h_tokens = u.cache_write_1h_tokens
+    rec.estimated = u.estimated
+    rec.cost = m.price.cost(u.input_tokens, u.output_tokens, u.cache_read_tokens, u.cache_write_tokens,
+                            u.cache_write_1h_tokens)
 
 
 class Metering:

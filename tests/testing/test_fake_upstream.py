@@ -297,7 +297,8 @@ async def test_cut_after_leaves_the_stream_broken_without_its_end_marker():
         with pytest.raises(http.client.IncompleteRead) as e:
             await post(fake, "/v1beta/models/g:streamGenerateContent?alt=sse", {"contents": [{"parts": [{"text": "hi"}]}]})
         assert b"finishReason" not in e.value.partial and e.value.partial.count(b"data: ") == 2
-        assert fake.stats["m"].output_tokens == 0, "a cut answer reports no usage"
+        st = fake.stats["m"]
+        assert (st.output_tokens, st.answers) == (0, 0), "a cut answer reports no usage and is not an answer"
 
 
 async def test_error_after_sends_the_vendor_error_event_mid_stream():
@@ -424,7 +425,7 @@ async def test_stats_sum_exactly_the_usage_the_clients_saw():
             seen[3] += u.cache_creation_input_tokens
         st = fake.stats["m"]
         assert [st.input_tokens, st.output_tokens, st.cache_read_tokens, st.cache_write_tokens] == seen
-        assert st.requests == 6 and st.errors == 0
+        assert st.requests == 6 and st.errors == 0 and st.answers == 6
 
 
 async def test_records_are_bounded_to_the_last_requests():

@@ -130,10 +130,12 @@ class RecordedRequest:
 
 @dataclass(slots=True)
 class ModelStats:
-    """Per model id: requests received, error answers, and the usage reported by completed answers."""
+    """Per model id: requests received, error answers, and the answers completed with the usage
+    they reported."""
 
     requests: int = 0
     errors: int = 0
+    answers: int = 0  # answers sent whole (a cut or abandoned one is not)
     input_tokens: int = 0  # every prompt token, cached or not
     output_tokens: int = 0
     cache_read_tokens: int = 0
@@ -141,6 +143,7 @@ class ModelStats:
     cache_write_1h_tokens: int = 0  # ... of which 1-hour writes
 
     def add(self, a: Answer) -> None:
+        self.answers += 1
         self.input_tokens += a.input_tokens
         self.output_tokens += a.output_tokens
         self.cache_read_tokens += a.cache_read
