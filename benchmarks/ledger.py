@@ -320,8 +320,10 @@ def e2e_fakes():
         "gemini-2.5-flash": FakeModel(cached_tokens=5),
         "gemini-2.5-flash-lite": FakeModel(),
         # The hedged route's primary: slower than the hedge delay, so the hedge always wins and
-        # this one is cancelled mid-generation (before its answer is complete).
-        "slowpoke": FakeModel(latency=1.0),
+        # this one is cancelled mid-generation (before its answer is complete). 3 s, not 1: the
+        # gateway's first estimated stream loads the tokenizer (a few hundred ms holding the GIL on
+        # a loaded core), and a stall that long let a loser finish before its cancel arrived.
+        "slowpoke": FakeModel(latency=3.0),
         "shaky": FakeModel(fail_rate=0.5, error_status=503, cached_tokens=7, cache_write_tokens=2),
         # Streams that break after two content events: no usage ever reported.
         "cut-oa": FakeModel(chunks=6, cut_after=2),
@@ -515,6 +517,8 @@ async def e2e_exact(tmp: str, n: int) -> tuple[list[tuple], list[str]]:
     mismatched = sorted(m for m in set(fake_tok) | set(ledger_tok)
                         if fake_tok.get(m, (0,) * 5) != ledger_tok.get(m, (0,) * 5))
     consistent = req_pusd == att_pusd and Decimal(req_pusd) / 10**12 == total
+    if mismatched and os.environ.get("LEDGER_DEBUG"):
+        print({m: (fake_tok.get(m), ledger_tok.get(m)) for m in mismatched}, file=sys.stderr)
     equal = diff == 0 and not mismatched and consistent
     cuts = sum(1 for i in range(n) if SCENARIOS[i % len(SCENARIOS)][1].startswith("cut-"))
     cut_seen = seen.get("stream ended with an error event", 0)
@@ -547,7 +551,7 @@ async def e2e_exact(tmp: str, n: int) -> tuple[list[tuple], list[str]]:
         + f"and `/admin/spend?by=key` gave ${Decimal(by_key['total']['cost_usd']):f} before the stop",
         "end to end, what counts as upstream-reported: the usage in an answer the upstream completed and the gateway "
         "read. A hedge that loses is cancelled by closing its connection while the upstream is still generating "
-        "(here the hedged route's primary takes 1 s, the hedge fires at 20 ms), so the upstream completes no answer "
+        "(here the hedged route's primary takes 3 s, the hedge fires at 20 ms), so the upstream completes no answer "
         "for it and the ledger records it as 499 cancelled at no cost: both sides count zero. (A real provider may "
         "bill the tokens it generated before the cancel; no usage for them reaches the gateway. A hedge whose whole "
         "answer arrived in the same instant as the winner's is booked at its own price, error `hedge_lost`.) "
