@@ -439,9 +439,10 @@ class Executor:
             if any(s.endswith("at-concurrency-limit") for s in run.skipped):
                 raise UpstreamStatus(why, upstream_kind=UpstreamKind.OVERLOADED, retry_after=1.0)
             raise UpstreamStatus(why, upstream_kind=UpstreamKind.CONTEXT_WINDOW)
+        # One model (maybe retried): its own error says the most.
         e = errors[-1] if len({a.model for a in run.attempts}) == 1 else AllAttemptsFailed(errors)
         e.attempts = run.attempts  # for whoever accounts them (a cascade that falls back)
-        raise e  # one model (maybe retried): its own error says the most
+        raise e
 
     def _degrade(self, run: _Run, model: ModelSpec) -> Outcome:
         """The route's fixed reply, marked as such (reason and model header say 'degraded')."""
