@@ -188,13 +188,20 @@ class Gateway:
         while True:
             buffered = i < p.checked
             stage = replace(req, stream=False, logprobs=checks.wants_logprobs) if buffered else req
+            failed = None  # why escalating got no answer, when a rejected one is in hand
             try:
                 o = await self.executor.run(stage, p.models[i:], p.route, end - self.clock.now())
+                if o.degraded and rejected is not None:  # a real answer beats the route's fixed reply
+                    attempts.extend(o.attempts)
+                    failed = "every candidate failed"
             except (UpstreamError, AllAttemptsFailed) as e:
                 if rejected is None:
                     raise
-                attempts.extend(a for a in getattr(e, "attempts", ()) or ())
-                notes.append(f"escalation failed ({e.kind}): sent {rejected.model.name}'s answer")
+                attempts.extend(getattr(e, "attempts", None) or ())
+                failed = e.kind
+            if failed is not None:
+                assert rejected is not None
+                notes.append(f"escalation failed ({failed}): sent {rejected.model.name}'s answer")
                 o, buffered = rejected, True
                 a = _answering(o)
                 a.usage, a.rejected = None, None  # sent after all: the answer, not an unsent one

@@ -406,3 +406,11 @@ async def test_cascade_answer_scorer_escalates_a_doubtful_answer(stack, tmp_path
     s.fake.models["cheap"].reply = "the answer is 42"
     h, _ = await s.ask(content="what is 12 plus 30")
     assert h["x-switchman-model"] == "cheap" and "cheap passed checks" in h["x-switchman-reason"]
+
+
+async def test_a_rejected_answer_beats_the_routes_fixed_degraded_reply(stack):
+    s = await stack(_cascade(models="[cheap, dear]").rstrip() + "\n    degrade: {reply: \"Sorry, we are busy.\"}\n",
+                    {"cheap": FakeModel(reply=REFUSE), "dear": FakeModel(error_status=503)})
+    h, c = await s.ask()
+    assert c.choices[0].message.content == REFUSE and h["x-switchman-model"] == "cheap"
+    assert "escalation failed (every candidate failed)" in h["x-switchman-reason"]
