@@ -58,8 +58,8 @@ from switchman.gateway import Gateway  # noqa: E402
 from switchman.http.server import HttpServer  # noqa: E402
 from switchman.resilience.retry import RetryBudget  # noqa: E402
 from switchman.testing.fake_upstream import FakeModel, FakeUpstream  # noqa: E402
+from results import write_section  # noqa: E402
 
-BEGIN, END = "<!-- chaos:begin -->", "<!-- chaos:end -->"
 
 
 # ---- the fake, instrumented -----------------------------------------------------------------------
@@ -581,7 +581,7 @@ async def s7_retry_budget(rep: Report, n: int) -> None:
 
 def write(path: Path, rep: Report, command: str, took: float) -> None:
     now = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-    lines = [BEGIN, "## Chaos: resilience under failing, slow and rate-limited upstreams", "",
+    lines = ["## Chaos: resilience under failing, slow and rate-limited upstreams", "",
              f"- date: {now}; run took {took:.0f} s",
              f"- command: `{command}`",
              f"- machine: Python {platform.python_version()}; gateway, its HTTP server, the fake upstream "
@@ -593,15 +593,7 @@ def write(path: Path, rep: Report, command: str, took: float) -> None:
         lines.append(f"| {r.scenario} | {r.figure} | {r.value} | {r.target} | {m} |")
     lines.append("")
     lines += [f"- {n}" for n in rep.notes]
-    lines.append(END)
-    section = "\n".join(lines)
-    old = path.read_text() if path.exists() else "# Benchmark results\n"
-    if BEGIN in old and END in old:
-        a, b = old.index(BEGIN), old.index(END) + len(END)
-        new = old[:a] + section + old[b:]
-    else:
-        new = old.rstrip("\n") + "\n\n" + section + "\n"
-    path.write_text(new)
+    write_section(path, "chaos", "\n".join(lines))
 
 
 async def run(args: argparse.Namespace) -> Report:

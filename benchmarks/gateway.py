@@ -48,11 +48,11 @@ from pathlib import Path
 
 import httptools
 import orjson
+from results import write_section
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 LITELLM_VERSION = "1.106.2"
-BEGIN, END = "<!-- gateway:begin -->", "<!-- gateway:end -->"
 
 PROXY_CPU, LOAD_CPU = 0, 1
 MODEL = "gpt-4o-mini"  # the upstream id on the fake, priced from switchman's catalog and LiteLLM's map
@@ -730,7 +730,7 @@ def run(args: argparse.Namespace) -> int:
     print()
     print(text)
     if not args.no_write:
-        write_section(Path(args.results), text)
+        write_section(Path(args.results), "gateway", text)
         print(f"\nwritten to {args.results}")
     return 1 if any(res.errors.values()) else 0
 
@@ -866,18 +866,6 @@ def report(res: Results, plan: Plan, args: argparse.Namespace, info: dict[str, s
             f"{heads[c]}: {res.errors[c]} (first: {res.first_error[c]})" for c in cols if res.errors.get(c)))
     out += [f"- {x}" for x in notes]
     return "\n".join(out).rstrip() + "\n"
-
-
-def write_section(path: Path, text: str) -> None:
-    section = f"{BEGIN}\n{text}{END}\n"
-    old = path.read_text() if path.exists() else "# Benchmark results\n\n"
-    if BEGIN in old and END in old:
-        head, _, rest = old.partition(BEGIN)
-        _, _, tail = rest.partition(END)
-        new = head + section + tail.lstrip("\n")
-    else:
-        new = old.rstrip("\n") + "\n\n" + section
-    path.write_text(new)
 
 
 def main(argv: list[str] | None = None) -> int:

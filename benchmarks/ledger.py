@@ -64,6 +64,7 @@ from switchman.accounting.store import open_store  # noqa: E402
 from switchman.config import ModelSpec, Price, ProviderSpec  # noqa: E402
 from switchman.errors import Forbidden, Unauthorized  # noqa: E402
 from switchman.testing.fake_upstream import FakeModel, FakeUpstream  # noqa: E402
+from results import write_section  # noqa: E402
 
 REDIS = "redis://127.0.0.1:6379/0"
 NOON = 1_795_003_200.0  # a fixed mid-month noon: no run straddles a period or a rate window
@@ -826,17 +827,6 @@ def render(rows: list[tuple], notes: list[str], took: float, quick: bool) -> str
     return "\n".join(head + body + tail) + "\n"
 
 
-def write_section(path: Path, text: str) -> None:
-    begin, end = "<!-- ledger:begin -->", "<!-- ledger:end -->"
-    block = f"{begin}\n{text}{end}\n"
-    old = path.read_text() if path.exists() else "# Benchmark results\n\n"
-    if begin in old and end in old:
-        new = old[: old.index(begin)] + block + old[old.index(end) + len(end) + 1:]
-    else:
-        new = old.rstrip("\n") + "\n\n" + block
-    path.write_text(new)
-
-
 def main() -> int:
     if len(sys.argv) > 1 and sys.argv[1] == "--worker":
         mode, url, state, prefix, secret, n = sys.argv[2:8]
@@ -858,7 +848,7 @@ def main() -> int:
     text = render(rows, notes, time.time() - t, a.quick)
     print(text)
     if not a.no_write:
-        write_section(Path(a.results), text)
+        write_section(Path(a.results), "ledger", text)
     return 0 if all(r[3] != "NOT MET" for r in rows) else 1
 
 

@@ -34,8 +34,8 @@ from switchman.eval.command import eval_main, train_main  # noqa: E402
 from switchman.outcomes import load_table, resolve_costs  # noqa: E402
 from switchman.routing.learned import Router  # noqa: E402
 from switchman.routing.scorer import AnswerScorer  # noqa: E402
+from results import write_section  # noqa: E402
 
-BEGIN, END = "<!-- routing:begin -->", "<!-- routing:end -->"
 
 
 def run_eval(args: list[str], out: Path) -> dict:
@@ -213,16 +213,6 @@ def bound_section(rb: str, router_path: Path) -> list[str]:
     ]
 
 
-def write_section(path: Path, lines: list[str]) -> None:
-    block = f"{BEGIN}\n" + "\n".join(lines) + f"\n{END}\n"
-    old = path.read_text(encoding="utf-8") if path.exists() else "# Benchmark results\n\n"
-    if BEGIN in old and END in old:
-        new = old[: old.index(BEGIN)] + block + old[old.index(END) + len(END) + 1 :]
-    else:
-        new = old.rstrip("\n") + "\n\n" + block
-    path.write_text(new, encoding="utf-8")
-
-
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data-dir", default=str(ROOT.parent / "shared" / "data"))
@@ -329,7 +319,7 @@ def main() -> int:
             f"{pct(strat(s, 'learned')['cost_to_reach']['95%'])} |"
         )
     lines += extra
-    write_section(Path(args.results), lines)
+    write_section(Path(args.results), "routing", "\n".join(lines))
     print("\n".join(lines))
     print(f"\nwrote {args.results}; eval outputs in {out}", file=sys.stderr)
     return 0

@@ -35,6 +35,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
 from switchman import tokens  # noqa: E402
+from results import write_section  # noqa: E402
 
 DATA = ROOT.parent / "shared" / "data"
 SNIPPETS = {
@@ -139,17 +140,6 @@ def render(acc: list[tuple], cost: list[tuple], notes: list[str], seconds: float
     return "\n".join(head + body + mid + [""] + [f"- {n}" for n in notes]) + "\n"
 
 
-def write_section(path: Path, text: str) -> None:
-    begin, end = "<!-- tokens:begin -->", "<!-- tokens:end -->"
-    block = f"{begin}\n{text}{end}\n"
-    old = path.read_text() if path.exists() else "# Benchmark results\n\n"
-    if begin in old and end in old:
-        new = old[: old.index(begin)] + block + old[old.index(end) + len(end) + 1:]
-    else:
-        new = old.rstrip("\n") + "\n\n" + block
-    path.write_text(new)
-
-
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--quick", action="store_true", help="fewer texts and repetitions")
@@ -161,7 +151,7 @@ def main() -> int:
     text = render(acc, cost, notes, time.time() - t, a.quick)
     print(text)
     if not a.no_write:
-        write_section(Path(a.results), text)
+        write_section(Path(a.results), "tokens", text)
     return 0
 
 
