@@ -518,8 +518,6 @@ async def e2e_exact(tmp: str, n: int) -> tuple[list[tuple], list[str]]:
     mismatched = sorted(m for m in set(fake_tok) | set(ledger_tok)
                         if fake_tok.get(m, (0,) * 5) != ledger_tok.get(m, (0,) * 5))
     consistent = req_pusd == att_pusd and Decimal(req_pusd) / 10**12 == total
-    if mismatched and os.environ.get("LEDGER_DEBUG"):
-        print({m: (fake_tok.get(m), ledger_tok.get(m)) for m in mismatched}, file=sys.stderr)
     equal = diff == 0 and not mismatched and consistent
     cuts = sum(1 for i in range(n) if SCENARIOS[i % len(SCENARIOS)][1].startswith("cut-"))
     cut_seen = seen.get("stream ended with an error event", 0)
@@ -547,7 +545,8 @@ async def e2e_exact(tmp: str, n: int) -> tuple[list[tuple], list[str]]:
         "ledger side is `switchman spend --json` after a graceful stop (SIGTERM drains the ledger), and the SQLite "
         "file for the per-attempt checks: per model, the answers booked as reported and their input / output / "
         "cache-read / cache-write tokens equal the fake's"
-        + (f" (**mismatched: {', '.join(mismatched)}**)" if mismatched else "")
+        + (" (**mismatched** (answers, input, output, cache read, cache write), fake / ledger: "
+           + "; ".join(f"{m} {fake_tok.get(m)} / {ledger_tok.get(m)}" for m in mismatched) + ")" if mismatched else "")
         + "; the requests' costs sum to the attempts' " + ("" if consistent else "(**they do not**) ")
         + f"and `/admin/spend?by=key` gave ${Decimal(by_key['total']['cost_usd']):f} before the stop",
         "end to end, what counts as upstream-reported: the usage in an answer the upstream completed and the gateway "

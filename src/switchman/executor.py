@@ -451,7 +451,7 @@ class Executor:
                             finish_reason=FinishReason.STOP, usage=Usage(estimated=True))
         o = Outcome(model, run.attempts, run.skipped, degraded=True)
         if run.req.stream:
-            o.events = _iterate(events_of(resp))
+            o.events = replay(resp)
         else:
             o.response = resp
         return o
