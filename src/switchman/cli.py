@@ -64,7 +64,7 @@ def _policy_lines(p) -> list[str]:
         out.append(f"{r.label}: {cond} -> {'route ' if r.route else ''}{r.to}")
     if p.checks is not None:
         c = p.checks
-        on = [n for n in ("refusal", "json", "tools") if getattr(c, n)]
+        on = [n for n in ("refusal", "json", "tools", "arithmetic") if getattr(c, n)]
         on += [f"logprob>={c.logprob:g}"] if c.logprob is not None else []
         on += [f"scorer>={c.scorer_min:g} ({c.scorer})"] if c.scorer else []
         on += [f"judge {c.judge}>={c.judge_min:g}"] if c.judge else []

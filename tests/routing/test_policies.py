@@ -414,3 +414,15 @@ async def test_a_rejected_answer_beats_the_routes_fixed_degraded_reply(stack):
     h, c = await s.ask()
     assert c.choices[0].message.content == REFUSE and h["x-switchman-model"] == "cheap"
     assert "escalation failed (every candidate failed)" in h["x-switchman-reason"]
+
+
+async def test_cascade_escalates_an_answer_with_a_wrong_calculation(stack):
+    s = await stack(_cascade("{arithmetic: true}", models="[cheap, dear]"),
+                    {"cheap": FakeModel(reply="She needs 3 * 20 = 70 cups.\n#### 70"),
+                     "dear": FakeModel(reply="She needs 3 * 20 = 60 cups.\n#### 60")})
+    h, c = await s.ask(content="how many cups?")
+    assert h["x-switchman-model"] == "dear" and c.choices[0].message.content.endswith("#### 60")
+    assert "cheap rejected: wrong calculation 3 * 20=70" in h["x-switchman-reason"]
+    s.fake.models["cheap"].reply = "She needs 3 * 20 = 60 cups."
+    h, _ = await s.ask(content="how many cups?")
+    assert h["x-switchman-model"] == "cheap", "a right calculation is accepted"

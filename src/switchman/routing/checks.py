@@ -7,6 +7,8 @@ of ``x-switchman-reason``). All but the judge are local and take microseconds.
   does not meet it);
 - ``tools``: a tool call names a tool that was not offered, or its arguments are not a JSON
   object meeting the tool's parameter schema;
+- ``arithmetic``: a calculation the answer states (``3 * 20 = 60``, ``<<3*20=60>>``) has a
+  wrong result (:mod:`.answers`; off unless asked for);
 - ``logprob``: the answer's mean token probability (the geometric mean, ``exp`` of the mean
   logprob) is below the bar; skipped where the upstream returns no logprobs (Anthropic);
 - ``scorer``: a trained answer scorer (FrugalGPT's idea) gives the answer less than ``min``
@@ -28,6 +30,7 @@ import orjson
 
 from ..config import ChecksSpec
 from ..types import ChatRequest, ChatResponse, FinishReason, Message, Role, TextPart
+from .answers import wrong_calculation
 from .base import prompt_text
 
 # Openings of a declined request, as the major models phrase them.
@@ -93,6 +96,11 @@ def tools_valid(req: ChatRequest, resp: ChatResponse) -> str | None:
     return None
 
 
+def arithmetic(req: ChatRequest, resp: ChatResponse) -> str | None:
+    bad = wrong_calculation(resp.text())
+    return f"wrong calculation {bad}" if bad else None
+
+
 def confidence(resp: ChatResponse, least: float) -> str | None:
     if resp.logprob is None:
         return None  # this upstream gives no logprobs: no evidence either way
@@ -140,7 +148,8 @@ class Checks:
         self.spec = spec
         self.scorer = scorer
         self.local: list[Callable[[ChatRequest, ChatResponse], str | None]] = [
-            f for on, f in ((spec.refusal, refusal), (spec.json, json_valid), (spec.tools, tools_valid)) if on
+            f for on, f in ((spec.refusal, refusal), (spec.json, json_valid), (spec.tools, tools_valid),
+                                 (spec.arithmetic, arithmetic)) if on
         ]
 
     @property

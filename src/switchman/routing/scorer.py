@@ -24,12 +24,15 @@ from typing import Sequence
 
 import numpy as np
 
+from .answers import calculations, has_final_answer
 from .features import FeatureParams, Vectorizer
 from .files import ModelFileError, load_npz, save_npz
 
 FORMAT = "switchman-scorer"
-VERSION = 1
+VERSION = 2  # 2: the answer's own flags (calculations, final answer) joined the agreement flags
 AGREEMENT = ("has_earlier", "agree_share", "all_agree", "none_agree", "empty")
+CHECKS = ("calc_checked", "calc_wrong", "final_answer")  # read off the answer (:mod:`.answers`)
+FLAGS = AGREEMENT + CHECKS
 _NONWORD = re.compile(r"\W+")
 
 
@@ -53,13 +56,21 @@ def agreement(answer: str | None, earlier: Sequence[str | None]) -> np.ndarray:
     return np.array([float(n > 0), k / n if n else 0.0, float(n > 0 and k == n), float(n > 0 and k == 0), float(mine == "")])
 
 
+def flags(answer: str | None, earlier: Sequence[str | None]) -> np.ndarray:
+    """The :data:`FLAGS` of ``answer``: its agreement with ``earlier`` answers, then whether it
+    states calculations, whether one of them is wrong, and whether it marks a final answer."""
+    checked, wrong = calculations(answer or "")
+    return np.concatenate([agreement(answer, earlier),
+                           [float(checked > 0), float(wrong > 0), float(has_final_answer(answer or ""))]])
+
+
 @dataclass
 class AnswerScorer:
     """``score(prompt, answer, earlier, model)``: the probability that ``answer`` is right."""
 
     prompts: Vectorizer
     answers: Vectorizer
-    weights: np.ndarray  # (prompt columns + answer columns + AGREEMENT, models + 1): the last for any other model
+    weights: np.ndarray  # (prompt columns + answer columns + FLAGS, models + 1): the last for any other model
     bias: np.ndarray  # (models + 1,)
     models: list[str]  # the models with a scorer of their own
     meta: dict = field(default_factory=dict)
@@ -71,14 +82,14 @@ class AnswerScorer:
 
     @property
     def n_features(self) -> int:
-        return self._agree_at + len(AGREEMENT)
+        return self._agree_at + len(FLAGS)
 
     def features(self, prompt: str, answer: str | None, earlier: Sequence[str | None] = ()) -> tuple[np.ndarray, np.ndarray]:
         """``(indices, values)`` of the scorer's sparse feature vector."""
         pi, pv = self.prompts.transform_one(prompt)
         ai, av = self.answers.transform_one(answer or "")
         idx = np.concatenate([pi, ai + self._answer_at, np.arange(self._agree_at, self.n_features)])
-        return idx, np.concatenate([pv, av, agreement(answer, earlier)])
+        return idx, np.concatenate([pv, av, flags(answer, earlier)])
 
     def score(self, prompt: str, answer: str | None, earlier: Sequence[str | None] = (), model: str | None = None) -> float:
         """The probability that ``answer`` (by ``model``: its own scorer if it has one, else

@@ -20,7 +20,7 @@ import numpy as np
 from ..outcomes import DataError, OutcomeTable
 from .features import FeatureParams, Vectorizer
 from .learned import Router
-from .scorer import AGREEMENT, AnswerScorer, agreement
+from .scorer import FLAGS, AnswerScorer, flags as answer_flags
 
 
 class MissingExtra(ImportError):
@@ -176,13 +176,13 @@ def train_scorer(
 
     xp = block(pvec, [table.prompts[i].text for i in ix])[[r for r, _ in pairs]]
     xa = block(rvec, [resp[ix[r]][cols[k]] for r, k in pairs])
-    flags = np.empty((len(pairs), len(AGREEMENT)))
+    flags = np.empty((len(pairs), len(FLAGS)))
     for n, (r, k) in enumerate(pairs):
         i = ix[r]
         before = [e for e in range(k) if resp[i][cols[e]] is not None]
         if len(before) > params.max_earlier:
             before = sorted(rng.choice(before, params.max_earlier, replace=False))
-        flags[n] = agreement(resp[i][cols[k]], [resp[i][cols[e]] for e in before])
+        flags[n] = answer_flags(resp[i][cols[k]], [resp[i][cols[e]] for e in before])
     x = sp.hstack([xp, xa, sp.csr_matrix(flags)]).tocsr()
     y = np.array([table.quality[ix[r], cols[k]] >= 0.5 for r, k in pairs], dtype=np.int64)
     which = np.array([k for _, k in pairs])
