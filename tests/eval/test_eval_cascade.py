@@ -1,5 +1,6 @@
-"""The replayed cascade: cheap model first, escalating when the learned answer scorer doubts the
-answer, paying for every call."""
+"""The replayed cascade, through the gateway's own Cascade policy and checks: cheap model first,
+escalating when the learned answer scorer doubts the answer or a stated calculation is wrong,
+paying for every call."""
 
 from __future__ import annotations
 
@@ -20,9 +21,12 @@ def _table(n=100):
         maths = i % 2 == 0
         text = f"compute {i} times {i + 1}" if maths else f"write a poem about ship number {i}"
         prompts.append(Prompt(f"p{i}", text, None, "test" if i % 5 == 0 else "train"))
-        # cheap: right on maths (answers a number), wrong on poems (answers "I cannot")
-        q.append([1.0 if maths else 0.0, 0.5, 1.0])
-        resp.append([str(i * (i + 1)) if maths else "I cannot", "maybe", "a fine answer"])
+        # cheap: right on maths (answers a number), wrong on poems (answers "I cannot"), and
+        # wrong where its calculation is (every tenth prompt)
+        botched = i % 10 == 0
+        q.append([1.0 if maths and not botched else 0.0, 0.5, 1.0])
+        cheap = f"{i} * {i + 1} = {i * (i + 1) + 1}" if botched else str(i * (i + 1)) if maths else "I cannot"
+        resp.append([cheap, "maybe", "a fine answer"])
     quality = np.array(q)
     cost = np.tile([1.0, 5.0, 10.0], (n, 1))
     nan = np.full_like(quality, np.nan)
@@ -43,13 +47,18 @@ def test_cascade_escalates_doubted_answers_and_pays_for_every_call():
     table, cost = _table()
     folds, _ = make_folds(table, cost, "usd")
     idx, (res,) = run_all([CascadeStrategy(thresholds=(0.0, 0.5, 1.01))], folds)
-    maths = np.array([int(table.prompts[i].prompt_id[1:]) % 2 == 0 for i in idx])
-    # threshold 0: accept the cheap answer always
+    assert res.labels == ["accept all", "accept≥0", "accept≥0.5", "accept≥1.01"]
+    n = np.array([int(table.prompts[i].prompt_id[1:]) for i in idx])
+    maths, botched = n % 2 == 0, n % 10 == 0
+    assert botched.any()
+    # the first point checks nothing: the cheap answer always
     assert (res.answered[0] == 0).all() and res.cost[0].sum() == len(idx)
+    # any score will do, but a wrong calculation is still escalated
+    assert (res.answered[1][botched] == 2).all() and (res.answered[1][~botched] == 0).all()
     # threshold 0.5: maths accepted from the cheap model, poems escalated to the dear one
-    assert (res.answered[1][maths] == 0).all() and (res.answered[1][~maths] == 2).all()
-    assert res.quality[1].mean() == 1.0
-    assert (res.cost[1][~maths] == 11.0).all()  # the cheap call is paid for too
-    assert res.called[1][~maths][:, 0].all()
+    assert (res.answered[2][maths & ~botched] == 0).all() and (res.answered[2][~maths] == 2).all()
+    assert res.quality[2].mean() == 1.0
+    assert (res.cost[2][~maths] == 11.0).all()  # the cheap call is paid for too
+    assert res.called[2][~maths][:, 0].all()
     # above 1: always escalate to the end of the chain
-    assert (res.answered[2] == 2).all()
+    assert (res.answered[3] == 2).all()

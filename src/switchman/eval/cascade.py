@@ -1,23 +1,36 @@
-"""A FrugalGPT-style cascade, replayed: call the cheapest model first; the learned answer scorer
-(:class:`~switchman.routing.scorer.AnswerScorer`, the one the gateway loads) reads the prompt,
-the answer and whether it agrees with the answers already bought, and the cascade escalates to
-the next model while the score is below a threshold. Every call's cost counts.
+"""A FrugalGPT-style cascade, replayed through the gateway's own code: the
+:class:`~switchman.routing.cascade.Cascade` policy plans the chain, each recorded answer is
+checked by :meth:`Checks.verdict <switchman.routing.checks.Checks.verdict>` exactly as the
+gateway checks a live one, and the chain moves on to the next model while a check fails. Every
+call's cost counts.
+
+The checks are those a user would configure for such a route: the gateway's defaults (refusal
+or empty answer, JSON, tools), ``arithmetic`` (a stated calculation with a wrong result), and
+the learned answer scorer (:class:`~switchman.routing.scorer.AnswerScorer`: the prompt, the
+answer, its own calculations and whether it agrees with the answers already bought), swept over
+its ``min`` score; the first operating point checks nothing (the cheapest model answers
+everything), where the sweep starts. The scorer is trained on the fold's train prompts, on the chain's answers,
+each beside the answers of the cheaper chain models.
 
 The chain is the train prompts' cost–quality frontier of single models (cheapest first, each
-one better than every cheaper one); the scorer is trained on the fold's train prompts, on the
-chain's answers, each beside the answers of the cheaper chain models. Needs data that kept
-``response``.
+one better than every cheaper one). Needs data that kept ``response``.
 """
 
 from __future__ import annotations
 
+import asyncio
 from typing import Sequence
 
 import numpy as np
 
+from ..config import ChecksSpec
+from ..routing.base import RouteContext
+from ..routing.cascade import Cascade
+from ..routing.checks import Checks
 from ..routing.training import ScorerParams, train_scorer
+from ..types import ChatResponse, FinishReason, TextPart
 from .metrics import upper_hull
-from .replay import Fold, PointRun
+from .replay import Fold, PointRun, request_for
 from .strategies import Strategy
 
 THRESHOLDS = tuple(np.round(np.linspace(0.0, 1.0, 41), 3).tolist())
@@ -33,6 +46,27 @@ def frontier(q: np.ndarray, c: np.ndarray) -> list[int]:
     return out
 
 
+class _Memo:
+    """The scorer, remembering each score: a sweep over ``min`` asks the same question once per
+    operating point, and the answer cannot change."""
+
+    def __init__(self, scorer) -> None:
+        self.scorer = scorer
+        self.seen: dict[tuple, float] = {}
+
+    def score(self, prompt: str, answer: str | None, earlier: Sequence[str | None] = (), model: str | None = None) -> float:
+        key = (prompt, answer, tuple(earlier), model)
+        s = self.seen.get(key)
+        if s is None:
+            s = self.seen[key] = self.scorer.score(prompt, answer, earlier, model)
+        return s
+
+
+def _answer(text: str | None, model: str) -> ChatResponse:
+    """A recorded answer as the gateway would have received it."""
+    return ChatResponse(id="replay", model=model, parts=[TextPart(text or "")], finish_reason=FinishReason.STOP, usage=None)
+
+
 class CascadeStrategy(Strategy):
     name = "cascade"
     kind = "router"
@@ -41,8 +75,8 @@ class CascadeStrategy(Strategy):
     def __init__(self, thresholds: Sequence[float] = THRESHOLDS, c: float = 0.3, chain: Sequence[str] | None = None) -> None:
         self.chain = tuple(chain) if chain else None
         self.thresholds = tuple(thresholds)
-        self.labels = [f"accept≥{t:g}" for t in self.thresholds]
-        self.params = list(self.thresholds)
+        self.labels = ["accept all", *(f"accept≥{t:g}" for t in self.thresholds)]
+        self.params = [None, *self.thresholds]
         self.c = c
 
     def run(self, fold: Fold) -> list[PointRun]:
@@ -52,23 +86,34 @@ class CascadeStrategy(Strategy):
         else:
             chain = frontier(t.quality[fold.train].mean(axis=0), fold.cost[fold.train].mean(axis=0))
         names = [t.models[j] for j in chain]
-        scorer = train_scorer(t, fold.cost, rows=fold.train, models=names, params=ScorerParams(c=self.c, max_earlier=len(chain)))
-        # score[r, k]: the scorer's belief that chain model k answered test prompt r well
-        score = np.ones((len(fold.test), len(chain)))
-        for r, i in enumerate(fold.test):
-            text, answers = t.prompts[i].text, [t.responses[i][j] for j in chain]
-            for k in range(len(chain) - 1):
-                score[r, k] = scorer.score(text, answers[k], answers[:k], names[k])
-        out = []
+        scorer = _Memo(train_scorer(t, fold.cost, rows=fold.train, models=names,
+                                    params=ScorerParams(c=self.c, max_earlier=len(chain))))
+        reqs = [request_for(t.prompts[i]) for i in fold.test]
+        ctx = RouteContext({})
         n, m = len(fold.test), len(t.models)
-        for th in self.thresholds:
+
+        async def point(th: float | None) -> PointRun:
+            spec = (ChecksSpec(refusal=False, json=False, tools=False) if th is None else
+                    ChecksSpec(arithmetic=True, scorer="(trained on the fold)", scorer_min=th))
+            policy = Cascade(tuple(names), Checks(spec, scorer if th is not None else None))
             answered = np.empty(n, dtype=np.int64)
             called = np.zeros((n, m), dtype=bool)
-            for r in range(n):
-                for k, j in enumerate(chain):
-                    called[r, j] = True
-                    if k == len(chain) - 1 or score[r, k] >= th:
-                        answered[r] = j
+            for r, i in enumerate(fold.test):
+                plan = policy.plan(reqs[r], ctx)
+                earlier: list[str] = []
+                for k, name in enumerate(plan.models):
+                    ans = fold.replay.call(int(i), name)
+                    called[r, ans.model] = True
+                    answered[r] = ans.model
+                    if k == len(plan.models) - 1:
                         break
-            out.append(PointRun(answered, called))
-        return out
+                    resp = _answer(ans.response, name)
+                    if await plan.checks.verdict(reqs[r], resp, earlier, None, name) is None:
+                        break
+                    earlier.append(resp.text())
+            return PointRun(answered, called)
+
+        async def sweep() -> list[PointRun]:
+            return [await point(th) for th in self.params]
+
+        return asyncio.run(sweep())
