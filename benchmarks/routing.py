@@ -162,6 +162,34 @@ def scorer_section(rb: str, out: Path) -> list[str]:
     ]
 
 
+def arithmetic_section(rl: str) -> list[str]:
+    """The ``arithmetic`` check on GSM8K's recorded answers: how many it rejects, and how often
+    the answers it rejects and passes are right; p50 of one check."""
+    from switchman.routing.answers import wrong_calculation
+
+    t = load_table([rl])
+    rows = [i for i, p in enumerate(t.prompts) if p.task == "gsm8k"]
+    lines = ["", "### The `arithmetic` check on GSM8K answers (routellm-mmlu-gsm8k)", "",
+             "| model | answers | rejected (a stated calculation is wrong) | right when rejected | right when passed | check p50 |",
+             "|---|---|---|---|---|---|"]
+    for j, m in enumerate(t.models):
+        bad, ok, times = [], [], []
+        for i in rows:
+            a = t.responses[i][j] if t.responses is not None else None
+            if a is None:
+                continue
+            t1 = time.perf_counter()
+            wrong = wrong_calculation(a) is not None
+            times.append(time.perf_counter() - t1)
+            (bad if wrong else ok).append(t.quality[i, j] >= 0.5)
+        if not times:
+            continue
+        n = len(bad) + len(ok)
+        lines.append(f"| `{m}` | {n:,} | {len(bad) / n:.1%} | {np.mean(bad) if bad else float('nan'):.1%} | "
+                     f"{np.mean(ok):.1%} | {1000 * float(np.median(times)):.3f} ms |")
+    return lines
+
+
 def bound_section(rb: str, router_path: Path) -> list[str]:
     """Why the 12% target is out of reach: how well the learned router ranks prompts within a
     task (0.5 = not at all), and the cost to reach 95% of gpt-4 that a noisy oracle gets for
@@ -254,7 +282,7 @@ def main() -> int:
     if train_main(["--data", rb, "--out", str(router_path)]) != 0:
         raise SystemExit("switchman train failed")
     train_wall = time.monotonic() - t1
-    extra = scorer_section(rb, out) + bound_section(rb, router_path)
+    extra = scorer_section(rb, out) + arithmetic_section(rl) + bound_section(rb, router_path)
 
     r = dict(runs)["routerbench-3task (test split)"]
     lines = [
