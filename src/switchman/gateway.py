@@ -190,7 +190,10 @@ class Gateway:
             stage = replace(req, stream=False, logprobs=checks.wants_logprobs) if buffered else req
             failed = None  # why escalating got no answer, when a rejected one is in hand
             try:
-                o = await self.executor.run(stage, p.models[i:], p.route, end - self.clock.now())
+                # a checked stage does not hedge: the hedge would be the next, dearer model of the
+                # chain, answering before the cheap answer was ever checked
+                route = replace(p.route, hedge=None) if buffered and p.route.hedge is not None else p.route
+                o = await self.executor.run(stage, p.models[i:], route, end - self.clock.now())
                 if o.degraded and rejected is not None:  # a real answer beats the route's fixed reply
                     attempts.extend(o.attempts)
                     failed = "every candidate failed"

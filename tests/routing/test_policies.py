@@ -426,3 +426,15 @@ async def test_cascade_escalates_an_answer_with_a_wrong_calculation(stack):
     s.fake.models["cheap"].reply = "She needs 3 * 20 = 60 cups."
     h, _ = await s.ask(content="how many cups?")
     assert h["x-switchman-model"] == "cheap", "a right calculation is accepted"
+
+
+async def test_a_checked_cascade_stage_does_not_hedge_to_the_dearer_model(stack):
+    routes = """
+  - name: auto
+    policy: {kind: cascade, models: [cheap, dear]}
+    hedge: {after: 0.02, max: 2}
+"""
+    s = await stack(routes, {"cheap": FakeModel(latency=0.3)})
+    h, c = await s.ask(content="a slow cheap answer")
+    assert h["x-switchman-model"] == "cheap" and "cheap passed checks" in h["x-switchman-reason"]
+    assert s.calls("dear") == 0, "no hedge launched the next stage before the cheap answer was checked"
