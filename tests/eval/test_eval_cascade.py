@@ -62,3 +62,24 @@ def test_cascade_escalates_doubted_answers_and_pays_for_every_call():
     assert res.called[2][~maths][:, 0].all()
     # above 1: always escalate to the end of the chain
     assert (res.answered[3] == 2).all()
+
+
+def test_hybrid_lets_the_learned_router_skip_the_cheap_model_it_expects_to_fail():
+    from switchman.eval.cascade import HybridStrategy
+    from switchman.routing.training import train_router
+
+    table, cost = _table()
+    folds, _ = make_folds(table, cost, "usd")
+    hybrid = HybridStrategy(lambda f: train_router(f.table, f.cost, rows=f.train), lambdas=(0.0, 0.05), thresholds=(0.5,))
+    idx, (res,) = run_all([hybrid], folds)
+    assert res.labels == ["λ=0, accept all", "λ=0, accept≥0.5", "λ=0.05, accept all", "λ=0.05, accept≥0.5"]
+    n = np.array([int(table.prompts[i].prompt_id[1:]) for i in idx])
+    maths, botched = n % 2 == 0, n % 10 == 0
+    # λ = 0: quality alone, so the router starts every prompt at the dear model
+    assert (res.answered[0] == 2).all() and not res.called[0][:, 0].any()
+    # a little cost pressure: maths starts cheap, poems go straight to the dear model, unpaid cheap call and all
+    p = 3
+    assert (res.answered[p][maths & ~botched] == 0).all()
+    assert (res.answered[p][~maths] == 2).all() and not res.called[p][~maths][:, 0].any()
+    assert (res.cost[p][~maths] == 10.0).all()
+    assert res.quality[p].mean() == 1.0

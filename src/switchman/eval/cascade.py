@@ -14,6 +14,10 @@ each beside the answers of the cheaper chain models.
 
 The chain is the train prompts' cost–quality frontier of single models (cheapest first, each
 one better than every cheaper one). Needs data that kept ``response``.
+
+``hybrid`` is the same cascade with a ``start:`` policy, as a route would configure it: the
+``learned`` router (trade-off λ) picks where in the chain to begin, and the checks escalate from
+there; it sweeps λ and the scorer's ``min`` together.
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ from ..config import ChecksSpec
 from ..routing.base import RouteContext
 from ..routing.cascade import Cascade
 from ..routing.checks import Checks
+from ..routing.learned import Learned
 from ..routing.training import ScorerParams, train_scorer
 from ..types import ChatResponse, FinishReason, TextPart
 from .metrics import upper_hull
@@ -67,6 +72,23 @@ def _answer(text: str | None, model: str) -> ChatResponse:
     return ChatResponse(id="replay", model=model, parts=[TextPart(text or "")], finish_reason=FinishReason.STOP, usage=None)
 
 
+class _Estimates:
+    """A router whose estimate for each prompt is worked out once (a sweep asks again per point)."""
+
+    def __init__(self, router) -> None:
+        self._router = router
+        self._seen: dict[str, tuple] = {}
+
+    def __getattr__(self, name: str):
+        return getattr(self._router, name)
+
+    def estimate(self, text: str):
+        e = self._seen.get(text)
+        if e is None:
+            e = self._seen[text] = self._router.estimate(text)
+        return e
+
+
 class CascadeStrategy(Strategy):
     name = "cascade"
     kind = "router"
@@ -79,6 +101,11 @@ class CascadeStrategy(Strategy):
         self.params = [None, *self.thresholds]
         self.c = c
 
+    def start(self, fold: Fold, point: int):
+        """The policy choosing where the chain begins at operating point ``point`` (none: the
+        cheapest model)."""
+        return None
+
     def run(self, fold: Fold) -> list[PointRun]:
         t = fold.table
         if self.chain:
@@ -89,13 +116,13 @@ class CascadeStrategy(Strategy):
         scorer = _Memo(train_scorer(t, fold.cost, rows=fold.train, models=names,
                                     params=ScorerParams(c=self.c, max_earlier=len(chain))))
         reqs = [request_for(t.prompts[i]) for i in fold.test]
-        ctx = RouteContext({})
+        ctx = RouteContext(dict.fromkeys(names))  # a start policy chooses among the chain's models
         n, m = len(fold.test), len(t.models)
 
-        async def point(th: float | None) -> PointRun:
+        async def point(k: int, th: float | None) -> PointRun:
             spec = (ChecksSpec(refusal=False, json=False, tools=False) if th is None else
                     ChecksSpec(arithmetic=True, scorer="(trained on the fold)", scorer_min=th))
-            policy = Cascade(tuple(names), Checks(spec, scorer if th is not None else None))
+            policy = Cascade(tuple(names), Checks(spec, scorer if th is not None else None), self.start(fold, k))
             answered = np.empty(n, dtype=np.int64)
             called = np.zeros((n, m), dtype=bool)
             for r, i in enumerate(fold.test):
@@ -114,6 +141,35 @@ class CascadeStrategy(Strategy):
             return PointRun(answered, called)
 
         async def sweep() -> list[PointRun]:
-            return [await point(th) for th in self.params]
+            return [await point(k, th) for k, th in enumerate(self.thresholds_at())]
 
         return asyncio.run(sweep())
+
+    def thresholds_at(self) -> list[float | None]:
+        """The scorer's ``min`` at each operating point (None: no checks)."""
+        return list(self.params)
+
+
+class HybridStrategy(CascadeStrategy):
+    """rules → ``learned`` → cascade, minus the rules: the learned router picks the first model
+    of the chain, the checks escalate from it."""
+
+    name = "hybrid"
+
+    def __init__(self, router_for, lambdas: Sequence[float] = (0.0, 0.01, 0.03, 0.1, 0.3, 1.0, 3.0, 10.0),
+                 thresholds: Sequence[float] = (0.3, 0.5, 0.6, 0.7, 0.8, 0.9), c: float = 0.3) -> None:
+        super().__init__(thresholds, c)
+        self.router_for = router_for  # fold -> the fold's trained Router
+        self.grid = [(lam, th) for lam in lambdas for th in (None, *thresholds)]
+        self.labels = [f"λ={lam:g}, " + ("accept all" if th is None else f"accept≥{th:g}") for lam, th in self.grid]
+        self.params = [lam for lam, _ in self.grid]
+        self._routers: dict[int, _Estimates] = {}
+
+    def start(self, fold: Fold, point: int):
+        key = id(fold)
+        if key not in self._routers:
+            self._routers[key] = _Estimates(self.router_for(fold))
+        return Learned(self._routers[key], tradeoff=self.grid[point][0])
+
+    def thresholds_at(self) -> list[float | None]:
+        return [th for _, th in self.grid]

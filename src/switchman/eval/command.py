@@ -19,7 +19,7 @@ from ..outcomes import DataError, OutcomeTable, load_table, resolve_costs
 from ..routing.files import ModelFileError
 from ..routing.learned import Router
 
-STRATEGIES = ("learned", "learned-minq", "cascade")
+STRATEGIES = ("learned", "learned-minq", "cascade", "hybrid")
 
 
 class UsageError(Exception):
@@ -238,13 +238,18 @@ def _eval(argv: list[str]) -> int:
             else:
                 learned.share_cache(strat)
             strategies.append(strat)
-        elif s == "cascade":
-            from .cascade import CascadeStrategy
+        elif s in ("cascade", "hybrid"):
+            from .cascade import CascadeStrategy, HybridStrategy
 
             if table.responses is None:
-                notes.append("cascade skipped: the data keeps no responses to train its answer scorer on")
+                notes.append(f"{s} skipped: the data keeps no responses to train its answer scorer on")
                 continue
-            strategies.append(CascadeStrategy())
+            if s == "cascade":
+                strategies.append(CascadeStrategy())
+                continue
+            if learned is None:  # the hybrid's start: the same routers the learned strategies use
+                learned = st.LearnedStrategy("learned", "tradeoff", router=router, train=train)
+            strategies.append(HybridStrategy(lambda fold, learned=learned: learned.predictions(fold)[0]))
 
     prog = Progress(len(strategies) * len(folds))
     t0 = time.monotonic()
