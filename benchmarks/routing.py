@@ -254,12 +254,12 @@ def main() -> int:
     rb = str(data / "routerbench-3task" / "outcomes.jsonl.gz")
     rl = str(data / "routellm-mmlu-gsm8k" / "outcomes.jsonl.gz")
     ze = str(data / "zeroeval-gsm8k" / "outcomes.jsonl.gz")
-    routers = ["learned", "learned-minq", "cascade"]
+    routers = ["learned", "learned-minq", "cascade", "hybrid"]
     t0 = time.monotonic()
     runs: list[tuple[str, dict]] = []
-    runs.append(("routerbench-3task (test split)", run_eval(["--data", rb, "--strategy", "learned,learned-minq,cascade", "--volume", "10000/day", *boot], out / "routerbench")))
+    runs.append(("routerbench-3task (test split)", run_eval(["--data", rb, "--strategy", "learned,learned-minq,cascade,hybrid", "--volume", "10000/day", *boot], out / "routerbench")))
     # MMLU's outcomes keep no answers (no cascade there); GSM8K's keep both models' answers
-    for task, strategies in (("mmlu", "learned,learned-minq"), ("gsm8k", "learned,learned-minq,cascade")):
+    for task, strategies in (("mmlu", "learned,learned-minq"), ("gsm8k", "learned,learned-minq,cascade,hybrid")):
         runs.append((f"routellm-mmlu-gsm8k, {task}", run_eval(["--data", rl, "--task", task, "--strategy", strategies, "--no-decisions", *boot], out / f"routellm-{task}")))
     runs.append(("zeroeval-gsm8k", run_eval(["--data", ze, "--no-decisions", *boot], out / "zeroeval")))
 
@@ -296,7 +296,9 @@ def main() -> int:
         f"`switchman train` on routerbench's train split took {train_wall:.1f} s. `learned` sweeps `tradeoff` λ, "
         "`learned-minq` sweeps `min_quality`; `cascade` calls the cheapest model first and escalates when the answer "
         "scorer (below: it reads the prompt, the answer, the answer's agreement with cheaper answers and whether the "
-        "calculations it states are right) says the answer is likely wrong. Costs are the data's (USD), or strong-model calls where the data has none.",
+        "calculations it states are right) says the answer is likely wrong, or a calculation in it is wrong (`arithmetic`); "
+        "`hybrid` is that cascade with the learned router choosing where in the chain to start, sweeping λ and the scorer's bar. "
+        "Both run the gateway's own `Cascade` policy and checks on the recorded answers. Costs are the data's (USD), or strong-model calls where the data has none.",
         "",
         "### Targets",
         "",
@@ -321,6 +323,7 @@ def main() -> int:
                     continue
                 c = (st.get("cpt") or {}).get("50%")
                 note = " (strong-model calls; it also calls Mixtral on every prompt)" if name == "cascade" else ""
+                note = " (strong-model calls; it calls Mixtral first wherever the router starts there)" if name == "hybrid" else note
                 lines.append(f"| {label}: CPT(50%) ≤ 25% (`{name}`) | {pct(c)}{note} | {'yes' if c is not None and c <= 0.25 else 'no'} |")
     for label, s in runs:
         for name, d in (s.get("aiq_vs_per_task") or {}).items():

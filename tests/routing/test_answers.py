@@ -39,6 +39,7 @@ def test_a_wrong_step_is_named(text, why):
     "Meet on 2024-10-21 = Monday",
     "import os; os.system('rm -rf /') = 1",
     "Let a = 5 and b = 7.",
+    "Option (2) = 3 apples",
 ])
 def test_what_is_not_arithmetic_is_not_judged(text):
     assert wrong_calculation(text) is None

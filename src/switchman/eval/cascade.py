@@ -128,12 +128,12 @@ class CascadeStrategy(Strategy):
             for r, i in enumerate(fold.test):
                 plan = policy.plan(reqs[r], ctx)
                 earlier: list[str] = []
-                for k, name in enumerate(plan.models):
+                for stage, name in enumerate(plan.models):
                     ans = fold.replay.call(int(i), name)
                     called[r, ans.model] = True
                     answered[r] = ans.model
-                    if k == len(plan.models) - 1:
-                        break
+                    if stage == len(plan.models) - 1:
+                        break  # the last model's answer is not checked
                     resp = _answer(ans.response, name)
                     if await plan.checks.verdict(reqs[r], resp, earlier, None, name) is None:
                         break

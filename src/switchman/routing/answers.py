@@ -105,8 +105,8 @@ def _steps(text: str):
                 cur.append(tok)
         sides.append(cur)
         for left, right in zip(sides, sides[1:]):
-            if len(left) < 3 or not right:
-                continue
+            if not right or not any(tok in "+-*/×÷x" for tok in left[1:]):
+                continue  # "(2) = 3" states no calculation
             expr, stated = " ".join(left), " ".join(right)
             value, result = evaluate(expr), evaluate(stated)
             if value is None or result is None:
