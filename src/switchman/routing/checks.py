@@ -149,7 +149,7 @@ class Checks:
         self.scorer = scorer
         self.local: list[Callable[[ChatRequest, ChatResponse], str | None]] = [
             f for on, f in ((spec.refusal, refusal), (spec.json, json_valid), (spec.tools, tools_valid),
-                                 (spec.arithmetic, arithmetic)) if on
+                            (spec.arithmetic, arithmetic)) if on
         ]
 
     @property

@@ -4,7 +4,10 @@ already bought from cheaper models (agreement between independent models is the 
 sign that an answer is right, as AutoMix and answer-consistency cascades found).
 
 Logistic regressions over prompt TF-IDF and shape, answer TF-IDF and shape (an empty or rambling
-answer shows in its length) and the agreement flags: one per model of the training data, since
+answer shows in its length), the agreement flags, and what the answer shows of itself
+(:mod:`.answers`: whether it states calculations, whether one is wrong, whether it marks a final
+answer; on GSM8K these took the cascade from 36% to 16% strong-model calls for half the quality
+gap): one per model of the training data, since
 what a model gets right depends on the kind of prompt (on routerbench-3task one scorer for all
 models with a per-model offset needed 67% of gpt-4's cost to reach 95% of its quality, one per
 model 49%), and one over every model's answers for models the scorer never saw, so a gateway
