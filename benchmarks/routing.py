@@ -292,7 +292,8 @@ def main() -> int:
         "- command: `PYTHONPATH=src python benchmarks/routing.py" + (" --quick" if args.quick else "") + "`",
         f"- machine: {platform.machine()}, {os.cpu_count()} CPUs; {platform.python_implementation()} {platform.python_version()}",
         "- learned router: TF-IDF over word 1–2-grams (50k vocabulary) and five prompt-shape features, one logistic "
-        "regression per model for quality and one ridge regression per model for this prompt's cost; numpy at run time; "
+        "regression per model for quality (with one weight per task and model, used when the request is tagged with a "
+        "task it knows; the evaluator tags each prompt with its task) and one ridge regression per model for this prompt's cost; numpy at run time; "
         f"`switchman train` on routerbench's train split took {train_wall:.1f} s. `learned` sweeps `tradeoff` λ, "
         "`learned-minq` sweeps `min_quality`; `cascade` calls the cheapest model first and escalates when the answer "
         "scorer (below: it reads the prompt, the answer, the answer's agreement with cheaper answers and whether the "

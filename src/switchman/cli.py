@@ -57,7 +57,8 @@ def _policy_lines(p) -> list[str]:
     out = []
     if p.kind in ("cheapest", "learned"):
         bar = f"min_quality {p.min_quality:g}" if p.min_quality is not None else f"tradeoff {p.tradeoff:g}"
-        src = f"router {p.router}" if p.router else "quality " + ", ".join(f"{m}={q:g}" for m, q in p.quality)
+        src = (f"router {p.router} (task from tag '{p.task_tag}')" if p.router
+               else "quality " + ", ".join(f"{m}={q:g}" for m, q in p.quality))
         out.append(f"{p.kind}: {bar}; {src}")
     for i, r in enumerate((*p.rules, *([p.default] if p.default else []))):
         cond = ", ".join(f"{c}={getattr(v, 'pattern', v)}" for c, v in r.when) or "otherwise"

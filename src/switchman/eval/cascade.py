@@ -82,10 +82,10 @@ class _Estimates:
     def __getattr__(self, name: str):
         return getattr(self._router, name)
 
-    def estimate(self, text: str):
-        e = self._seen.get(text)
+    def estimate(self, text: str, task: str | None = None):
+        e = self._seen.get((text, task))
         if e is None:
-            e = self._seen[text] = self._router.estimate(text)
+            e = self._seen[(text, task)] = self._router.estimate(text, task)
         return e
 
 

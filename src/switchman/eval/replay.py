@@ -43,8 +43,10 @@ class ReplayProvider:
 
 
 def request_for(prompt: Prompt) -> ChatRequest:
-    """The prompt as a gateway would receive it: one user message (``model: auto``)."""
-    return ChatRequest(model="auto", messages=[Message(Role.USER, [TextPart(prompt.text)])])
+    """The prompt as a gateway would receive it: one user message (``model: auto``), tagged
+    ``task=`` its task where the data names one (as an application would tag its requests)."""
+    return ChatRequest(model="auto", messages=[Message(Role.USER, [TextPart(prompt.text)])],
+                       tags={"task": prompt.task} if prompt.task else None)
 
 
 @dataclass(slots=True, eq=False)

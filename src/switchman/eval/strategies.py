@@ -12,7 +12,7 @@ from typing import Sequence
 
 import numpy as np
 
-from ..routing.base import RouteContext
+from ..routing.base import RouteContext, request_task
 from ..routing.learned import Learned, Router, prompt_text
 from ..routing.simple import First, Weighted
 from .replay import Fold, PointRun, request_for
@@ -186,8 +186,10 @@ class LearnedStrategy(Strategy):
         key = id(fold)
         if key not in self._cache:
             router = self.router if self.router is not None else self.train(fold)
-            texts = [prompt_text(request_for(fold.table.prompts[i])) for i in fold.test]
-            self._cache[key] = (router, *router.estimate_many(texts))
+            reqs = [request_for(fold.table.prompts[i]) for i in fold.test]
+            texts = [prompt_text(r) for r in reqs]
+            tasks = [request_task(r, "task") for r in reqs]
+            self._cache[key] = (router, *router.estimate_many(texts, tasks))
         return self._cache[key]
 
     def run(self, fold: Fold) -> list[PointRun]:

@@ -46,13 +46,13 @@ def _build(spec: PolicySpec, route_plan: RoutePlanner) -> Policy:
         from .cheapest import Cheapest
 
         return Cheapest(spec.models, spec.min_quality or 0.0, dict(spec.quality), router, dict(spec.aliases),
-                        spec.output_tokens)
+                        spec.output_tokens, spec.task_tag)
     if spec.kind == "learned":
         from .learned import Learned
 
         assert router is not None
         return Learned(router, min_quality=spec.min_quality, tradeoff=spec.tradeoff, aliases=dict(spec.aliases),
-                       use_prices=True)
+                       use_prices=True, task_tag=spec.task_tag)
     if spec.kind == "cascade":
         from .cascade import Cascade
         from .checks import Checks

@@ -48,3 +48,8 @@ def prompt_text(req: ChatRequest) -> str:
             elif t is ToolResultPart:
                 parts.extend(c.text for c in p.content if type(c) is TextPart)  # type: ignore[union-attr]
     return "\n".join(parts)
+
+
+def request_task(req: ChatRequest, tag: str) -> str | None:
+    """The task the request says it is (its tag ``tag``), for a router that learned per task."""
+    return req.tags.get(tag) if req.tags else None

@@ -3,7 +3,8 @@
 
 Expected quality is each model's figure from ``quality:`` (a fixed number per model, e.g. its
 accuracy on your own evaluation), or, with ``router:``, what a trained router predicts for this
-prompt (``quality:`` then fills in models the router does not know). Expected cost is priced
+prompt (``quality:`` then fills in models the router does not know; the request's ``task_tag``
+tag names its task to the router, as for ``learned``). Expected cost is priced
 from the configured prices: the prompt's estimated tokens plus ``output_tokens`` of answer.
 
 The plan: the chosen model, then the other models that meet the bar, cheapest first, then the
@@ -18,7 +19,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
 from ..types import ChatRequest
-from .base import Plan, Policy, RouteContext, prompt_text
+from .base import Plan, Policy, RouteContext, prompt_text, request_task
 
 if TYPE_CHECKING:
     from .learned import Router
@@ -27,12 +28,13 @@ if TYPE_CHECKING:
 class Cheapest(Policy):
     def __init__(self, models: tuple[str, ...], min_quality: float, quality: Mapping[str, float] | None = None,
                  router: "Router | None" = None, aliases: Mapping[str, str] | None = None,
-                 output_tokens: int = 256) -> None:
+                 output_tokens: int = 256, task_tag: str = "task") -> None:
         self.models = tuple(models)
         self.min_quality = min_quality
         self.quality = dict(quality or {})
         self.router = router
         self.output_tokens = output_tokens
+        self.task_tag = task_tag
         alias = dict(aliases or {})
         self._column = {}
         if router is not None:
@@ -44,7 +46,7 @@ class Cheapest(Policy):
     def expected_quality(self, req: ChatRequest) -> dict[str, float]:
         q = dict(self.quality)
         if self._column:
-            pred = self.router.predict(prompt_text(req))  # type: ignore[union-attr]
+            pred = self.router.predict(prompt_text(req), request_task(req, self.task_tag))  # type: ignore[union-attr]
             q.update({m: float(pred[j]) for m, j in self._column.items()})
         return q
 

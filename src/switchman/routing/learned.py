@@ -12,6 +12,14 @@ The cost differs per prompt (a coding prompt's answer is long, a multiple-choice
 letter), so a decision weighs each model's cost *for this prompt*: on routerbench-3task the
 per-prompt estimate is within 6% of the recorded cost, the mean per call within 25%.
 
+Where the training data names each prompt's task (the outcomes' ``task`` field), the router also
+learns what the task itself says: one weight per task and model beside the prompt's features. At
+run time the request's ``task`` tag (``x-switchman-tags: task=...``; the tag's name is the
+policy's ``task_tag``) selects it; a request without the tag, or of a task the router never saw,
+is routed by its text alone. An application usually knows which of its features sent a request;
+on MMLU, where the 57 subjects differ most in which model gets them right, the task weights
+lower CPT(50%) from 26% to 25% of strong-model calls in cross-validation.
+
 λ is unitless: cost enters as a share of the dearest candidate's expected (mean) cost per call,
 so ``tradeoff: 0.1`` means "paying for the dearest model must buy at least 0.1 of quality".
 """
@@ -19,19 +27,19 @@ so ``tradeoff: 0.1`` means "paying for the dearest model must buy at least 0.1 o
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Mapping, Sequence
 
 import numpy as np
 
 from ..types import ChatRequest
-from .base import Plan, Policy, RouteContext, prompt_text
+from .base import Plan, Policy, RouteContext, prompt_text, request_task
 from .features import FeatureParams, Vectorizer
 from .files import ModelFileError, load_npz, save_npz
 
 FORMAT = "switchman-router"
-VERSION = 2  # 2: shape features and per-prompt cost models
+VERSION = 3  # 2: shape features and per-prompt cost models; 3: task weights
 
 
 class RouterFileError(ModelFileError):
@@ -54,30 +62,44 @@ class Router:
     # zeros: every prompt costs the mean
     cost_weights: np.ndarray | None = None  # (n_features, n_models) float32
     cost_bias: np.ndarray | None = None  # (n_models,)
+    tasks: list[str] = field(default_factory=list)  # the tasks the training data named
+    task_weights: np.ndarray | None = None  # (n_tasks, n_models) float32, added for a known task
+    _task_row: dict[str, int] = field(init=False, repr=False, default_factory=dict)
 
-    def predict(self, text: str) -> np.ndarray:
+    def __post_init__(self) -> None:
+        self._task_row = {t: i for i, t in enumerate(self.tasks)}
+
+    def knows(self, task: str | None) -> bool:
+        """Whether ``task`` is one the router learned weights for."""
+        return task is not None and task in self._task_row
+
+    def predict(self, text: str, task: str | None = None) -> np.ndarray:
         """Predicted quality (0..1) of every model for one prompt."""
-        return self.estimate(text)[0]
+        return self.estimate(text, task)[0]
 
-    def estimate(self, text: str) -> tuple[np.ndarray, np.ndarray]:
-        """Predicted quality (0..1) and cost (in ``cost_unit``) of every model for one prompt."""
+    def estimate(self, text: str, task: str | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Predicted quality (0..1) and cost (in ``cost_unit``) of every model for one prompt
+        (of ``task``, where known: an unknown task counts as none)."""
         idx, val = self.vectorizer.transform_one(text)
         z = val @ self.weights[idx] + self.bias
+        row = self._task_row.get(task) if task is not None else None
+        if row is not None:
+            z = z + self.task_weights[row]  # type: ignore[index]
         q = 1.0 / (1.0 + np.exp(-z))
         if self.cost_weights is None:
             return q, self.cost_per_call
         return q, self.cost_per_call * np.exp(val @ self.cost_weights[idx] + self.cost_bias)
 
-    def predict_many(self, texts: Sequence[str]) -> np.ndarray:
+    def predict_many(self, texts: Sequence[str], tasks: Sequence[str | None] | None = None) -> np.ndarray:
         """Predicted quality for many prompts, ``(len(texts), n_models)``."""
-        return self.estimate_many(texts)[0]
+        return self.estimate_many(texts, tasks)[0]
 
-    def estimate_many(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+    def estimate_many(self, texts: Sequence[str], tasks: Sequence[str | None] | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Predicted quality and cost for many prompts, each ``(len(texts), n_models)``."""
         q = np.empty((len(texts), len(self.models)))
         c = np.empty_like(q)
         for i, t in enumerate(texts):
-            q[i], c[i] = self.estimate(t)
+            q[i], c[i] = self.estimate(t, tasks[i] if tasks is not None else None)
         return q, c
 
     # -- file ------------------------------------------------------------------------------
@@ -106,6 +128,9 @@ class Router:
                 cost_weights=np.asarray(cw, dtype=np.float32),
                 cost_bias=np.asarray(cb, dtype=np.float64),
                 output_tokens=out_tok.astype(np.float64),
+                tasks=np.frombuffer("\n".join(self.tasks).encode("utf-8"), dtype=np.uint8),
+                task_weights=np.asarray(self.task_weights if self.task_weights is not None
+                                        else np.zeros((0, m)), dtype=np.float32),
             ),
         )
 
@@ -114,6 +139,11 @@ class Router:
         meta, z = load_npz(path, FORMAT, VERSION, "router", RouterFileError)
         try:
             cw = z["cost_weights"]
+            raw = z["tasks"].tobytes().decode("utf-8")
+            tasks = raw.split("\n") if raw else []
+            tw = z["task_weights"]
+            if tw.shape != (len(tasks), len(meta["models"])):
+                raise RouterFileError(f"{path}: damaged router file (task weights of shape {tw.shape})")
             return cls(
                 models=list(meta["models"]),
                 vectorizer=Vectorizer.from_arrays(z, FeatureParams.from_dict(meta["features"])),
@@ -125,6 +155,8 @@ class Router:
                 meta=meta,
                 cost_weights=cw if cw.any() else None,
                 cost_bias=z["cost_bias"],
+                tasks=tasks,
+                task_weights=tw if tasks else None,
             )
         except KeyError as e:
             raise RouterFileError(f"{path}: router file lacks {e}") from None
@@ -140,6 +172,7 @@ class Learned(Policy):
     ``use_prices=True`` prices each request from the configured models' prices instead (input
     tokens estimated from the prompt, output tokens from the training data's mean).
     ``aliases`` maps configured model names to the router's names where they differ.
+    ``task_tag`` names the request tag that says the prompt's task (see the module's doc).
     """
 
     def __init__(
@@ -151,6 +184,7 @@ class Learned(Policy):
         costs: Mapping[str, float] | None = None,
         aliases: Mapping[str, str] | None = None,
         use_prices: bool = False,
+        task_tag: str = "task",
     ) -> None:
         if (min_quality is None) == (tradeoff is None):
             raise ValueError("learned policy: give exactly one of min_quality or tradeoff")
@@ -160,6 +194,7 @@ class Learned(Policy):
         self.min_quality = min_quality
         self.tradeoff = tradeoff
         self.use_prices = use_prices
+        self.task_tag = task_tag
         cost = np.array(router.cost_per_call, dtype=np.float64)
         self._fixed = np.zeros(len(cost), dtype=bool)  # costs given: not estimated per prompt
         for name, c in (costs or {}).items():
@@ -184,7 +219,15 @@ class Learned(Policy):
                 self._names[j] = name
 
     def plan(self, req: ChatRequest, ctx: RouteContext) -> Plan:
-        q, est = self.router.estimate(prompt_text(req))
+        task = request_task(req, self.task_tag)
+        q, est = self.router.estimate(prompt_text(req), task)
+        plan = self._plan(req, ctx, q, est)
+        if task is None:
+            return plan
+        said = f",task={task}" if self.router.knows(task) else f",task={task}(unknown)"
+        return replace(plan, reason=plan.reason + said)
+
+    def _plan(self, req: ChatRequest, ctx: RouteContext, q: np.ndarray, est: np.ndarray) -> Plan:
         if ctx.models:
             cols, names = [], []
             for name, j in self._column.items():

@@ -6,6 +6,12 @@ chance that the model's answer is good. Fractional qualities (0..1 scores rather
 correct/incorrect) are learned as weighted positive and negative copies of the prompt, so the fit
 still estimates expected quality. Where a model's recorded cost varies between prompts, a ridge
 regression on the same features learns the log of its cost relative to its mean.
+
+Where the data names prompts' tasks, each task is one more feature (a one-hot column of weight
+``task_scale``) in the quality regressions, stored apart as the router's task weights. Each
+prompt is seen twice, once with its task and once without, so that the text's weights still
+predict on their own for a request that names no task, or a task unseen in training (on MMLU in
+5-fold CV: CPT(50%) 24.0% with the task, 27.1% without; 26.3% for a router trained on text alone).
 """
 
 from __future__ import annotations
@@ -34,6 +40,7 @@ class TrainParams:
     min_df: int = 2
     c: float = 0.3  # inverse L2 strength of each logistic regression (best AIQ of 0.1/0.3/1 on routerbench)
     cost_alpha: float = 1.0  # L2 strength of each cost regression
+    task_scale: float = 1.0  # value of the task's one-hot column (0 = learn nothing per task)
 
 
 def _sklearn():
@@ -81,10 +88,22 @@ def train_router(
     vec = Vectorizer.fit(texts, params.features, max_features=params.max_features, min_df=params.min_df)
     indptr, indices, data = vec.transform_csr(texts)
     x = sp.csr_matrix((data, indices, indptr), shape=(len(texts), max(len(vec), 1)))
+    named = [table.prompts[i].task for i in ix]
+    tasks = sorted({t for t in named if t}) if params.task_scale > 0 else []
+    xq = x  # the quality regressions' design: the prompt's features, then its task
+    if tasks:
+        row = {t: k for k, t in enumerate(tasks)}
+        has = [r for r, t in enumerate(named) if t]
+        onehot = sp.csr_matrix((np.full(len(has), params.task_scale), (has, [row[named[r]] for r in has])),
+                               shape=(len(ix), len(tasks)))
+        # with and without the task (see the module's doc): the rows are x twice over
+        xq = sp.vstack([sp.hstack([x, onehot]), sp.hstack([x, sp.csr_matrix(onehot.shape)])]).tocsr()
+    task_weights = np.zeros((len(tasks), len(table.models)), dtype=np.float32)
     q = table.quality[ix]
     m = len(table.models)
     weights = np.zeros((max(len(vec), 1), m), dtype=np.float32)
     bias = np.zeros(m)
+    copies = xq.shape[0] // max(len(ix), 1)  # 2 where the task is learned, else 1
     for j in range(m):
         y = q[:, j]
         mean = float(y.mean())
@@ -93,26 +112,28 @@ def train_router(
             p = min(max(mean, 1e-3), 1 - 1e-3)
             bias[j] = math.log(p / (1 - p))
             continue
+        y = np.tile(y, copies)
         frac = (y > 0) & (y < 1)
         if frac.any():
-            xx = sp.vstack([x, x])
+            xx = sp.vstack([xq, xq])
             yy = np.r_[np.ones(len(y)), np.zeros(len(y))]
             ww = np.r_[y, 1.0 - y]
         else:
-            xx, yy, ww = x, (y >= 0.5).astype(np.int64), None
+            xx, yy, ww = xq, (y >= 0.5).astype(np.int64), None
         lr = LogisticRegression(C=params.c, max_iter=1000, solver="liblinear")
         lr.fit(xx, yy, sample_weight=ww)
-        weights[:, j] = lr.coef_[0]
+        weights[:, j] = lr.coef_[0][: weights.shape[0]]
+        task_weights[:, j] = lr.coef_[0][weights.shape[0]:] * params.task_scale
         bias[j] = float(lr.intercept_[0])
     out_tok = np.nanmean(table.output_tokens[ix], axis=0) if not np.isnan(table.output_tokens[ix]).all() else None
     cost_weights, cost_bias = _cost_models(x, cost[ix], params.cost_alpha)
-    tasks = sorted({t for t in (table.prompts[i].task for i in ix) if t})
     meta = {
         "trained_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "sources": list(sources),
         "prompts": int(len(ix)),
-        "tasks": tasks[:50],
+        "tasks": tasks[:50] if tasks else sorted({t for t in named if t})[:50],
         "c": params.c,
+        "task_scale": params.task_scale,
         "train_quality": [float(v) for v in q.mean(axis=0)],
     }
     return Router(
@@ -126,6 +147,8 @@ def train_router(
         meta=meta,
         cost_weights=cost_weights,
         cost_bias=cost_bias,
+        tasks=tasks,
+        task_weights=task_weights if tasks else None,
     )
 
 
