@@ -3,7 +3,8 @@ writes the ``<!-- routing:begin -->`` section of ``benchmarks/RESULTS.md`` (date
 figures, targets met or not; other sections are kept). Also measures the cascade's answer scorer
 (``switchman train --scorer``: ranking quality and p50 of one score) and what bounds the learned
 router on routerbench (how well it ranks prompts *within* a task, against the ranking quality a
-noisy oracle needs to reach the cost target).
+noisy oracle needs to reach the cost target) and what cascades escalating on the agreement of
+cheap models' answers can reach there, told the task.
 
     PYTHONPATH=src python benchmarks/routing.py [--data-dir ../shared/data] [--out DIR] [--quick]
 
@@ -204,7 +205,7 @@ def bound_section(rb: str, router_path: Path) -> list[str]:
     q, c, tk = t.quality[te], cost[te], tasks[te]
     router = Router.load(router_path)
     cols = [t.models.index(m) for m in router.models]
-    pred = router.predict_many([t.prompts[i].text for i in te])[:, np.argsort(cols)]
+    pred = router.predict_many([t.prompts[i].text for i in te], list(tasks[te]))[:, np.argsort(cols)]
 
     def within(p: np.ndarray) -> float:
         return float(np.nanmean([auc(q[tk == u, j] >= 0.5, p[tk == u, j]) for u in sorted(set(tk)) for j in range(q.shape[1])]))
@@ -238,6 +239,96 @@ def bound_section(rb: str, router_path: Path) -> list[str]:
         "| predictor | within-task AUC | cost to reach 95% of gpt-4 (choosing with the recorded costs) |",
         "|---|---|---|",
         *rows,
+    ]
+
+
+def _choice(response: str | None) -> str:
+    """A routerbench answer as the choice it makes: the letter of a multiple-choice answer, else
+    the answer's text (the data keeps each answer as a Python list's text)."""
+    import ast
+    import re
+
+    text = response or ""
+    try:
+        v = ast.literal_eval(text)
+        text = str(v[0]) if isinstance(v, list) and v else text
+    except (ValueError, SyntaxError):
+        pass
+    text = text.strip()
+    m = re.match(r"\(?([A-E])\b", text)
+    return m.group(1) if m else text
+
+
+def agreement_section(rb: str) -> list[str]:
+    """What cheap models' agreement can buy when the task is known: per task, call two or three
+    of the cheaper models (all but gpt-4 and the Claude 1 and 2 models); if their answers agree,
+    keep them, else pay for gpt-4-1106-preview (or claude-v1) too. Each task's combination is
+    chosen by λ on the train split, and, as a bound no real router can beat, on the test split
+    itself."""
+    from itertools import combinations
+
+    from switchman.eval.metrics import cost_to_reach
+
+    t = load_table([rb])
+    cost, _, _ = resolve_costs(t)
+    q = t.quality
+    tasks = np.array(t.tasks)
+    split = np.array([p.split for p in t.prompts])
+    codes: dict[str, int] = {}  # each distinct choice as a number: fast to compare
+    choice = np.array([[codes.setdefault(_choice(r), len(codes)) for r in row] for row in t.responses])
+    ref = t.models.index("gpt-4-1106-preview")
+    dear = (ref, t.models.index("claude-v1"))
+    cheap = [j for j in range(len(t.models)) if j not in (ref, *dear, t.models.index("claude-v2"))]
+    plans = [((j,), None) for j in range(len(t.models))]
+    plans += [(voters, e) for k in (2, 3) for voters in combinations(cheap, k) for e in dear]
+
+    def outcome(rows: np.ndarray, voters: tuple[int, ...], escalate: int | None) -> tuple[float, float]:
+        """Mean quality and cost per prompt of one plan on ``rows``."""
+        qq, cc = q[rows, voters[0]].copy(), cost[rows][:, list(voters)].sum(axis=1)
+        if escalate is not None:
+            agree = (choice[rows][:, list(voters)] == choice[rows, voters[0]][:, None]).all(axis=1)
+            qq = np.where(agree, qq, q[rows, escalate])
+            cc = cc + np.where(agree, 0.0, cost[rows, escalate])
+        return float(qq.mean()), float(cc.mean())
+
+    te = np.flatnonzero(split == "test")
+    names = sorted(set(tasks))
+    per = {(u, sp): [outcome(np.flatnonzero((tasks == u) & (split == sp)), *p) for p in plans] for u in names for sp in ("train", "test")}
+    n_te = {u: int(((tasks == u) & (split == "test")).sum()) for u in names}
+    scale = cost.mean(axis=0).max()
+    target, ref_cost = 0.95 * q[te, ref].mean(), cost[te, ref].sum()
+    rows = []
+    for chosen_on in ("train", "test"):
+        pts = []
+        for lam in (0.0, *np.geomspace(1e-3, 300.0, 120)):
+            tq = tc = 0.0
+            for u in names:
+                k = max(range(len(plans)), key=lambda i: per[(u, chosen_on)][i][0] - lam * per[(u, chosen_on)][i][1] / scale)
+                tq += per[(u, "test")][k][0] * n_te[u]
+                tc += per[(u, "test")][k][1] * n_te[u]
+            pts.append((tc, tq / len(te)))
+        within = [qq for cc, qq in pts if cc <= 0.12 * ref_cost]
+        above = cost_to_reach(pts, q[te, ref].mean() + 0.5 / len(te), ref_cost)  # one more prompt right, or half
+        reach = cost_to_reach(pts, target, ref_cost)
+        rows.append(f"| {chosen_on} split | {pct(reach) if reach == reach else 'never'} | "
+                    f"{f'{max(within):.3f}' if within else '—'} | {pct(above) if above == above else 'never'} |")
+    return [
+        "",
+        "### What agreement among cheap models can buy on routerbench-3task",
+        "",
+        "A cascade's checks can only escalate what they can tell is wrong. Told each prompt's task, call two or three of "
+        "the cheaper models; where their answers agree keep them, else pay for gpt-4-1106-preview (or claude-v1) as well "
+        f"— {len(plans)} plans per task (every single model too), each task's plan chosen by a trade-off λ, on the test split "
+        "(946 prompts; 95% of gpt-4 is quality {:.3f}, 12% of its cost ${:.3f}):".format(target, 0.12 * ref_cost),
+        "",
+        "| plans chosen on | cost to reach 95% of gpt-4 | best quality at ≤ 12% of its cost | cost to exceed gpt-4 |",
+        "|---|---|---|---|",
+        *rows,
+        "",
+        "Chosen on the test split itself, the plans bound what escalating on agreement alone can do, even knowing the "
+        "task: 12% of gpt-4's cost buys no more than the per-task choice (0.815). The target needs a ranking of each "
+        "task's prompts by which model gets them right (the AUC above) that neither the prompts' words nor the answers' "
+        "agreement give here.",
     ]
 
 
@@ -282,7 +373,7 @@ def main() -> int:
     if train_main(["--data", rb, "--out", str(router_path)]) != 0:
         raise SystemExit("switchman train failed")
     train_wall = time.monotonic() - t1
-    extra = scorer_section(rb, out) + arithmetic_section(rl) + bound_section(rb, router_path)
+    extra = scorer_section(rb, out) + arithmetic_section(rl) + bound_section(rb, router_path) + agreement_section(rb)
 
     r = dict(runs)["routerbench-3task (test split)"]
     lines = [

@@ -112,14 +112,16 @@ def train_router(
             p = min(max(mean, 1e-3), 1 - 1e-3)
             bias[j] = math.log(p / (1 - p))
             continue
+        # each copy weighs 1/copies: the same regularisation as one copy (weaker overfits, and
+        # the text's weights then carry less to tasks never seen)
         y = np.tile(y, copies)
         frac = (y > 0) & (y < 1)
         if frac.any():
             xx = sp.vstack([xq, xq])
             yy = np.r_[np.ones(len(y)), np.zeros(len(y))]
-            ww = np.r_[y, 1.0 - y]
+            ww = np.r_[y, 1.0 - y] / copies
         else:
-            xx, yy, ww = xq, (y >= 0.5).astype(np.int64), None
+            xx, yy, ww = xq, (y >= 0.5).astype(np.int64), np.full(len(y), 1.0 / copies)
         lr = LogisticRegression(C=params.c, max_iter=1000, solver="liblinear")
         lr.fit(xx, yy, sample_weight=ww)
         weights[:, j] = lr.coef_[0][: weights.shape[0]]
