@@ -348,9 +348,8 @@ async def s2_hard_down(rep: Report, quick: bool) -> None:
         finally:
             await s.close()
     rep.notes.append(f"scenario 2: config `{cfg.replace(chr(10), '; ')}`; retried calls count as calls that reached "
-                     "it. At concurrency 1 the 4th call is a *retry* of the same request after the 3rd failure "
-                     "ejected it: `Executor._sequential` does not re-check ejection between retries of one model. "
-                     "At concurrency 16 the rest are requests already admitted (in flight) when it was ejected")
+                     "it. At concurrency 16 the calls beyond 3 are requests already sent to it (in flight) when the "
+                     "3rd failure ejected it")
 
 
 async def s3_rate_limited(rep: Report, quick: bool) -> None:
@@ -526,10 +525,8 @@ async def s6_hedging(rep: Report, n: int) -> None:
                 "≥ 5× for ≤ 10% more calls", cut >= 5 and extra <= 0.10)
     rep.notes.append("scenario 6: both models (a on pa, b on pb) draw their latency per request from the same "
                      "seeded distribution (`ChaosUpstream.latency_fns`); hedging goes to b, which is as slow in "
-                     "5% of its calls. `after: p95` misses because the gateway takes the hedge delay from the "
-                     "*next* candidate's latency history (b's, which has too few samples, so 1 s) instead of the "
-                     "running attempt's (a's p95 is ~30 ms): `Executor._hedged` reads `run.attempts[-1]` before "
-                     "the first attempt's task has run, so it falls back to `queue[0]`")
+                     "5% of its calls. `after: p95` takes the delay from the running attempt's model's latency "
+                     "history; until it holds 20 samples the delay is 1 s, which the first requests' p99 shows")
 
 
 class WatchedBudget(RetryBudget):

@@ -227,6 +227,41 @@ async def test_a_cut_stream_is_counted_with_the_tokenizer_and_marked_estimated(t
     assert cost == (inp * 1 + out * 2) * 1_000_000  # picodollars at $1 / $2 per 1M tokens
 
 
+@pytest.mark.parametrize("wire", ["openai", "anthropic"])
+async def test_a_stream_resumed_after_a_cut_books_what_the_cut_model_sent(tmp_path, wire):
+    """``on_cut: resume``: the client gets one answer, and the ledger pays both models: the one
+    that broke for its prompt and what it streamed (counted, estimated), the mender as reported."""
+    first = "The first half of a long answer about billing, which then breaks off. " * 4
+    fakes = {"cutter": FakeModel(reply=first, chunks=8, cut_after=5), "mender": FakeModel(reply=" And the rest.")}
+    prov = "oa" if wire == "openai" else "an"
+    models = (f"  - {{name: cut, provider: {prov}, model: cutter, price: {{input: 1, output: 2}}}}\n"
+              "  - {name: mend, provider: oa, model: mender, price: {input: 3, output: 5}}")
+    routes = "routes:\n  - {name: r, policy: {kind: first, models: [cut, mend]}, stream: {on_cut: resume}}"
+    prompt = "Tell me about billing, please. " * 3
+    async with serving(tmp_path, fakes, models, routes) as (fake, gw, meter, base):
+        async with openai.AsyncOpenAI(base_url=base + "/v1", api_key="none", max_retries=0) as c:
+            got = [ch.delta.content or "" async for chunk in await c.chat.completions.create(
+                model="r", stream=True, messages=[{"role": "user", "content": prompt}]) for ch in chunk.choices]
+        await meter.accountant.flush()
+    text = "".join(got)
+    assert text.endswith(" And the rest.") and text.startswith("The first half")
+    streamed = text[: -len(" And the rest.")]
+    rows = ledger_rows(tmp_path, "SELECT model, role, error, input_tokens, output_tokens, cost_pusd, estimated "
+                                 "FROM attempts ORDER BY idx")
+    (cut_m, _, err, cut_in, cut_out, cut_cost, cut_est), (mend_m, role, mend_err, mend_in, mend_out, mend_cost, _) = rows
+    assert (cut_m, mend_m, role, mend_err) == ("cut", "mend", "fallback", None)  # the ledger has no "resume" role
+    assert err and cut_est == 1
+    assert cut_out == tokens.count(streamed), "what the cut model streamed, counted by the tokenizer"
+    reported = -(-len(prompt) // 4)  # Anthropic reported the prompt in message_start, before the cut
+    assert cut_in == (tokens.count(prompt) if wire == "openai" else reported)
+    assert cut_cost == (cut_in * 1 + cut_out * 2) * 1_000_000
+    st = fake.stats["mender"]
+    assert (mend_in, mend_out) == (st.input_tokens, st.output_tokens)
+    assert mend_cost == (mend_in * 3 + mend_out * 5) * 1_000_000
+    (req,) = ledger_rows(tmp_path, "SELECT model, cost_pusd, estimated, status FROM requests")
+    assert req == ("mend", cut_cost + mend_cost, 1, 200)
+
+
 async def test_in_process_calls_are_metered_like_the_servers(tmp_path):
     fake = FakeUpstream({"gpt-4o-mini": FakeModel()})
     await fake.start()

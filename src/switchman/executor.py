@@ -56,6 +56,7 @@ from .types import (
     ToolCallDelta,
     ToolCallStart,
     Usage,
+    UsageEvent,
     events_of,
 )
 
@@ -95,8 +96,9 @@ class Attempt:
     latency: float = 0.0  # to the answer (non-streaming) or the first token (streaming)
     cancelled: bool = False  # a hedge that lost: its connection was closed
     usage: Usage | None = None  # an answer paid for but not sent: a cascade's reject, its judge's grade,
-    #                             a hedge that lost after answering in full
+    #                             a hedge that lost after answering in full, a stream cut and resumed
     rejected: str | None = None  # why a cascade did not send this attempt's answer
+    cut_text: str | None = None  # ``on_cut: resume``: what this stream had sent when it broke (paid for)
 
 
 @dataclass(slots=True)
@@ -463,6 +465,7 @@ class Executor:
         that one ends with the error event."""
         text: list[str] = []
         in_tool = False
+        usage: Usage | None = None
         try:
             async for ev in stream:
                 t = type(ev)
@@ -470,17 +473,21 @@ class Executor:
                     text.append(ev.text)
                 elif t is ToolCallStart or t is ToolCallDelta:
                     in_tool = True
+                elif t is UsageEvent:
+                    usage = ev.usage
                 yield ev
             return
         except UpstreamError as cut:
             if in_tool:
                 raise
             self._record_failure(model, cut)
+            partial = "".join(text)
             for a in reversed(run.attempts):
                 if a.model == model.name and a.error is None:
-                    a.error = cut  # the answering attempt failed after all: it counts as failed
+                    # the answering attempt failed after all: it counts as failed, and what it
+                    # streamed (and any usage it reported before the cut) is still paid for
+                    a.error, a.cut_text, a.usage = cut, partial, usage
                     break
-        partial = "".join(text)
         cont = _continuation(run.req, partial)
         others = [m for m in run.candidates if m.name != model.name]
         sub = _Run(cont, _DEFAULT_ROUTE, run.deadline, others, run.attempts, run.skipped,

@@ -102,25 +102,39 @@ class Ticket:
     def answered(self, reply: Reply, usage: Usage | None, streamed: str = "", complete: bool = True) -> None:
         """Settle an answered request. A stream cut before its end (``complete`` false) or that
         never reported usage is counted locally (``tokens``), in the background, and marked
-        estimated."""
+        estimated; so is a stream that broke and was resumed by another model (``on_cut:
+        resume``): what it had sent is paid for."""
         if self.done:
             return
         self.done = True
         acc = self.meter.accountant
-        if (usage is None or not complete) and _winner(reply) is not None:
-            acc.later(self._estimated(reply, usage, streamed))
+        winner = _winner(reply)
+        cut = [a for a in reply.outcome.attempts if a.cut_text is not None]
+        if ((usage is None or not complete) and winner is not None) or cut:
+            acc.later(self._estimated(reply, usage, streamed, winner is not None and (usage is None or not complete)))
         else:
             acc.settle_later(self.adm, *self._records(reply, usage))
 
-    async def _estimated(self, reply: Reply, usage: Usage | None, streamed: str) -> None:
-        prompt, out = await tokens.count_later("".join(self.creq.texts()), streamed)
-        if usage is None:
-            usage = Usage(input_tokens=prompt, output_tokens=out, estimated=True)
-        else:  # the part reported before the cut (e.g. Anthropic's message_start), then what streamed
-            usage = Usage(input_tokens=usage.input_tokens or prompt, output_tokens=max(usage.output_tokens, out),
-                          cache_read_tokens=usage.cache_read_tokens, cache_write_tokens=usage.cache_write_tokens,
-                          cache_write_1h_tokens=usage.cache_write_1h_tokens, estimated=True)
+    async def _estimated(self, reply: Reply, usage: Usage | None, streamed: str, count_winner: bool = True) -> None:
+        prompt_text = "".join(self.creq.texts())
+        if count_winner:
+            usage = await self._counted(prompt_text, usage, streamed)
+        for a in reply.outcome.attempts:
+            if a.cut_text is not None:  # broken, then resumed by another model: it saw the original prompt
+                a.usage = await self._counted(prompt_text, a.usage, a.cut_text)
+                a.cut_text = None
         await self.meter.accountant.settle(self.adm, *self._records(reply, usage))
+
+    @staticmethod
+    async def _counted(prompt_text: str, usage: Usage | None, streamed: str) -> Usage:
+        """The usage of a stream that did not report all of it: counted locally, estimated."""
+        prompt, out = await tokens.count_later(prompt_text, streamed)
+        if usage is None:
+            return Usage(input_tokens=prompt, output_tokens=out, estimated=True)
+        # the part reported before the cut (e.g. Anthropic's message_start), then what streamed
+        return Usage(input_tokens=usage.input_tokens or prompt, output_tokens=max(usage.output_tokens, out),
+                     cache_read_tokens=usage.cache_read_tokens, cache_write_tokens=usage.cache_write_tokens,
+                     cache_write_1h_tokens=usage.cache_write_1h_tokens, estimated=True)
 
     def _records(self, reply: Reply, usage: Usage | None) -> tuple[RequestRecord, list[AttemptRecord]]:
         models = self.meter.config.models
@@ -137,6 +151,8 @@ class Ticket:
             elif a.error is not None:
                 rec.status = a.error.upstream_status or a.error.status
                 rec.error = a.error.kind
+                if a.usage is not None and m is not None:  # a stream that broke after sending: paid for
+                    _book(rec, m, a.usage)
             elif a.usage is not None and m is not None:  # answered, not sent, paid for all the same
                 _book(rec, m, a.usage)
                 rec.error = "rejected" if a.rejected else "hedge_lost" if a.cancelled else None  # None: a judge
