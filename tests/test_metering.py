@@ -262,6 +262,27 @@ async def test_a_stream_resumed_after_a_cut_books_what_the_cut_model_sent(tmp_pa
     assert req == ("mend", cut_cost + mend_cost, 1, 200)
 
 
+async def test_a_stream_closed_unread_is_settled_and_frees_its_slot_and_budget(tmp_path):
+    """A caller that takes a streaming reply and closes it without reading a byte: the request is
+    in the ledger (its prompt counted, estimated), the model's only concurrency slot is free
+    again, and the budget reservation is released rather than held until it lapses."""
+    models = "  - {name: m, provider: oa, model: up, price: {input: 1, output: 2}, limits: {concurrency: 1, queue: 0}}"
+    budget = "budgets:\n  - {user: ann, limit: 0.0005/day}"  # room for one reservation at a time
+    prompt = "Closed before reading. " * 4
+    async with serving(tmp_path, {"up": FakeModel(reply="never read " * 20, chunks=6)}, models, budget) as (
+            fake, gw, meter, base):
+        body = {"model": "m", "user": "ann", "max_tokens": 200, "messages": [{"role": "user", "content": prompt}]}
+        reply = await meter.chat(stream=True, **body)
+        await reply.events.aclose()
+        await meter.accountant.flush()  # the settling (it counts the prompt) runs in the background
+        again = await meter.chat(**body)  # the slot and the reservation are back
+        assert again.outcome.model.name == "m" and again.response.text().startswith("never read")
+        await meter.accountant.flush()
+    rows = ledger_rows(tmp_path, "SELECT input_tokens, output_tokens, estimated, status FROM requests ORDER BY ts")
+    assert len(rows) == 2
+    assert rows[0] == (tokens.count(prompt), 0, 1, 200)
+
+
 async def test_in_process_calls_are_metered_like_the_servers(tmp_path):
     fake = FakeUpstream({"gpt-4o-mini": FakeModel()})
     await fake.start()

@@ -19,6 +19,7 @@ from .errors import BodyTooLarge, InvalidRequest, MethodNotAllowed, SwitchmanErr
 from .gateway import Gateway, Reply
 from .http.server import Request, Response, StreamingResponse
 from .metering import Metering, new_request_id as _rid
+from .streams import Opened
 
 log = logging.getLogger("switchman")
 
@@ -247,21 +248,26 @@ def _headers(rid: str, reply: Reply) -> dict[str, str]:
     }
 
 
-async def _stream(d: Dialect, creq, reply: Reply, rid: str):
+def _stream(d: Dialect, creq, reply: Reply, rid: str) -> Opened[bytes]:
+    """The reply's events in the client's dialect; closing it, even unread, closes them."""
     enc = d.stream_encoder(creq)
     events = reply.events
-    try:
-        async for ev in events:  # type: ignore[union-attr]
-            b = enc.encode(ev)
-            if b:
-                yield b
-        yield enc.close()
-    except SwitchmanError as e:
-        # After the first byte there is no taking it back: a well-formed error event, then the end.
-        log.warning("request %s: stream failed after it began: %s", rid, e.message)
-        yield enc.error(e)
-    except Exception:
-        log.exception("request %s: stream failed", rid)
-        yield enc.error(SwitchmanError("internal error"))
-    finally:
-        await events.aclose()  # type: ignore[union-attr]
+
+    async def gen():
+        try:
+            async for ev in events:  # type: ignore[union-attr]
+                b = enc.encode(ev)
+                if b:
+                    yield b
+            yield enc.close()
+        except SwitchmanError as e:
+            # After the first byte there is no taking it back: a well-formed error event, then the end.
+            log.warning("request %s: stream failed after it began: %s", rid, e.message)
+            yield enc.error(e)
+        except Exception:
+            log.exception("request %s: stream failed", rid)
+            yield enc.error(SwitchmanError("internal error"))
+        finally:
+            await events.aclose()  # type: ignore[union-attr]
+
+    return Opened(gen(), events.aclose)  # type: ignore[union-attr]

@@ -42,6 +42,7 @@ from .resilience.limiter import ConcurrencyLimit
 from .resilience.outlier import EjectionPolicy, HealthState, OutlierDetector
 from .resilience.retry import Backoff, RetryBudget
 from .sse import SSEDecoder
+from .streams import Opened
 from .types import (
     ChatRequest,
     ChatResponse,
@@ -458,50 +459,64 @@ class Executor:
             o.response = resp
         return o
 
-    async def _resumable(self, run: _Run, model: ModelSpec, stream: AsyncIterator[StreamEvent]) -> AsyncIterator[StreamEvent]:
+    def _resumable(self, run: _Run, model: ModelSpec, stream: AsyncIterator[StreamEvent]) -> Opened[StreamEvent]:
         """``on_cut: resume``: when the stream breaks after its first byte, ask the next candidate
         to continue the text so far, and splice its answer in, so the client sees one answer. A
         cut inside a tool call cannot be spliced (the arguments would be two models' halves):
-        that one ends with the error event."""
-        text: list[str] = []
-        in_tool = False
-        usage: Usage | None = None
-        try:
-            async for ev in stream:
-                t = type(ev)
-                if t is TextDelta:
-                    text.append(ev.text)
-                elif t is ToolCallStart or t is ToolCallDelta:
-                    in_tool = True
-                elif t is UsageEvent:
-                    usage = ev.usage
-                yield ev
-            return
-        except UpstreamError as cut:
-            if in_tool:
-                raise
-            self._record_failure(model, cut)
-            partial = "".join(text)
-            for a in reversed(run.attempts):
-                if a.model == model.name and a.error is None:
-                    # the answering attempt failed after all: it counts as failed, and what it
-                    # streamed (and any usage it reported before the cut) is still paid for
-                    a.error, a.cut_text, a.usage = cut, partial, usage
-                    break
-        cont = _continuation(run.req, partial)
-        others = [m for m in run.candidates if m.name != model.name]
-        sub = _Run(cont, _DEFAULT_ROUTE, run.deadline, others, run.attempts, run.skipped,
-                   est_tokens=cont.estimated_tokens())
-        try:
-            outcome = await self._sequential(sub, others)
-        except (UpstreamError, AllAttemptsFailed) as e:
-            raise StreamCut(f"stream cut and could not be resumed: {e}", model=model.name) from None
-        assert outcome.events is not None
-        run.attempts[-1].role = "resume"
-        async for ev in outcome.events:
-            if type(ev) is Start:
-                continue
-            yield ev
+        that one ends with the error event. Closing it closes both streams."""
+        resumed: list[AsyncIterator[StreamEvent]] = []  # the fallback's events, once it answers
+
+        async def close() -> None:
+            await stream.aclose()  # type: ignore[attr-defined]
+            for events in resumed:
+                await events.aclose()  # type: ignore[attr-defined]
+
+        async def gen() -> AsyncIterator[StreamEvent]:
+            try:
+                text: list[str] = []
+                in_tool = False
+                usage: Usage | None = None
+                try:
+                    async for ev in stream:
+                        t = type(ev)
+                        if t is TextDelta:
+                            text.append(ev.text)
+                        elif t is ToolCallStart or t is ToolCallDelta:
+                            in_tool = True
+                        elif t is UsageEvent:
+                            usage = ev.usage
+                        yield ev
+                    return
+                except UpstreamError as cut:
+                    if in_tool:
+                        raise
+                    self._record_failure(model, cut)
+                    partial = "".join(text)
+                    for a in reversed(run.attempts):
+                        if a.model == model.name and a.error is None:
+                            # the answering attempt failed after all: it counts as failed, and
+                            # what it streamed (and usage reported before the cut) is paid for
+                            a.error, a.cut_text, a.usage = cut, partial, usage
+                            break
+                cont = _continuation(run.req, partial)
+                others = [m for m in run.candidates if m.name != model.name]
+                sub = _Run(cont, _DEFAULT_ROUTE, run.deadline, others, run.attempts, run.skipped,
+                           est_tokens=cont.estimated_tokens())
+                try:
+                    outcome = await self._sequential(sub, others)
+                except (UpstreamError, AllAttemptsFailed) as e:
+                    raise StreamCut(f"stream cut and could not be resumed: {e}", model=model.name) from None
+                assert outcome.events is not None
+                resumed.append(outcome.events)
+                run.attempts[-1].role = "resume"
+                async for ev in outcome.events:
+                    if type(ev) is Start:
+                        continue
+                    yield ev
+            finally:
+                await close()
+
+        return Opened(gen(), close)
 
 
 async def _lost(o: Outcome) -> None:
@@ -586,22 +601,33 @@ async def _first_content(events: AsyncIterator[StreamEvent], deadline: float, se
     return head
 
 
-async def _chain(head: list[StreamEvent], rest: AsyncIterator[StreamEvent]) -> AsyncIterator[StreamEvent]:
-    try:
-        for ev in head:
-            yield ev
-        async for ev in rest:
-            yield ev
-    finally:
-        await rest.aclose()  # type: ignore[attr-defined]
+def _chain(head: list[StreamEvent], rest: AsyncIterator[StreamEvent]) -> Opened[StreamEvent]:
+    async def gen() -> AsyncIterator[StreamEvent]:
+        try:
+            for ev in head:
+                yield ev
+            async for ev in rest:
+                yield ev
+        finally:
+            await rest.aclose()  # type: ignore[attr-defined]
+
+    return Opened(gen(), rest.aclose)  # type: ignore[attr-defined]
 
 
-async def _hold(stream: AsyncIterator[StreamEvent], limit: ConcurrencyLimit | None) -> AsyncIterator[StreamEvent]:
-    """Keep the model's concurrency slot until the stream ends, however it ends."""
-    try:
-        async for ev in stream:
-            yield ev
-    finally:
+def _hold(stream: AsyncIterator[StreamEvent], limit: ConcurrencyLimit | None) -> Opened[StreamEvent]:
+    """Keep the model's concurrency slot until the stream ends, however it ends (closed unread
+    included)."""
+
+    async def close() -> None:
         await stream.aclose()  # type: ignore[attr-defined]
         if limit is not None:
             limit.release()
+
+    async def gen() -> AsyncIterator[StreamEvent]:
+        try:
+            async for ev in stream:
+                yield ev
+        finally:
+            await close()
+
+    return Opened(gen(), close)

@@ -26,6 +26,7 @@ from .config import Config, ModelSpec
 from .dialects import dialect_for
 from .errors import SwitchmanError
 from .gateway import Gateway, Planned, Reply
+from .streams import Opened
 from .types import ChatRequest, Finish, StreamEvent, TextDelta, ToolCallDelta, ToolCallStart, Usage, UsageEvent
 
 _ROLES = {r.value: r for r in Role}
@@ -76,28 +77,37 @@ class Ticket:
             self.answered(reply, reply.response.usage if reply.response is not None else None)
         return reply
 
-    async def stream(self, reply: Reply, events: AsyncIterator[StreamEvent]) -> AsyncIterator[StreamEvent]:
-        """``events`` (``reply``'s), passed through, noting the usage reported and the text streamed."""
-        usage = None
-        out: list[str] = []
-        complete = False
-        try:
-            async for ev in events:
-                t = type(ev)
-                if t is UsageEvent:
-                    usage = ev.usage
-                elif t is TextDelta:
-                    out.append(ev.text)
-                elif t is ToolCallDelta:
-                    out.append(ev.arguments)
-                elif t is ToolCallStart:
-                    out.append(ev.name)
-                elif t is Finish:
-                    complete = True
-                yield ev
-        finally:
+    def stream(self, reply: Reply, events: AsyncIterator[StreamEvent]) -> Opened[StreamEvent]:
+        """``events`` (``reply``'s), passed through, noting the usage reported and the text
+        streamed; settled when they end or are closed, read or not."""
+
+        async def unread() -> None:
             await events.aclose()  # type: ignore[attr-defined]
-            self.answered(reply, usage, "".join(out), complete=complete)
+            self.answered(reply, None, "", complete=False)
+
+        async def gen() -> AsyncIterator[StreamEvent]:
+            usage = None
+            out: list[str] = []
+            complete = False
+            try:
+                async for ev in events:
+                    t = type(ev)
+                    if t is UsageEvent:
+                        usage = ev.usage
+                    elif t is TextDelta:
+                        out.append(ev.text)
+                    elif t is ToolCallDelta:
+                        out.append(ev.arguments)
+                    elif t is ToolCallStart:
+                        out.append(ev.name)
+                    elif t is Finish:
+                        complete = True
+                    yield ev
+            finally:
+                await events.aclose()  # type: ignore[attr-defined]
+                self.answered(reply, usage, "".join(out), complete=complete)
+
+        return Opened(gen(), unread)
 
     def answered(self, reply: Reply, usage: Usage | None, streamed: str = "", complete: bool = True) -> None:
         """Settle an answered request. A stream cut before its end (``complete`` false) or that
