@@ -244,12 +244,20 @@ class Metering:
 
     async def admit(self, rid: str, creq: ChatRequest, api_key: str | None, tags: Mapping[str, str],
                     user: str | None, max_cost: Decimal | None) -> Ticket:
+        caller = await self.accountant.identify(api_key or None)
+        key = caller[0]
+        if key is not None:  # the route's policy sees the key's tags and user, as budgets do
+            if key.tags:
+                creq.tags = {**(creq.tags or {}), **key.tags}
+            if key.user:
+                creq.end_user = key.user
         plan = self.gateway.candidates(creq)
         ctx = AdmissionContext(
             api_key=api_key or None, route=creq.model, candidates=plan.models,
             input_tokens=creq.estimated_tokens(), max_tokens=creq.max_tokens,
             tags=tags, user=user or creq.user, max_cost_usd=max_cost,
             direct=creq.model in self.config.models, checked=plan.checked if plan.checks else 0,
+            caller=caller,
         )
         adm = await self.accountant.admit(ctx)
         _ADMISSION.set(adm)

@@ -139,6 +139,22 @@ async def test_rules_send_each_request_where_its_first_matching_rule_says(stack)
     assert h["x-switchman-reason"].startswith("rules:default->route budget; cheapest:cheap")
 
 
+async def test_rules_see_the_tags_and_user_a_virtual_key_carries(stack):
+    """A key made for a team routes as that team's requests do, with no header from the caller;
+    the caller's own tags still count, and the key's win where both name a tag."""
+    s = await stack(RULES, ledger=True)
+    key, _ = await s.meter.accountant.create_key(name="search-bot", tags={"team": "search"})
+    vip, _ = await s.meter.accountant.create_key(name="alice-laptop", user="alice")
+    h, _ = await s.ask(headers={"authorization": f"Bearer {key}"})
+    assert h["x-switchman-model"] == "mid" and h["x-switchman-reason"].startswith("rules:search-team->mid")
+    h, _ = await s.ask(headers={"authorization": f"Bearer {key}", "x-switchman-tags": "team=ads"})
+    assert h["x-switchman-model"] == "mid", "the key's tag wins over the caller's, as in the ledger"
+    h, _ = await s.ask(headers={"authorization": f"Bearer {vip}"})
+    assert h["x-switchman-model"] == "dear" and "vip" in h["x-switchman-reason"]
+    h, _ = await s.ask()  # no key: the default route
+    assert h["x-switchman-model"] == "cheap"
+
+
 # -- cheapest ---------------------------------------------------------------------------------------
 
 async def test_cheapest_picks_the_cheapest_model_meeting_the_bar_and_falls_back_in_price_order(stack):

@@ -79,6 +79,7 @@ class AdmissionContext:
     direct: bool = False  # the client named a model, not a route: no savings to claim
     checked: int = 0  # a cascade: the first ``checked`` candidates may all be paid for before one answers
     hold: float = 900.0  # seconds until an unsettled reservation lapses
+    caller: tuple[KeyRecord | None, bool] | None = None  # ``identify(api_key)``, when already asked
 
 
 @dataclass(slots=True)
@@ -269,7 +270,7 @@ class Accountant:
         raise AssertionError(f"unexpected verdict {verdict}")  # pragma: no cover
 
     async def _key(self, ctx: AdmissionContext, now: float) -> tuple[KeyRecord | None, bool]:
-        key, admin = await self.identify(ctx.api_key, now)
+        key, admin = ctx.caller if ctx.caller is not None else await self.identify(ctx.api_key, now)
         if key is not None and key.routes is not None and ctx.route not in key.routes:
             raise Forbidden(f"key '{key.name}' may not use '{ctx.route}' (it may use: {', '.join(key.routes)})",
                             param="model")

@@ -5,8 +5,9 @@ recommend is ``rules`` with ``default: {route: <learned or cascade route>}``.
 
 Conditions (all of a rule's must hold):
 
-- ``tags: {team: search}``: the request's ``x-switchman-tags`` (a list value: any of them);
-- ``user: alice`` (or a list): ``x-switchman-user`` or the body's ``user``;
+- ``tags: {team: search}``: the request's ``x-switchman-tags`` and its virtual key's tags, the
+  key's winning (a list value: any of them);
+- ``user: alice`` (or a list): the key's user, else ``x-switchman-user`` or the body's ``user``;
 - ``tokens_over`` / ``tokens_under``: the prompt's estimated tokens (about 4 characters each);
 - ``tools`` / ``images`` / ``json``: tools offered, images present, JSON output asked for;
 - ``keywords: [refund, invoice]``: any of them as a whole word, any case, anywhere in the prompt;
