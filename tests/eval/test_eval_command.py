@@ -82,7 +82,9 @@ def test_train_then_eval_with_the_saved_router(tmp_path, capsys):
     data = _data(tmp_path / "o.jsonl", split=False)
     router = tmp_path / "r.npz"
     assert train_main(["--data", str(data), "--out", str(router)]) == 0
-    assert "trained on 120 prompts" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "trained on 120 prompts" in printed
+    assert "learned per task too (math, poem): tag requests x-switchman-tags: task=NAME" in printed
     out = tmp_path / "out"
     rc = eval_main(["--data", str(data), "--router", str(router), "--out", str(out), "--no-decisions", "--bootstrap", "0"])
     assert rc == 0

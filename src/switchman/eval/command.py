@@ -168,6 +168,9 @@ def _train(argv: list[str]) -> int:
         f"trained on {len(rows)} prompts × {len(table.models)} models in {time.monotonic() - t0:.1f}s; "
         f"{len(router.vectorizer)} features; wrote {args.out}"
     )
+    if router.tasks:
+        shown = ", ".join(router.tasks[:5]) + (f" and {len(router.tasks) - 5} more" if len(router.tasks) > 5 else "")
+        print(f"learned per task too ({shown}): tag requests x-switchman-tags: task=NAME to use it")
     return 0
 
 
