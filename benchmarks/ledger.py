@@ -55,28 +55,20 @@ import aiohttp  # noqa: E402
 import orjson  # noqa: E402
 
 from switchman import configfile  # noqa: E402
-from switchman.accounting import (  # noqa: E402
-    Accountant, AccountingSettings, AdmissionContext, AttemptRecord, BudgetExceeded, RateLimited, RequestRecord, Role,
-)
+from switchman.accounting import AdmissionContext, AttemptRecord, BudgetExceeded, RequestRecord, Role  # noqa: E402
 from switchman.accounting.ledger import Ledger  # noqa: E402
-from switchman.accounting.settings import LedgerSettings, StateSettings  # noqa: E402
 from switchman.accounting.store import open_store  # noqa: E402
-from switchman.config import ModelSpec, Price, ProviderSpec  # noqa: E402
+from switchman.config import ModelSpec, Price  # noqa: E402
 from switchman.errors import Forbidden, Unauthorized  # noqa: E402
 from switchman.testing.fake_upstream import FakeModel, FakeUpstream  # noqa: E402
+from switchman.testing.workers import (  # noqa: E402
+    DEAR, NOON, PROVIDER, FixedClock, accountant, ctx, record, release, results as collect, spawn,
+)
 from results import write_section  # noqa: E402
 
 REDIS = "redis://127.0.0.1:6379/0"
-NOON = 1_795_003_200.0  # a fixed mid-month noon: no run straddles a period or a rate window
-PROV = ProviderSpec("bench", "openai", "openai", "http://127.0.0.1:9")
-DEAR = ModelSpec(name="dear", provider=PROV, upstream="dear", price=Price(Decimal(100), Decimal(200)))
-CHEAP = ModelSpec(name="cheap", provider=PROV, upstream="cheap", price=Price(Decimal("0.15"), Decimal("0.60")))
+CHEAP = ModelSpec(name="cheap", provider=PROVIDER, upstream="cheap", price=Price(Decimal("0.15"), Decimal("0.60")))
 CALL_MAX = Decimal("0.30")  # 1,000 tokens in + max_tokens 1,000 on DEAR
-
-
-class FixedClock:
-    def now(self) -> float:
-        return NOON
 
 
 def reachable(port: int) -> bool:
@@ -85,83 +77,6 @@ def reachable(port: int) -> bool:
             return True
     except OSError:
         return False
-
-
-def ctx(secret: str | None, route: str = "auto", models=(DEAR,)) -> AdmissionContext:
-    return AdmissionContext(api_key=secret, route=route, candidates=list(models), input_tokens=1_000,
-                            max_tokens=1_000)
-
-
-def record(adm, cost: Decimal, rid: str) -> tuple[RequestRecord, list[AttemptRecord]]:
-    a = AttemptRecord(0, Role.FIRST, "dear", "bench", 200, input_tokens=1_000, output_tokens=1_000, cost=cost,
-                      time=NOON)
-    return RequestRecord.from_attempts(rid, NOON, "auto", [a], a), [a]
-
-
-def accountant(url: str, state: str, prefix: str, *, enabled: bool = True, clock=None) -> Accountant:
-    st = StateSettings() if state == "memory" else StateSettings(backend="redis", url=state, prefix=prefix)
-    return Accountant(AccountingSettings(LedgerSettings(url=url, enabled=enabled, flush_interval=0.05), st),
-                      required=True, now=(clock or FixedClock()).now)
-
-
-# -- worker processes ----------------------------------------------------------------------------------
-async def worker(mode: str, url: str, state: str, prefix: str, secret: str, n: int) -> None:
-    acc = accountant(url, state, prefix)
-    await acc.start()
-    if mode == "watch":
-        await acc.admit(ctx(secret))
-    print("ready", flush=True)
-    await asyncio.get_running_loop().run_in_executor(None, sys.stdin.readline)
-    if mode == "watch":
-        deadline = time.time() + 10
-        while time.time() < deadline:
-            try:
-                await acc.admit(ctx(secret))
-            except Unauthorized:
-                print(orjson.dumps({"refused_at": time.time()}).decode(), flush=True)
-                break
-            await asyncio.sleep(0.005)
-    elif mode == "rpm":
-        got = await asyncio.gather(*(acc.admit(ctx(secret)) for _ in range(n)), return_exceptions=True)
-        bad = [g for g in got if isinstance(g, Exception) and not isinstance(g, RateLimited)]
-        print(orjson.dumps({"admitted": sum(not isinstance(g, Exception) for g in got), "errors": len(bad)}).decode())
-    else:
-        async def one(i: int) -> Decimal:
-            try:
-                adm = await acc.admit(ctx(secret))
-            except BudgetExceeded:
-                return Decimal(0)
-            await asyncio.sleep(0.05)  # in flight together
-            await acc.settle(adm, *record(adm, adm.max_cost, f"w{os.getpid()}_{i}_{uuid.uuid4().hex[:6]}"))
-            return adm.max_cost
-
-        costs = await asyncio.gather(*(one(i) for i in range(n)))
-        print(orjson.dumps({"admitted": sum(1 for c in costs if c), "spent": str(sum(costs))}).decode())
-    await acc.close()
-
-
-def spawn(mode: str, url: str, state: str, prefix: str, secret: str, n: int, count: int) -> list[subprocess.Popen]:
-    procs = [subprocess.Popen([sys.executable, __file__, "--worker", mode, url, state, prefix, secret, str(n)],
-                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True) for _ in range(count)]
-    for p in procs:
-        line = p.stdout.readline().strip()
-        if line != "ready":
-            raise RuntimeError(f"worker failed to start: {line!r}")
-    return procs
-
-
-def release(procs: list[subprocess.Popen]) -> None:
-    for p in procs:
-        p.stdin.write("go\n")
-        p.stdin.flush()
-
-
-def results(procs: list[subprocess.Popen]) -> list[dict]:
-    out = []
-    for p in procs:
-        stdout, _ = p.communicate(timeout=30)
-        out.append(orjson.loads(stdout.strip().splitlines()[-1]))
-    return out
 
 
 # -- the figures ---------------------------------------------------------------------------------------
@@ -176,7 +91,7 @@ async def budget_one_worker(url: str, state: str, prefix: str) -> dict:
         except BudgetExceeded:
             return Decimal(0)
         await asyncio.sleep(0.05)
-        await acc.settle(adm, *record(adm, adm.max_cost, f"one_{uuid.uuid4().hex}"))
+        await acc.settle(adm, *record(adm.max_cost, f"one_{uuid.uuid4().hex}"))
         return adm.max_cost
 
     costs = await asyncio.gather(*(one(i) for i in range(200)))
@@ -191,7 +106,7 @@ async def budget_workers(url: str, prefix: str) -> dict:
     await acc.close()
     procs = await asyncio.to_thread(spawn, "budget", url, REDIS, prefix, secret, 50, 4)
     release(procs)
-    out = await asyncio.to_thread(results, procs)
+    out = await asyncio.to_thread(collect, procs)
     return {"admitted": sum(r["admitted"] for r in out), "spent": sum(Decimal(r["spent"]) for r in out)}
 
 
@@ -202,7 +117,7 @@ async def rpm_workers(url: str, prefix: str) -> dict:
     await acc.close()
     procs = await asyncio.to_thread(spawn, "rpm", url, REDIS, prefix, secret, 100, 4)
     release(procs)
-    out = await asyncio.to_thread(results, procs)
+    out = await asyncio.to_thread(collect, procs)
     return {"attempted": 400, "admitted": sum(r["admitted"] for r in out), "errors": sum(r["errors"] for r in out)}
 
 
@@ -215,7 +130,7 @@ async def revocation(url: str, state: str, prefix: str) -> float:
     await asyncio.sleep(0.3)
     t = time.time()
     await acc.revoke_key(rec.id)
-    out = await asyncio.to_thread(results, procs)
+    out = await asyncio.to_thread(collect, procs)
     await acc.close()
     return max(r["refused_at"] - t for r in out)
 
@@ -230,7 +145,7 @@ async def key_checks(url: str, path: str | None) -> dict:
     await acc.start()
     secret, _ = await acc.create_key(name=f"scoped-{uuid.uuid4().hex[:6]}", routes="auto")
     adm = await acc.admit(ctx(secret))
-    await acc.settle(adm, *record(adm, Decimal("0.01"), f"k_{uuid.uuid4().hex}"))
+    await acc.settle(adm, *record(Decimal("0.01"), f"k_{uuid.uuid4().hex}"))
     out = {"no_key_401": False, "route_403": False}
     try:
         await acc.admit(ctx(None))
@@ -278,7 +193,7 @@ async def request_path(url: str, state: str, prefix: str, enabled: bool, n: int)
     for i in range(n):
         t = time.perf_counter()
         adm = await acc.admit(AdmissionContext(secret, "auto", [CHEAP, DEAR], 500, 256, tags={"team": "x"}))
-        r, atts = record(adm, Decimal("0.000135"), f"p_{i}_{uuid.uuid4().hex[:8]}")
+        r, atts = record(Decimal("0.000135"), f"p_{i}_{uuid.uuid4().hex[:8]}")
         await acc.settle(adm, r, atts)
         times.append(time.perf_counter() - t)
     await acc.close()
@@ -393,7 +308,7 @@ SCENARIOS = [
 async def e2e_load(base: str, key: str, n: int) -> dict[str, int]:
     """``n`` requests through the gateway with the real SDKs, ``E2E_CONCURRENCY`` at a time; the
     outcomes the clients saw."""
-    # Imported here: they take over a second, and the worker processes this script spawns need neither.
+    # Imported here: they take over a second to import, and only this figure needs them.
     import anthropic
     import openai
 
@@ -827,10 +742,6 @@ def render(rows: list[tuple], notes: list[str], took: float, quick: bool) -> str
 
 
 def main() -> int:
-    if len(sys.argv) > 1 and sys.argv[1] == "--worker":
-        mode, url, state, prefix, secret, n = sys.argv[2:8]
-        asyncio.run(worker(mode, url, state, prefix, secret, int(n)))
-        return 0
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--quick", action="store_true", help="fewer samples")
     ap.add_argument("--no-write", action="store_true", help="print only; leave RESULTS.md alone")

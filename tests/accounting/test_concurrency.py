@@ -5,21 +5,19 @@ from __future__ import annotations
 
 import asyncio
 import subprocess
-import sys
 import time
 from decimal import Decimal
-from pathlib import Path
 
 import orjson
 import pytest
 
 from switchman.accounting import AdmissionContext, BudgetExceeded
 from switchman.accounting.settings import StateSettings
+from switchman.testing import workers
 
 from .conftest import REDIS_URL, SLOW_OK
 from .test_facade import DEAR, record, started
 
-PROCS = Path(__file__).with_name("procs.py")
 D = Decimal
 
 
@@ -48,32 +46,16 @@ async def test_200_concurrent_requests_on_a_key_whose_budget_covers_50(backend, 
     await acc.close()
 
 
-def spawn(mode: str, url: str, state: str, prefix: str, secret: str, n: int, count: int) -> list[subprocess.Popen]:
-    procs = [subprocess.Popen([sys.executable, str(PROCS), mode, url, state, prefix, secret, str(n)],
-                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True) for _ in range(count)]
-    for p in procs:  # every worker started and connected before any fires
-        line = p.stdout.readline().strip()
-        assert line == "ready", f"worker failed to start: {line!r}"
-    return procs
-
-
 def go(procs: list[subprocess.Popen]) -> list[dict]:
-    for p in procs:
-        p.stdin.write("go\n")
-        p.stdin.flush()
-    out = []
-    for p in procs:
-        stdout, _ = p.communicate(timeout=20)
-        assert p.returncode == 0
-        out.append(orjson.loads(stdout.strip().splitlines()[-1]))
-    return out
+    workers.release(procs)
+    return workers.results(procs, timeout=20)
 
 
 async def test_budget_holds_across_4_workers_sharing_redis(sqlite_url, redis_prefix):
     acc = await started(sqlite_url)
     secret, _ = await acc.create_key(name="busy", budget="15/month")
     await acc.close()
-    procs = await asyncio.to_thread(spawn, "budget", sqlite_url, REDIS_URL, redis_prefix, secret, 50, 4)
+    procs = await asyncio.to_thread(workers.spawn, "budget", sqlite_url, REDIS_URL, redis_prefix, secret, 50, 4)
     results = await asyncio.to_thread(go, procs)
     assert sum(r["admitted"] for r in results) == 50
     assert sum(D(r["spent"]) for r in results) == D(15)
@@ -87,9 +69,9 @@ async def test_rpm_100_admits_exactly_100_across_4_workers_sharing_redis(sqlite_
     acc = await started(sqlite_url)
     secret, _ = await acc.create_key(name="chatty", rpm=100)
     await acc.close()
-    procs = await asyncio.to_thread(spawn, "rpm", sqlite_url, REDIS_URL, redis_prefix, secret, 60, 4)
+    procs = await asyncio.to_thread(workers.spawn, "rpm", sqlite_url, REDIS_URL, redis_prefix, secret, 60, 4)
     results = await asyncio.to_thread(go, procs)
-    assert sum(r["admitted"] for r in results) == 100
+    assert sum(r["admitted"] for r in results) == 100 and not any(r["errors"] for r in results)
 
 
 async def test_a_revoked_key_is_refused_by_every_worker_within_a_second(sqlite_url):
@@ -104,10 +86,8 @@ async def _revocation_lag(url: str, state: str, prefix: str) -> None:
     acc = await started(url, state_settings=None if state == "memory" else
                         StateSettings(backend="redis", url=state, prefix=prefix, timeout=SLOW_OK))
     secret, _ = await acc.create_key(name="doomed")
-    procs = await asyncio.to_thread(spawn, "watch", url, state, prefix, secret, 0, 2)
-    for p in procs:
-        p.stdin.write("go\n")
-        p.stdin.flush()
+    procs = await asyncio.to_thread(workers.spawn, "watch", url, state, prefix, secret, 0, 2)
+    workers.release(procs)
     await asyncio.sleep(0.3)  # the workers are admitting the key
     revoked_at = time.time()
     await acc.revoke_key("doomed")
