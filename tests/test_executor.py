@@ -170,6 +170,19 @@ async def test_no_retry_to_a_model_its_own_failure_just_ejected():
     assert sum(c.model == "a" for c in client.calls) == 3, "exactly `failures` calls reach it"
 
 
+async def test_no_retry_after_its_backoff_to_a_model_ejected_meanwhile():
+    """Four requests at once on a model answering 500: with failures 3, the third failure ejects
+    it while the others' retries wait out their backoff; those retries must not go to it."""
+    script = {"a": Scripted(status=500, latency=0.01), "b": Scripted()}
+    ex, clock, client, cfg = setup(script, "retry: {attempts: 2, backoff: 0.5}\nbreaker: {failures: 3, cooldown: 60}")
+    runs = [ex.run(req(), [cfg.models["a"], cfg.models["b"]], cfg.routes["r"]) for _ in range(4)]
+    (outs, _) = await drive(clock, asyncio.gather(*runs))
+    assert all(o.model.name == "b" for o in outs)
+    first = [c for c in client.calls if c.model == "a"]
+    assert len(first) == 4, "the four first calls were already in flight together"
+    assert not any(c.at > 0.1 for c in first), "no retry reached it after its ejection"
+
+
 async def test_hedge_after_p95_uses_the_first_models_latency():
     script = {"a": Scripted(latency=0.01), "b": Scripted(latency=0.01, text="b")}
     ex, clock, client, cfg = setup(script, route_extra=", hedge: {after: p95}")

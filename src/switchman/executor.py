@@ -225,6 +225,9 @@ class Executor:
                 try:
                     if n:
                         await self.clock.sleep(delay)
+                        if self.outliers.state(model.name) is not HealthState.HEALTHY:
+                            run.skipped.append(f"{model.name}:ejected")
+                            break  # another request's failure ejected it during the backoff
                     return await self._attempt(run, model, "retry" if n else role)
                 except _Skip:
                     break
