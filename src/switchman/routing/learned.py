@@ -18,7 +18,8 @@ run time the request's ``task`` tag (``x-switchman-tags: task=...``; the tag's n
 policy's ``task_tag``) selects it; a request without the tag, or of a task the router never saw,
 is routed by its text alone. An application usually knows which of its features sent a request;
 on MMLU, where the 57 subjects differ most in which model gets them right, the task weights
-lower CPT(50%) from 26% to 25% of strong-model calls in cross-validation.
+took CPT(50%) from 27.1% to 24.5% of strong-model calls in cross-validation, and the AIQ above
+the per-task baseline's (``benchmarks/RESULTS.md``).
 
 λ is unitless: cost enters as a share of the dearest candidate's expected (mean) cost per call,
 so ``tradeoff: 0.1`` means "paying for the dearest model must buy at least 0.1 of quality".
