@@ -259,15 +259,16 @@ def _choice(response: str | None) -> str:
     return m.group(1) if m else text
 
 
-def agreement_section(rb: str) -> list[str]:
+def agreement_section(rb: str, boot: int = 500) -> list[str]:
     """What cheap models' agreement can buy when the task is known: per task, call two or three
     of the cheaper models (all but gpt-4 and the Claude 1 and 2 models); if their answers agree,
-    keep them, else pay for gpt-4-1106-preview (or claude-v1) too. Each task's combination is
-    chosen by λ on the train split, and, as a bound no real router can beat, on the test split
-    itself."""
+    keep them, else pay for gpt-4-1106-preview (or claude-v1) too. Each task's plan is chosen by
+    λ on the train split, and, as an upper bound for such plans, on the test split itself; the
+    AIQ of the train-chosen plans is set against the same choice among single models (what
+    ``per-task`` does), with a bootstrap interval over the test prompts."""
     from itertools import combinations
 
-    from switchman.eval.metrics import cost_to_reach
+    from switchman.eval.metrics import aiq, bootstrap_weights, cost_to_reach, percentile_ci
 
     t = load_table([rb])
     cost, _, _ = resolve_costs(t)
@@ -279,40 +280,64 @@ def agreement_section(rb: str) -> list[str]:
     ref = t.models.index("gpt-4-1106-preview")
     dear = (ref, t.models.index("claude-v1"))
     cheap = [j for j in range(len(t.models)) if j not in (ref, *dear, t.models.index("claude-v2"))]
-    plans = [((j,), None) for j in range(len(t.models))]
-    plans += [(voters, e) for k in (2, 3) for voters in combinations(cheap, k) for e in dear]
+    singles = [((j,), None) for j in range(len(t.models))]
+    plans = singles + [(voters, e) for k in (2, 3) for voters in combinations(cheap, k) for e in dear]
 
-    def outcome(rows: np.ndarray, voters: tuple[int, ...], escalate: int | None) -> tuple[float, float]:
-        """Mean quality and cost per prompt of one plan on ``rows``."""
+    def outcome(rows: np.ndarray, voters: tuple[int, ...], escalate: int | None) -> tuple[np.ndarray, np.ndarray]:
+        """Quality and cost of one plan on each of ``rows``."""
         qq, cc = q[rows, voters[0]].copy(), cost[rows][:, list(voters)].sum(axis=1)
         if escalate is not None:
             agree = (choice[rows][:, list(voters)] == choice[rows, voters[0]][:, None]).all(axis=1)
             qq = np.where(agree, qq, q[rows, escalate])
             cc = cc + np.where(agree, 0.0, cost[rows, escalate])
-        return float(qq.mean()), float(cc.mean())
+        return qq, cc
 
     te = np.flatnonzero(split == "test")
     names = sorted(set(tasks))
-    per = {(u, sp): [outcome(np.flatnonzero((tasks == u) & (split == sp)), *p) for p in plans] for u in names for sp in ("train", "test")}
-    n_te = {u: int(((tasks == u) & (split == "test")).sum()) for u in names}
+    rows_of = {(u, sp): np.flatnonzero((tasks[te] == u) if sp == "test" else ((tasks == u) & (split == sp)))
+               for u in names for sp in ("train", "test")}
+    test_out = {u: [outcome(te[rows_of[(u, "test")]], *p) for p in plans] for u in names}
+    mean = {(u, sp): [(float(a.mean()), float(b.mean())) for a, b in
+                      (test_out[u] if sp == "test" else [outcome(rows_of[(u, sp)], *p) for p in plans])]
+            for u in names for sp in ("train", "test")}
     scale = cost.mean(axis=0).max()
+    lambdas = (0.0, *np.geomspace(1e-3, 300.0, 120))
+
+    def curve(chosen_on: str, among: int) -> list[tuple[np.ndarray, np.ndarray]]:
+        """Per λ, the test prompts' quality and cost under each task's best of the first
+        ``among`` plans."""
+        out = []
+        for lam in lambdas:
+            qv, cv = np.zeros(len(te)), np.zeros(len(te))
+            for u in names:
+                m = mean[(u, chosen_on)]
+                k = max(range(among), key=lambda i: m[i][0] - lam * m[i][1] / scale)
+                r = rows_of[(u, "test")]
+                qv[r], cv[r] = test_out[u][k]
+            out.append((qv, cv))
+        return out
+
+    def points(c, w=None):
+        w = np.ones(len(te)) if w is None else w
+        return [(float((cv * w).sum()), float((qv * w).sum() / w.sum())) for qv, cv in c]
+
     target, ref_cost = 0.95 * q[te, ref].mean(), cost[te, ref].sum()
     rows, best12 = [], 0.0
     for chosen_on in ("train", "test"):
-        pts = []
-        for lam in (0.0, *np.geomspace(1e-3, 300.0, 120)):
-            tq = tc = 0.0
-            for u in names:
-                k = max(range(len(plans)), key=lambda i: per[(u, chosen_on)][i][0] - lam * per[(u, chosen_on)][i][1] / scale)
-                tq += per[(u, "test")][k][0] * n_te[u]
-                tc += per[(u, "test")][k][1] * n_te[u]
-            pts.append((tc, tq / len(te)))
+        pts = points(curve(chosen_on, len(plans)))
         within = [qq for cc, qq in pts if cc <= 0.12 * ref_cost]
         above = cost_to_reach(pts, q[te, ref].mean() + 0.5 / len(te), ref_cost)  # one more prompt right, or half
         best12 = max(best12, *within) if within else best12
         reach = cost_to_reach(pts, target, ref_cost)
         rows.append(f"| {chosen_on} split | {pct(reach) if reach == reach else 'never'} | "
                     f"{f'{max(within):.3f}' if within else '—'} | {pct(above) if above == above else 'never'} |")
+    agreed, alone = curve("train", len(plans)), curve("train", len(singles))
+
+    def gain(w=None) -> float:
+        top = float((cost[te] * (np.ones(len(te)) if w is None else w)[:, None]).sum(axis=0).max())
+        return aiq(points(agreed, w), top) - aiq(points(alone, w), top)
+
+    lo, hi = percentile_ci(np.array([gain(w) for w in bootstrap_weights(len(te), boot)]))
     return [
         "",
         "### What agreement among cheap models can buy on routerbench-3task",
@@ -320,16 +345,17 @@ def agreement_section(rb: str) -> list[str]:
         "A cascade's checks can only escalate what they can tell is wrong. Told each prompt's task, call two or three of "
         "the cheaper models; where their answers agree keep them, else pay for gpt-4-1106-preview (or claude-v1) as well "
         f"— {len(plans)} plans per task (every single model too), each task's plan chosen by a trade-off λ, on the test split "
-        "(946 prompts; 95% of gpt-4 is quality {:.3f}, 12% of its cost ${:.3f}):".format(target, 0.12 * ref_cost),
+        f"({len(te)} prompts; 95% of gpt-4 is quality {target:.3f}, 12% of its cost ${0.12 * ref_cost:.3f}):",
         "",
         "| plans chosen on | cost to reach 95% of gpt-4 | best quality at ≤ 12% of its cost | cost to exceed gpt-4 |",
         "|---|---|---|---|",
         *rows,
         "",
         "Chosen on the test split itself, the plans bound what escalating on agreement alone can do, even knowing the "
-        f"task: 12% of gpt-4's cost buys at most {best12:.3f}, short of {target:.3f}. The target needs a ranking of each "
-        "task's prompts by which model gets them right (the AUC above) that neither the prompts' words nor the answers' "
-        "agreement give here.",
+        f"task: 12% of gpt-4's cost buys at most {best12:.3f}, short of {target:.3f}. Chosen on the train split, their AIQ "
+        f"exceeds that of the same choice among single models (`per-task`) by {gain():+.4f} (95% CI {lo:+.4f} .. {hi:+.4f}, "
+        f"{boot} resamples). The targets need a ranking of each task's prompts by which model gets them right (the AUC "
+        "above) that neither the prompts' words nor the answers' agreement give here.",
     ]
 
 
