@@ -66,6 +66,7 @@ def _policy_lines(p) -> list[str]:
     if p.checks is not None:
         c = p.checks
         on = [n for n in ("refusal", "json", "tools", "arithmetic") if getattr(c, n)]
+        on += [f"agree>={c.agree}"] if c.agree else []
         on += [f"logprob>={c.logprob:g}"] if c.logprob is not None else []
         on += [f"scorer>={c.scorer_min:g} ({c.scorer})"] if c.scorer else []
         on += [f"judge {c.judge}>={c.judge_min:g}"] if c.judge else []

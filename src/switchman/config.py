@@ -107,6 +107,7 @@ class ChecksSpec:
     json: bool = True  # when the request asks for JSON: the answer parses (and meets its schema)
     tools: bool = True  # a tool call names an offered tool, with arguments meeting its schema
     arithmetic: bool = False  # every calculation the answer states ("3 * 20 = 60") is right
+    agree: int = 0  # this many of the answers already bought settle on the same answer (0: off)
     logprob: float | None = None  # least mean token probability, where the upstream returns logprobs
     scorer: str | None = None  # a trained answer scorer file (``switchman train --scorer``)
     scorer_min: float = 0.5  # least score (probability the answer is right) to accept

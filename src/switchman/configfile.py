@@ -376,7 +376,7 @@ _POLICY_KEYS = {
     "cascade": ("kind", "models", "checks", "start"),
 }
 _RULE_CONDITIONS = ("tags", "user", "tokens_over", "tokens_under", "tools", "images", "json", "keywords", "regex")
-_CHECK_KEYS = ("refusal", "json", "tools", "arithmetic", "logprob", "scorer", "judge")
+_CHECK_KEYS = ("refusal", "json", "tools", "arithmetic", "agree", "logprob", "scorer", "judge")
 
 
 def _policy(doc: _Doc, path: str, v: Any, chain: tuple[str, ...] | None = None
@@ -526,9 +526,12 @@ def _checks(doc: _Doc, path: str, v: dict) -> ChecksSpec:
         judge, jmin = jo.get("model", str), jo.get("min", float, d.judge_min)
         if not 0 <= jmin <= 10:
             raise doc.error(f"{path}.judge.min", "must be a grade between 0 and 10")
+    agree = o.get("agree", int, 0)
+    if agree < 0:
+        raise doc.error(f"{path}.agree", "must be how many earlier answers must agree (0 = off)")
     return ChecksSpec(refusal=o.get("refusal", bool, True), json=o.get("json", bool, True),
                       tools=o.get("tools", bool, True), arithmetic=o.get("arithmetic", bool, False),
-                      logprob=lp, scorer=scorer, scorer_min=smin, judge=judge, judge_min=jmin)
+                      agree=agree, logprob=lp, scorer=scorer, scorer_min=smin, judge=judge, judge_min=jmin)
 
 
 def _resolve_policy(doc: _Doc, path: str, p: PolicySpec, models: dict, routes: dict) -> None:

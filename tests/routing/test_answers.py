@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from switchman.routing.answers import calculations, evaluate, has_final_answer, wrong_calculation
+from switchman.routing.answers import calculations, evaluate, final_choice, has_final_answer, wrong_calculation
 
 
 @pytest.mark.parametrize("text", [
@@ -58,3 +58,26 @@ def test_final_answer_markers():
     assert has_final_answer("The answer is 12.")
     assert has_final_answer("\\boxed{12}")
     assert not has_final_answer("Wendi gives her chickens 15 cups in the morning and 25 cups")
+
+
+@pytest.mark.parametrize("a, b", [
+    ("B", "(B) because the passage says so"),
+    ("b\n\nExplanation: ...", "Answer: B"),
+    ("['D\\n']", "D."),  # routerbench keeps answers as the text of a Python list
+    ("#### 1,540", "So the answer is 1540."),
+    ("The final answer is $18.00", "#### 18"),
+    ("Apples are red.", "apples are RED"),
+])
+def test_answers_that_settle_on_the_same_thing_agree(a, b):
+    assert final_choice(a) == final_choice(b)
+
+
+@pytest.mark.parametrize("a, b", [
+    ("B", "C"),
+    ("I think it depends", "I"),  # a sentence opening with "I" is not option I
+    ("A big dog", "A"),
+    ("#### 154", "#### 1540"),
+    ("I'm not sure", "I"),
+])
+def test_answers_that_differ_do_not_agree(a, b):
+    assert final_choice(a) != final_choice(b)

@@ -385,6 +385,10 @@ async def test_hybrid_rules_then_learned_then_cascade(stack, tmp_path):
     policy: {kind: learned, models: [cheap], router: r.npz}""", "routes[0].policy", "exactly one of"),
     ("""
   - name: auto
+    policy: {kind: cascade, models: [cheap, dear], checks: {agree: -1}}""",
+     "routes[0].policy.checks.agree", "must be how many earlier answers must agree"),
+    ("""
+  - name: auto
     policy: {kind: learned, models: [cheap], router: r.npz, tradeoff: 0.1, task_tag: " "}""",
      "routes[0].policy.task_tag", "must name a request tag"),
     ("""
@@ -477,6 +481,24 @@ async def test_cascade_escalates_an_answer_with_a_wrong_calculation(stack):
     s.fake.models["cheap"].reply = "She needs 3 * 20 = 60 cups."
     h, _ = await s.ask(content="how many cups?")
     assert h["x-switchman-model"] == "cheap", "a right calculation is accepted"
+
+
+async def test_cascade_pays_for_the_dear_model_only_when_two_cheaper_answers_disagree(stack):
+    s = await stack(_cascade("{agree: 1}"),
+                    {"cheap": FakeModel(reply="B"), "mid": FakeModel(reply="(B) because the text says so."),
+                     "dear": FakeModel(reply="C")})
+    h, c = await s.ask(content="Which option? A, B or C")
+    assert h["x-switchman-model"] == "mid" and c.choices[0].message.content.startswith("(B)")
+    assert "cheap rejected: agreed by 0 of 0 earlier answers" in h["x-switchman-reason"]
+    assert (s.calls("cheap"), s.calls("mid"), s.calls("dear")) == (1, 1, 0)
+    s.fake.models["mid"].reply = "The final answer is A."
+    h, c = await s.ask(content="Which option? A, B or C")
+    assert h["x-switchman-model"] == "dear" and c.choices[0].message.content == "C"
+    assert "mid rejected: agreed by 0 of 1 earlier answers" in h["x-switchman-reason"]
+    # numbers are compared as numbers: "#### 1,540" and "the answer is 1540" agree
+    s.fake.models["cheap"].reply, s.fake.models["mid"].reply = "3 x 40 = 120, so #### 1,540", "So the answer is 1540."
+    h, _ = await s.ask(content="How many?")
+    assert h["x-switchman-model"] == "mid"
 
 
 async def test_a_checked_cascade_stage_does_not_hedge_to_the_dearer_model(stack):

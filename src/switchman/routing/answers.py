@@ -1,5 +1,6 @@
 """What can be read off an answer without asking a model: whether the calculations it shows
-are right, and whether it ends in a marked final answer.
+are right, whether it ends in a marked final answer, and what that answer is (to compare two
+models' answers).
 
 A worked answer states its steps (``3 * 20 = 60``, or GSM8K's calculator notes
 ``<<3*20=60>>``); a step whose result is wrong is the cheapest sign there is that the answer is
@@ -20,6 +21,11 @@ import re
 # newline, or any other word, which ends a run of arithmetic.
 _TOKEN = re.compile(r"(\$?\d[\d,]*(?:\.\d+)?%?)|([-+*/×÷()=])|(x)(?=\s*\$?\d)|(\n|<<|>>|\\\*|[^\s\d$+\-*/×÷()=<>\\]+|\S)")
 _FINAL = re.compile(r"####\s*\$?-?\d|\\boxed\{|\b(?:final answer|the answer is|answer:)", re.IGNORECASE)
+# What an answer settles on: the number after a final-answer mark, or a lone option letter at
+# its start ("B", "(B) ...", "Answer: B").
+_FINAL_NUMBER = re.compile(r"(?:####|\\boxed\{|final answer(?: is)?:?|the answer is:?)\s*\$?\s*(-?[\d,]*\.?\d+)", re.IGNORECASE)
+_OPTION = re.compile(r"^\W*(?:answer:?\s*)?\(?([A-J])(?=[).:\]\"]|'(?!\w)|\s*$|\s*\n|\\n)", re.IGNORECASE)
+_NONWORD = re.compile(r"\W+")
 _OPS = {ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul, ast.Div: operator.truediv}
 
 
@@ -136,3 +142,17 @@ def wrong_calculation(text: str) -> str | None:
         if not ok:
             return f"{expr.strip()[:40]}={stated.strip()[:12]}"
     return None
+
+
+def final_choice(text: str) -> str:
+    """What the answer settles on, for comparing answers: the number after its final-answer mark
+    (``#### 1,540`` and "the answer is 1540" are both ``1540``), else the option letter it opens
+    with (``B``), else its words, lower case, without punctuation (the first 300 characters)."""
+    marks = _FINAL_NUMBER.findall(text)
+    if marks:
+        n = marks[-1].replace(",", "")
+        return n.rstrip("0").rstrip(".") if "." in n else n
+    m = _OPTION.match(text)
+    if m:
+        return m.group(1).upper()
+    return _NONWORD.sub(" ", text.replace("\\n", " ").lower()).strip()[:300]

@@ -9,6 +9,11 @@ of ``x-switchman-reason``). All but the judge are local and take microseconds.
   object meeting the tool's parameter schema;
 - ``arithmetic``: a calculation the answer states (``3 * 20 = 60``, ``<<3*20=60>>``) has a
   wrong result (:mod:`.answers`; off unless asked for);
+- ``agree``: fewer than ``agree`` of the answers already bought in this request settle on the
+  same answer (:func:`.answers.final_choice`: the marked final number, the option letter, else
+  the words). Independent models agreeing is the cheapest sign an answer is right; the first
+  stage, with nothing to agree with, always escalates, so ``agree: 1`` over ``[a, b, c]`` asks
+  ``a`` and ``b`` and pays for ``c`` only when they differ;
 - ``logprob``: the answer's mean token probability (the geometric mean, ``exp`` of the mean
   logprob) is below the bar; skipped where the upstream returns no logprobs (Anthropic);
 - ``scorer``: a trained answer scorer (FrugalGPT's idea) gives the answer less than ``min``
@@ -30,7 +35,7 @@ import orjson
 
 from ..config import ChecksSpec
 from ..types import ChatRequest, ChatResponse, FinishReason, Message, Role, TextPart
-from .answers import wrong_calculation
+from .answers import final_choice, wrong_calculation
 from .base import prompt_text
 
 # Openings of a declined request, as the major models phrase them.
@@ -101,6 +106,12 @@ def arithmetic(req: ChatRequest, resp: ChatResponse) -> str | None:
     return f"wrong calculation {bad}" if bad else None
 
 
+def agreement(resp: ChatResponse, earlier: Sequence[str], least: int) -> str | None:
+    mine = final_choice(resp.text())
+    k = sum(1 for e in earlier if mine and final_choice(e) == mine)
+    return None if k >= least else f"agreed by {k} of {len(earlier)} earlier answers"
+
+
 def confidence(resp: ChatResponse, least: float) -> str | None:
     if resp.logprob is None:
         return None  # this upstream gives no logprobs: no evidence either way
@@ -163,6 +174,10 @@ class Checks:
         who answered (the scorer has one model per name it was trained on, and a shared one)."""
         for check in self.local:
             why = check(req, resp)
+            if why:
+                return why
+        if self.spec.agree:
+            why = agreement(resp, earlier, self.spec.agree)
             if why:
                 return why
         if self.spec.logprob is not None:
