@@ -372,10 +372,10 @@ def main() -> int:
     rb = str(data / "routerbench-3task" / "outcomes.jsonl.gz")
     rl = str(data / "routellm-mmlu-gsm8k" / "outcomes.jsonl.gz")
     ze = str(data / "zeroeval-gsm8k" / "outcomes.jsonl.gz")
-    routers = ["learned", "learned-minq", "cascade", "hybrid"]
+    routers = ["learned", "learned-minq", "cascade", "hybrid", "plans"]
     t0 = time.monotonic()
     runs: list[tuple[str, dict]] = []
-    runs.append(("routerbench-3task (test split)", run_eval(["--data", rb, "--strategy", "learned,learned-minq,cascade,hybrid", "--volume", "10000/day", *boot], out / "routerbench")))
+    runs.append(("routerbench-3task (test split)", run_eval(["--data", rb, "--strategy", "learned,learned-minq,cascade,hybrid,plans", "--volume", "10000/day", *boot], out / "routerbench")))
     # MMLU's outcomes keep no answers (no cascade there); GSM8K's keep both models' answers
     for task, strategies in (("mmlu", "learned,learned-minq"), ("gsm8k", "learned,learned-minq,cascade,hybrid")):
         runs.append((f"routellm-mmlu-gsm8k, {task}", run_eval(["--data", rl, "--task", task, "--strategy", strategies, "--no-decisions", *boot], out / f"routellm-{task}")))
@@ -417,7 +417,10 @@ def main() -> int:
         "scorer (below: it reads the prompt, the answer, the answer's agreement with cheaper answers and whether the "
         "calculations it states are right) says the answer is likely wrong, or a calculation in it is wrong (`arithmetic`); "
         "`hybrid` is that cascade with the learned router choosing where in the chain to start, sweeping λ and the scorer's bar. "
-        "Both run the gateway's own `Cascade` policy and checks on the recorded answers. Costs are the data's (USD), or strong-model calls where the data has none.",
+        "`plans` is what a team would configure per task (a `rules` route on the task tag): one model, or a cascade over "
+        "two or three frontier models with `checks: {agree: 1}` (the cheaper answers must agree, else the dearer model "
+        "answers), each task's plan chosen on the train split by λ. All three run the gateway's own `Cascade` policy and "
+        "checks on the recorded answers. Costs are the data's (USD), or strong-model calls where the data has none.",
         "",
         "### Targets",
         "",

@@ -83,3 +83,43 @@ def test_hybrid_lets_the_learned_router_skip_the_cheap_model_it_expects_to_fail(
     assert (res.answered[p][~maths] == 2).all() and not res.called[p][~maths][:, 0].any()
     assert (res.cost[p][~maths] == 10.0).all()
     assert res.quality[p].mean() == 1.0
+
+
+def _plans_table(n=200):
+    """Task "mc": the cheap models a and b are each wrong now and then, never in the same way;
+    right, they agree. Task "code": a is always wrong, b always right. c is always right, at ten
+    times b's price."""
+    prompts, q, resp = [], [], []
+    for i in range(n):
+        mc = i % 2 == 0
+        prompts.append(Prompt(f"p{i}", f"question {i}", "mc" if mc else "code", "test" if i % 3 == 0 else "train"))
+        if mc:
+            a_ok, b_ok = i % 10 != 0, i % 14 != 0
+            q.append([float(a_ok), float(b_ok), 1.0])
+            resp.append(["B" if a_ok else "A", "B" if b_ok else "C", "B"])
+        else:
+            q.append([0.0, 1.0, 1.0])
+            resp.append([f"def f(): return {i}", "def f(): return 0", "def f(): return 0"])
+    quality = np.array(q)
+    cost = np.tile([1.0, 2.0, 20.0], (n, 1))
+    nan = np.full_like(quality, np.nan)
+    return OutcomeTable(prompts, ["a", "b", "c"], quality, cost, nan, nan, nan, resp, Dropped()), cost
+
+
+def test_plans_pay_for_the_dear_model_only_where_the_cheap_ones_disagree():
+    from switchman.eval.plans import PlansStrategy
+    from switchman.eval.strategies import PerTask
+
+    table, cost = _plans_table()
+    folds, _ = make_folds(table, cost, "usd")
+    plans = PlansStrategy(lambdas=(0.0,))
+    idx, (res, per_task) = run_all([plans, PerTask(lambdas=(0.0,))], folds)
+    n = np.array([int(table.prompts[i].prompt_id[1:]) for i in idx])
+    mc = n % 2 == 0
+    agree = mc & (n % 10 != 0) & (n % 14 != 0)
+    assert res.quality[0].mean() == 1.0 == per_task.quality[0].mean()  # no quality lost ...
+    assert res.cost[0].sum() < 0.6 * per_task.cost[0].sum()  # ... for much less (per-task: c for every "mc")
+    assert (res.answered[0][agree] == 1).all() and (res.cost[0][agree] == 3.0).all()
+    assert (res.answered[0][mc & ~agree] == 2).all() and (res.cost[0][mc & ~agree] == 23.0).all()
+    assert (res.answered[0][~mc] == 1).all() and (res.cost[0][~mc] == 2.0).all()
+    assert plans.chosen["λ=0"][0] == {"mc": "a → b → c (agree: 1)", "code": "b"}

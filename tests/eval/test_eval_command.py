@@ -114,3 +114,15 @@ def test_usage_and_data_errors_exit_2(tmp_path, capsys):
     other = _data(tmp_path / "p.jsonl", n=8, models=("cheap", "dear", "other"))
     assert eval_main(["--data", str(other), "--router", str(router), "--out", str(tmp_path / "o")]) == 2
     assert "unknown model 'other'" in capsys.readouterr().err
+
+
+def test_eval_plans_says_which_plan_each_task_got(tmp_path, capsys):
+    data = _data(tmp_path / "o.jsonl")
+    out = tmp_path / "out"
+    assert eval_main(["--data", str(data), "--strategy", "plans", "--out", str(out), "--bootstrap", "0"]) == 0
+    printed = capsys.readouterr().out
+    note = next(line for line in printed.splitlines() if line.startswith("note: plans at λ="))
+    assert "math → cheap" in note and "poem → " in note  # maths: the cheap model is always right
+    s = orjson.loads((out / "summary.json").read_bytes())
+    (plans,) = [x for x in s["strategies"] if x["name"] == "plans"]
+    assert plans["plans"][0]["math"] == "cheap"

@@ -89,6 +89,29 @@ class _Estimates:
         return e
 
 
+async def replay_cascade(policy: Cascade, fold: Fold, rows: Sequence[int], reqs: Sequence, ctx: RouteContext
+                         ) -> tuple[np.ndarray, np.ndarray]:
+    """``policy`` on the prompts ``rows`` (requests ``reqs``), answered from the recording as the
+    gateway would run it: each stage's answer is checked, and a failed check asks the next model.
+    Returns the model that answered each prompt and every model called, ``(rows, models)``."""
+    answered = np.empty(len(rows), dtype=np.int64)
+    called = np.zeros((len(rows), len(fold.table.models)), dtype=bool)
+    for r, i in enumerate(rows):
+        plan = policy.plan(reqs[r], ctx)
+        earlier: list[str] = []
+        for stage, name in enumerate(plan.models):
+            ans = fold.replay.call(int(i), name)
+            called[r, ans.model] = True
+            answered[r] = ans.model
+            if stage == len(plan.models) - 1:
+                break  # the last model's answer is not checked
+            resp = _answer(ans.response, name)
+            if await plan.checks.verdict(reqs[r], resp, earlier, None, name) is None:
+                break
+            earlier.append(resp.text())
+    return answered, called
+
+
 class CascadeStrategy(Strategy):
     name = "cascade"
     kind = "router"
@@ -117,28 +140,12 @@ class CascadeStrategy(Strategy):
                                     params=ScorerParams(c=self.c, max_earlier=len(chain))))
         reqs = [request_for(t.prompts[i]) for i in fold.test]
         ctx = RouteContext(dict.fromkeys(names))  # a start policy chooses among the chain's models
-        n, m = len(fold.test), len(t.models)
 
         async def point(k: int, th: float | None) -> PointRun:
             spec = (ChecksSpec(refusal=False, json=False, tools=False) if th is None else
                     ChecksSpec(arithmetic=True, scorer="(trained on the fold)", scorer_min=th))
             policy = Cascade(tuple(names), Checks(spec, scorer if th is not None else None), self.start(fold, k))
-            answered = np.empty(n, dtype=np.int64)
-            called = np.zeros((n, m), dtype=bool)
-            for r, i in enumerate(fold.test):
-                plan = policy.plan(reqs[r], ctx)
-                earlier: list[str] = []
-                for stage, name in enumerate(plan.models):
-                    ans = fold.replay.call(int(i), name)
-                    called[r, ans.model] = True
-                    answered[r] = ans.model
-                    if stage == len(plan.models) - 1:
-                        break  # the last model's answer is not checked
-                    resp = _answer(ans.response, name)
-                    if await plan.checks.verdict(reqs[r], resp, earlier, None, name) is None:
-                        break
-                    earlier.append(resp.text())
-            return PointRun(answered, called)
+            return PointRun(*await replay_cascade(policy, fold, fold.test, reqs, ctx))
 
         async def sweep() -> list[PointRun]:
             return [await point(k, th) for k, th in enumerate(self.thresholds_at())]

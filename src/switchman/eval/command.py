@@ -19,7 +19,7 @@ from ..outcomes import DataError, OutcomeTable, load_table, resolve_costs
 from ..routing.files import ModelFileError
 from ..routing.learned import Router
 
-STRATEGIES = ("learned", "learned-minq", "cascade", "hybrid")
+STRATEGIES = ("learned", "learned-minq", "cascade", "hybrid", "plans")
 
 
 class UsageError(Exception):
@@ -241,6 +241,13 @@ def _eval(argv: list[str]) -> int:
             else:
                 learned.share_cache(strat)
             strategies.append(strat)
+        elif s == "plans":
+            from .plans import PlansStrategy
+
+            if table.responses is None:
+                notes.append("plans skipped: the data keeps no responses to compare")
+                continue
+            strategies.append(PlansStrategy())
         elif s in ("cascade", "hybrid"):
             from .cascade import CascadeStrategy, HybridStrategy
 
@@ -262,6 +269,14 @@ def _eval(argv: list[str]) -> int:
         prog.close()
     opts = Options(target=args.target, volume_per_day=volume, bootstrap=args.bootstrap, seed=args.seed)
     summary = summarise(results, table.models, unit, opts, latency=table.latency_ms[idx])
+    for s in strategies:
+        if getattr(s, "chosen", None):  # plans: say which plan each task got at the point shown
+            entry = next(x for x in summary["strategies"] if x["name"] == s.name)
+            label = entry["chosen"]["point"]
+            entry["plans"] = s.chosen[label]
+            first = s.chosen[label][0]
+            notes.append(f"{s.name} at {label}" + (" (first fold)" if len(folds) > 1 else "") + ": "
+                         + "; ".join(f"{u or '(no task)'} → {plan}" for u, plan in sorted(first.items())))
     summary["notes"] = notes
     summary["data"] = [str(d) for d in args.data]
     summary["seconds"] = round(time.monotonic() - t0, 1)
