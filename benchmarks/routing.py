@@ -105,6 +105,9 @@ def set_table(s: dict, routers: list[str]) -> list[str]:
     if "decision_ms_p50" in s:
         lines.append("")
         lines.append(f"learned decision p50: {s['decision_ms_p50']:.3f} ms")
+    for note in s["notes"]:
+        if note.startswith("plans at "):  # the plan each task got at the point shown
+            lines += ["", f"`{note.split(':', 1)[0]}`: {note.split(':', 1)[1].strip()}"]
     return lines
 
 
