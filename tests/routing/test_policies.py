@@ -489,7 +489,7 @@ async def test_cascade_pays_for_the_dear_model_only_when_two_cheaper_answers_dis
                      "dear": FakeModel(reply="C")})
     h, c = await s.ask(content="Which option? A, B or C")
     assert h["x-switchman-model"] == "mid" and c.choices[0].message.content.startswith("(B)")
-    assert "cheap rejected: agreed by 0 of 0 earlier answers" in h["x-switchman-reason"]
+    assert "cheap rejected: no earlier answer to agree with" in h["x-switchman-reason"]
     assert (s.calls("cheap"), s.calls("mid"), s.calls("dear")) == (1, 1, 0)
     s.fake.models["mid"].reply = "The final answer is A."
     h, c = await s.ask(content="Which option? A, B or C")

@@ -107,6 +107,8 @@ def arithmetic(req: ChatRequest, resp: ChatResponse) -> str | None:
 
 
 def agreement(resp: ChatResponse, earlier: Sequence[str], least: int) -> str | None:
+    if not earlier:
+        return "no earlier answer to agree with"
     mine = final_choice(resp.text())
     k = sum(1 for e in earlier if mine and final_choice(e) == mine)
     return None if k >= least else f"agreed by {k} of {len(earlier)} earlier answers"
