@@ -245,23 +245,6 @@ def bound_section(rb: str, router_path: Path) -> list[str]:
     ]
 
 
-def _choice(response: str | None) -> str:
-    """A routerbench answer as the choice it makes: the letter of a multiple-choice answer, else
-    the answer's text (the data keeps each answer as a Python list's text)."""
-    import ast
-    import re
-
-    text = response or ""
-    try:
-        v = ast.literal_eval(text)
-        text = str(v[0]) if isinstance(v, list) and v else text
-    except (ValueError, SyntaxError):
-        pass
-    text = text.strip()
-    m = re.match(r"\(?([A-E])\b", text)
-    return m.group(1) if m else text
-
-
 def agreement_section(rb: str, boot: int = 500) -> list[str]:
     """What cheap models' agreement can buy when the task is known: per task, call two or three
     of the cheaper models (all but gpt-4 and the Claude 1 and 2 models); if their answers agree,
@@ -272,6 +255,7 @@ def agreement_section(rb: str, boot: int = 500) -> list[str]:
     from itertools import combinations
 
     from switchman.eval.metrics import aiq, bootstrap_weights, cost_to_reach, percentile_ci
+    from switchman.routing.answers import final_choice  # what the gateway's `agree` check compares
 
     t = load_table([rb])
     cost, _, _ = resolve_costs(t)
@@ -279,7 +263,7 @@ def agreement_section(rb: str, boot: int = 500) -> list[str]:
     tasks = np.array(t.tasks)
     split = np.array([p.split for p in t.prompts])
     codes: dict[str, int] = {}  # each distinct choice as a number: fast to compare
-    choice = np.array([[codes.setdefault(_choice(r), len(codes)) for r in row] for row in t.responses])
+    choice = np.array([[codes.setdefault(final_choice(r or ""), len(codes)) for r in row] for row in t.responses])
     ref = t.models.index("gpt-4-1106-preview")
     dear = (ref, t.models.index("claude-v1"))
     cheap = [j for j in range(len(t.models)) if j not in (ref, *dear, t.models.index("claude-v2"))]

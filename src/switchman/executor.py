@@ -212,8 +212,7 @@ class Executor:
             last: UpstreamError | None = None
             for n in range(self.spec.retry.attempts):
                 if n:  # a retry of the same model: still admitted, backoff, deadline, budget
-                    if self.outliers.state(model.name) is not HealthState.HEALTHY:
-                        run.skipped.append(f"{model.name}:ejected")
+                    if self._ejected(run, model):
                         break  # the failure just seen ejected it: no more calls to it
                     delay = self.backoff.delay(n, last.retry_after if last else None)
                     if self.clock.now() + delay >= run.deadline:
@@ -225,8 +224,7 @@ class Executor:
                 try:
                     if n:
                         await self.clock.sleep(delay)
-                        if self.outliers.state(model.name) is not HealthState.HEALTHY:
-                            run.skipped.append(f"{model.name}:ejected")
+                        if self._ejected(run, model):
                             break  # another request's failure ejected it during the backoff
                     return await self._attempt(run, model, "retry" if n else role)
                 except _Skip:
@@ -321,6 +319,13 @@ class Executor:
                 if m.provider.name != run.last_failed_provider:
                     return queue.pop(i)
         return queue.pop(0)
+
+    def _ejected(self, run: _Run, model: ModelSpec) -> bool:
+        """Whether ``model`` is out of rotation now (then a retry of it is skipped, and said so)."""
+        if self.outliers.state(model.name) is HealthState.HEALTHY:
+            return False
+        run.skipped.append(f"{model.name}:ejected")
+        return True
 
     def _admissible(self, run: _Run, model: ModelSpec) -> bool:
         """Checks made before any call: window, API kind, cool-down, ejection probe."""

@@ -118,10 +118,9 @@ class Ticket:
             return
         self.done = True
         acc = self.meter.accountant
-        winner = _winner(reply)
-        cut = [a for a in reply.outcome.attempts if a.cut_text is not None]
-        if ((usage is None or not complete) and winner is not None) or cut:
-            acc.later(self._estimated(reply, usage, streamed, winner is not None and (usage is None or not complete)))
+        uncounted = (usage is None or not complete) and _winner(reply) is not None
+        if uncounted or any(a.cut_text is not None for a in reply.outcome.attempts):
+            acc.later(self._estimated(reply, usage, streamed, uncounted))
         else:
             acc.settle_later(self.adm, *self._records(reply, usage))
 

@@ -83,7 +83,7 @@ class Router:
         (of ``task``, where known: an unknown task counts as none)."""
         idx, val = self.vectorizer.transform_one(text)
         z = val @ self.weights[idx] + self.bias
-        row = self._task_row.get(task) if task is not None else None
+        row = self._task_row.get(task)  # type: ignore[arg-type]
         if row is not None:
             z = z + self.task_weights[row]  # type: ignore[index]
         q = 1.0 / (1.0 + np.exp(-z))
