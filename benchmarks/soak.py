@@ -4,7 +4,8 @@ warm-up (the first fifth of the run), the least-squares trend of RSS over the re
 add at most ``max(8 MiB, 10% of the warm RSS)`` over that span, and the fd count at the end, once
 pooled upstream connections are idle, may not exceed the warm count by more than the pool can hold.
 
-Traffic, at concurrency 16, drawn from a seeded RNG: plain answers, streams read whole, streams
+Sampling starts after a few seconds of the same traffic (``warmup``), once the first loads (the
+tokenizer, the connection pools) are done. Traffic, at concurrency 16, drawn from a seeded RNG: plain answers, streams read whole, streams
 dropped after the first chunk, a primary failing 30% with a fallback, a rate-limited primary
 (429 + Retry-After) with a spare, streams cut mid-way and resumed, invalid JSON, missing keys, and
 clients that give up on a slow model. The upstream is ``FakeUpstream``, in this process.
@@ -133,7 +134,9 @@ async def one(s: aiohttp.ClientSession, url: str, rng: random.Random, soak: Soak
         soak.statuses[0] = soak.statuses.get(0, 0) + 1
 
 
-async def drive(minutes: float, interval: float, seed: int = 7) -> Soak:
+async def drive(minutes: float, interval: float, seed: int = 7, warmup: float = 5.0) -> Soak:
+    """Run the traffic for ``warmup`` seconds unsampled (first loads: the tokenizer, pools), then
+    ``minutes`` sampled every ``interval`` seconds."""
     fake = FakeUpstream({
         "echo": FakeModel(),
         "flaky": FakeModel(error_status=500, fail_rate=0.3),
@@ -151,7 +154,7 @@ async def drive(minutes: float, interval: float, seed: int = 7) -> Soak:
                                        port, "/health/live", env, tmp / "switchman.log", 30)
         pid, url = proc.popen.pid, f"http://127.0.0.1:{port}/v1/chat/completions"
         rng = random.Random(seed)
-        t0 = time.monotonic()
+        t0 = time.monotonic() + warmup
         end = t0 + minutes * 60
         try:
             async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=16)) as s:
@@ -160,6 +163,7 @@ async def drive(minutes: float, interval: float, seed: int = 7) -> Soak:
                         await one(s, url, rng, soak)
 
                 async def sampler() -> None:
+                    await asyncio.sleep(warmup)
                     while time.monotonic() < end:
                         soak.samples.append((time.monotonic() - t0, rss_mib(pid), fds(pid)))
                         await asyncio.sleep(interval)
