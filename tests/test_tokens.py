@@ -23,7 +23,7 @@ def test_counts_without_any_network(monkeypatch):
 
     monkeypatch.setattr(tiktoken.load, "read_file", no_network)
     monkeypatch.setattr(tiktoken.load, "read_file_cached", no_network)
-    tokens._encoder.cache_clear()
+    tokens._load.cache_clear()
     assert tokens.count("hello world") == 2
     assert tokens.count("") == 0
     # where 4 characters a token is far off: Chinese (about 1.3 characters a token) and JSON

@@ -6,6 +6,8 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import TYPE_CHECKING
 
+from .http.limits import Limits as ConnectionLimits
+
 if TYPE_CHECKING:
     from .accounting.settings import AccountingSettings
 
@@ -183,6 +185,7 @@ class ServerSpec:
     workers: int = 1
     max_body_bytes: int = 32 * 1024 * 1024
     allow_public_without_key: bool = False
+    limits: ConnectionLimits = ConnectionLimits()  # per-connection sizes, deadlines and the connection cap (http/limits.py)
 
 
 @dataclass(frozen=True, slots=True)

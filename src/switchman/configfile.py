@@ -34,6 +34,7 @@ from .config import (
     Timeout,
 )
 from .errors import ConfigError
+from .http.limits import Limits as ConnectionLimits
 from .providers import AUTH_STYLES, ENV_DEFAULT_MODELS, KINDS
 
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
@@ -256,17 +257,34 @@ def _resilience(doc: _Doc, top: _Obj) -> ResilienceSpec:
 
 
 def _server(doc: _Doc, v: dict) -> ServerSpec:
-    o = _Obj(doc, "server", v, ("host", "port", "workers", "max_body_mb", "allow_public_without_key"))
+    o = _Obj(doc, "server", v, ("host", "port", "workers", "max_body_mb", "allow_public_without_key",
+                                "max_header_kb", "max_head_kb", "max_headers", "header_timeout", "body_timeout",
+                                "idle_timeout", "send_timeout", "max_connections"))
     port = o.get("port", int, 4000)
     if not 0 <= port <= 65535:
         raise doc.error("server.port", "must be 0..65535")
     mb = o.positive("max_body_mb", float, 32.0)
+    d = ConnectionLimits()
+    header_kb = o.positive("max_header_kb", float, d.max_header / 1024)
+    limits = ConnectionLimits(
+        max_body=int(mb * 1024 * 1024),
+        max_url=int(header_kb * 1024),
+        max_header=int(header_kb * 1024),
+        max_head=int(o.positive("max_head_kb", float, d.max_head / 1024) * 1024),
+        max_headers=o.positive("max_headers", int, d.max_headers),
+        head_timeout=o.positive("header_timeout", float, d.head_timeout),
+        body_timeout=o.positive("body_timeout", float, d.body_timeout),
+        idle_timeout=o.positive("idle_timeout", float, d.idle_timeout),
+        send_timeout=o.positive("send_timeout", float, d.send_timeout),
+        max_connections=o.positive("max_connections", int, d.max_connections),
+    )
     return ServerSpec(
         host=o.get("host", str, "127.0.0.1"),
         port=port,
         workers=o.positive("workers", int, 1),
-        max_body_bytes=int(mb * 1024 * 1024),
+        max_body_bytes=limits.max_body,
         allow_public_without_key=o.get("allow_public_without_key", bool, False),
+        limits=limits,
     )
 
 

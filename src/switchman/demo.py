@@ -97,7 +97,7 @@ async def _run(port: int, exit_after: bool, host: str) -> int:
     config = demo_config(fake, port, host)
     check_exposure(config, host, allow_public=False)
     gw = Gateway(config)
-    server = HttpServer(App(gw), max_body=config.server.max_body_bytes)
+    server = HttpServer(App(gw), limits=config.server.limits)
     actual = await server.start(host, port)
     base = f"http://{host}:{actual}"
     print(f"switchman demo: gateway on {base} over 4 simulated models "

@@ -57,7 +57,7 @@ async def serve_on(config: Config, sock: socket.socket, ready=None) -> None:
     if metering is not None:
         await metering.start()
     app = App(gateway, metering)
-    server = HttpServer(app, max_body=config.server.max_body_bytes)
+    server = HttpServer(app, limits=config.server.limits)
     await server.start(sock=sock)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -109,11 +109,15 @@ def run(config: Config, host: str, port: int, workers: int) -> int:
     for _ in range(workers):
         pid = os.fork()
         if pid == 0:  # a worker: its own event loop on the shared listening socket
+            code = 1
             try:
                 _install_loop()
                 asyncio.run(serve_on(config, sock))
+                code = 0
+            except BaseException as e:  # noqa: BLE001 - one clear line, then the exit code says it
+                log.critical("worker %d stopped: %s: %s", os.getpid(), type(e).__name__, e)
             finally:
-                os._exit(0)
+                os._exit(code)
         pids.append(pid)
     ready()
 
