@@ -6,16 +6,19 @@ with a generic 500 in the client's shape.
 from __future__ import annotations
 
 import hmac
+import ipaddress
 import logging
 import time
 from decimal import Decimal, InvalidOperation
+from urllib.parse import urlsplit
 
 import orjson
 
 from .accounting.records import parse_tags
 from .dialects import dialect_for
 from .dialects.base import Dialect
-from .errors import BodyTooLarge, InvalidRequest, MethodNotAllowed, SwitchmanError, Unauthorized, UnknownEndpoint
+from .errors import (BodyTooLarge, Forbidden, InvalidRequest, MethodNotAllowed, SwitchmanError, Unauthorized,
+                     UnknownEndpoint, UnsupportedMediaType)
 from .gateway import Gateway, Reply
 from .http.server import Request, Response, StreamingResponse
 from .metering import Metering, new_request_id as _rid
@@ -50,6 +53,56 @@ class App:
         }
         self._openai_d = dialect_for("openai")
         self._anthropic_d = dialect_for("anthropic")
+        # No key at all: only this machine may call (DNS rebinding and CSRF from a browser page),
+        # unless the operator said the network is trusted.
+        srv = gateway.config.server
+        self._loopback_only = (self._key is None and not srv.allow_public_without_key
+                               and not (metering is not None and metering.accountant.required))
+
+    def precheck(self, req: Request):
+        """The request's head, before its body is read (``HttpServer`` calls it): refuse what needs
+        no body to refuse (no or a wrong key, a foreign Host or Origin in loopback mode, a body
+        that is not JSON), so an unauthenticated body is never buffered. None: go on. A virtual key
+        memory does not know yet is looked up while the server holds the body back."""
+        path = req.path
+        if path.startswith("/health/"):
+            return None
+        d = self._anthropic_d if path.startswith("/v1/messages") else self._openai_d
+        h = req.headers
+        try:
+            if self._loopback_only:
+                if not _is_loopback(h.get("host", "")):
+                    raise Forbidden(f"Host {h.get('host', '')[:100]!r} refused: with no auth.admin_key set, only "
+                                    "loopback hosts are served (DNS rebinding protection); set a key to serve others")
+                origin = h.get("origin")
+                if origin is not None and origin != "null" and not _is_loopback(urlsplit(origin).netloc):
+                    raise Forbidden(f"cross-origin request from {origin[:100]!r} refused: with no auth.admin_key "
+                                    "set, only pages served from loopback may call")
+            if req.method == "POST":
+                _json_only(h)
+            if path.startswith("/admin/"):
+                if not self._authorized(req):
+                    raise Unauthorized("the admin API needs auth.admin_key, sent as a bearer token")
+                return None
+            if (req.method, path) not in self._routes:
+                return None  # 404 or 405, from the handler
+            if self.metering is None:
+                if not self._authorized(req):
+                    raise Unauthorized("missing or invalid API key (send it as a bearer token or x-api-key)")
+                return None
+            cred = _credential(req)
+            if self.metering.accountant.identify_cached(cred) is not None:
+                return None
+        except SwitchmanError as e:
+            return self._error(d, e, _rid())
+        return self._identify(d, cred)
+
+    async def _identify(self, d: Dialect, cred: str) -> Response | None:
+        try:
+            await self.metering.accountant.identify(cred)  # type: ignore[union-attr]
+        except SwitchmanError as e:
+            return self._error(d, e, _rid())
+        return None
 
     async def __call__(self, req: Request) -> Response | StreamingResponse:
         h = self._routes.get((req.method, req.path))
@@ -198,6 +251,37 @@ class App:
         if down:
             body["status"] = "not ready: " + "; ".join(down)
         return Response(503 if down else 200, orjson.dumps(body), {"content-type": _JSON})
+
+
+_LOOPBACK: dict[str, bool] = {}
+
+
+def _is_loopback(host: str) -> bool:
+    """``host`` (a Host header or URL authority, with or without a port) names this machine."""
+    got = _LOOPBACK.get(host)
+    if got is None:
+        name = host.rpartition("]")[0].lstrip("[") if host.startswith("[") else host.partition(":")[0]
+        name = name.lower().rstrip(".")
+        try:
+            got = name == "localhost" or name.endswith(".localhost") or ipaddress.ip_address(name).is_loopback
+        except ValueError:
+            got = False
+        if len(_LOOPBACK) < 1024:
+            _LOOPBACK[host] = got
+    return got
+
+
+def _json_only(h: dict[str, str]) -> None:
+    """POST bodies are JSON: a form or text body (what a browser may send cross-site without a
+    preflight) is 415, and so is a compressed one (not supported)."""
+    ct = h.get("content-type")
+    if ct is not None:
+        mt = ct.partition(";")[0].strip().lower()
+        if mt != "application/json" and not (mt.startswith("application/") and mt.endswith("+json")):
+            raise UnsupportedMediaType(f"Content-Type {ct[:80]!r} is not supported: send application/json")
+    ce = h.get("content-encoding")
+    if ce is not None and ce.strip().lower() != "identity":
+        raise UnsupportedMediaType(f"Content-Encoding {ce[:40]!r} is not supported: send the body uncompressed")
 
 
 def _credential(req: Request) -> str:

@@ -9,6 +9,7 @@ at the adapter or transport boundary; dialects re-encode it in the client's own 
     │   ├── Forbidden                  403    permission
     │   ├── UnknownModel               404    not_found (lists what exists)
     │   ├── BodyTooLarge               413    request_too_large
+    │   ├── UnsupportedMediaType       415    invalid_request (a body that is not JSON)
     │   ├── UnknownEndpoint            404    not_found
     │   ├── MethodNotAllowed           405    invalid_request
     │   └── Unsupported                400    invalid_request (e.g. images to a text-only model)
@@ -81,6 +82,10 @@ class UnknownModel(ClientError):
 class BodyTooLarge(ClientError):
     status = 413
     kind = "request_too_large"
+
+
+class UnsupportedMediaType(ClientError):
+    status = 415
 
 
 class UnknownEndpoint(ClientError):

@@ -9,6 +9,7 @@ import os
 import signal
 import socket
 import sys
+from dataclasses import replace
 
 from .app import App
 from .config import Config
@@ -149,6 +150,8 @@ def main_serve(config: Config, host: str | None, port: int | None, workers: int 
     port = config.server.port if port is None else port
     workers = workers or config.server.workers
     check_exposure(config, host, allow_public)
+    if allow_public and not config.server.allow_public_without_key:  # the app then serves any Host
+        config = replace(config, server=replace(config.server, allow_public_without_key=True))
     logging.basicConfig(level=log_level.upper(), stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     return run(config, host, port, workers)

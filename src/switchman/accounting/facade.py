@@ -280,7 +280,14 @@ class Accountant:
         """Who is calling: ``(key, is_admin)``; ``(None, False)`` is anonymous (keys not required).
         Raises ``Unauthorized`` for a missing key where one is required, or an unknown, revoked or
         expired one. For endpoints without a route, such as ``/v1/models``."""
-        now = self._now() if now is None else now
+        got = self.identify_cached(api_key, now)
+        if got is not None:
+            return got
+        return self._caller(await self.keyring.lookup(api_key), self._now() if now is None else now)  # type: ignore[arg-type]
+
+    def identify_cached(self, api_key: str | None, now: float | None = None) -> tuple[KeyRecord | None, bool] | None:
+        """``identify`` from memory alone (the HTTP server asks on the request's head, before its
+        body is read): the caller, or None when only the database can tell. Raises as ``identify``."""
         secret = api_key or None
         if secret is None:
             if self.required:
@@ -289,7 +296,12 @@ class Accountant:
         if self._admin is not None and hmac.compare_digest(secret.encode(), self._admin):
             return None, True
         # Virtual keys all start with PREFIX: any other token needs no lookup.
-        key = await self.keyring.lookup(secret) if secret.startswith(PREFIX) else None
+        if not secret.startswith(PREFIX):
+            return self._caller(None, 0.0)
+        known, key = self.keyring.cached(secret)
+        return self._caller(key, self._now() if now is None else now) if known else None
+
+    def _caller(self, key: KeyRecord | None, now: float) -> tuple[KeyRecord | None, bool]:
         if key is None:
             if self.required:
                 raise Unauthorized("invalid API key")

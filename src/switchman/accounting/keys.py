@@ -173,17 +173,24 @@ class KeyRing:
                 pass
             self._task = None
 
-    async def lookup(self, secret: str) -> KeyRecord | None:
-        """The key ``secret`` names (revoked and expired ones included: the caller says why it
-        refuses), or None when no key has this secret."""
+    def cached(self, secret: str) -> tuple[bool, KeyRecord | None]:
+        """``lookup`` without the database: ``(True, key or None)`` when memory knows the answer,
+        ``(False, None)`` when only the database can tell."""
         h = digest(secret)
         k = self._by_hash.get(h)
         if k is not None:
-            return k
+            return True, k
         until = self._unknown.get(h)
+        return (True, None) if until is not None and until > self._now() else (False, None)
+
+    async def lookup(self, secret: str) -> KeyRecord | None:
+        """The key ``secret`` names (revoked and expired ones included: the caller says why it
+        refuses), or None when no key has this secret."""
+        known, k = self.cached(secret)
+        if known:
+            return k
+        h = digest(secret)
         now = self._now()
-        if until is not None and until > now:
-            return None
         k = await self._store.key_by_hash(h)
         if k is None:
             if len(self._unknown) > 10_000:  # a flood of random keys: forget, do not grow
