@@ -56,6 +56,7 @@ class App:
         # No key at all: only this machine may call (DNS rebinding and CSRF from a browser page),
         # unless the operator said the network is trusted.
         srv = gateway.config.server
+        self._max_retry_after = gateway.config.resilience.retry.max_retry_after
         self._loopback_only = (self._key is None and not srv.allow_public_without_key
                                and not (metering is not None and metering.accountant.required))
 
@@ -190,8 +191,8 @@ class App:
     def _error(self, d: Dialect, e: SwitchmanError, rid: str) -> Response:
         headers = {"content-type": _JSON, "x-switchman-request-id": rid}
         ra = getattr(e, "retry_after", None)
-        if ra:
-            headers["retry-after"] = str(max(1, round(ra)))
+        if isinstance(ra, (int, float)) and ra > 0:  # never a 500 over a strange value
+            headers["retry-after"] = str(max(1, round(min(ra, self._max_retry_after))))
         return Response(e.status, d.encode_error(e), headers)
 
     # -- the rest ----------------------------------------------------------------------------------

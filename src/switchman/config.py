@@ -159,6 +159,7 @@ class RetrySpec:
     max_backoff: float = 8.0
     budget: float = 0.2  # retries in flight at most this share of requests in flight (Envoy)
     min_retries: int = 3  # ... but always at least this many
+    max_retry_after: float = 300.0  # seconds an upstream's Retry-After may keep a model out, at most
 
 
 @dataclass(frozen=True, slots=True)

@@ -230,7 +230,8 @@ def _resolve(doc: _Doc, raw: Any) -> Config:
 
 
 def _resilience(doc: _Doc, top: _Obj) -> ResilienceSpec:
-    ro = _Obj(doc, "retry", top.get("retry", dict, {}), ("attempts", "backoff", "max_backoff", "budget", "min_retries"))
+    ro = _Obj(doc, "retry", top.get("retry", dict, {}), ("attempts", "backoff", "max_backoff", "budget", "min_retries",
+                                                                   "max_retry_after"))
     d = RetrySpec()
     budget = ro.get("budget", float, d.budget)
     if not 0 <= budget <= 1:
@@ -239,6 +240,7 @@ def _resilience(doc: _Doc, top: _Obj) -> ResilienceSpec:
         attempts=ro.positive("attempts", int, d.attempts), backoff=ro.positive("backoff", float, d.backoff),
         max_backoff=ro.positive("max_backoff", float, d.max_backoff), budget=budget,
         min_retries=ro.get("min_retries", int, d.min_retries),
+        max_retry_after=ro.positive("max_retry_after", float, d.max_retry_after),
     )
     bo = _Obj(doc, "breaker", top.get("breaker", dict, {}),
               ("failures", "window", "cooldown", "max_cooldown", "max_ejection_percent"))

@@ -35,7 +35,7 @@ from .errors import (
     UpstreamStatus,
     UpstreamTimeout,
 )
-from .http.client import HttpClient
+from .http.client import MAX_ERROR_BODY, HttpClient
 from .resilience.cooldown import Cooldowns
 from .resilience.latency import LatencyTracker
 from .resilience.limiter import ConcurrencyLimit
@@ -166,7 +166,7 @@ class Executor:
                            max_ejection_percent=b.max_ejection_percent),
             self.clock, on_event=on_decision,
         )
-        self.cooldowns = Cooldowns(self.clock)
+        self.cooldowns = Cooldowns(self.clock, self.spec.retry.max_retry_after)
         self.latency = LatencyTracker()
         r = self.spec.retry
         self.backoff = Backoff(r.backoff, r.max_backoff, rng or random.Random())
@@ -389,7 +389,7 @@ class Executor:
                     raise UpstreamTimeout(f"no first token within {first - start:g}s") from None
                 raise
             if resp.status >= 400:
-                body = await resp.read(_loop_time(self.clock, deadline))
+                body = await resp.read(_loop_time(self.clock, deadline), MAX_ERROR_BODY, truncate=True)
                 raise adapter.error(resp.status, resp.headers, body, model)
             if not req.stream:
                 body = await resp.read(_loop_time(self.clock, deadline))

@@ -8,6 +8,8 @@ once, from the vendor's status and error code (never its message text) into ``Up
 
 from __future__ import annotations
 
+import math
+
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -62,17 +64,24 @@ class Adapter(ABC):
 
 
 def retry_after(headers: dict[str, str]) -> float | None:
-    """Seconds from ``retry-after`` (seconds form) or ``retry-after-ms``; header names lower-case."""
+    """Seconds from ``retry-after`` (seconds form) or ``retry-after-ms``; header names lower-case.
+    Whatever the upstream sends, the answer is None or a finite number of seconds, at least 0:
+    ``inf``, ``nan``, ``1e400`` and negative values are ignored, as garbage. How long a model may
+    be kept out for it is capped where it is used (``retry.max_retry_after``)."""
     v = headers.get("retry-after-ms")
     if v:
-        try:
-            return float(v) / 1000
-        except ValueError:
-            pass
+        got = _seconds(v, 1000)
+        if got is not None:
+            return got
     v = headers.get("retry-after")
     if v:
-        try:
-            return float(v)
-        except ValueError:
-            return None  # an HTTP date: rare from LLM vendors; treated as unknown
+        return _seconds(v, 1)  # an HTTP date: rare from LLM vendors; treated as unknown
     return None
+
+
+def _seconds(v: str, per_second: int) -> float | None:
+    try:
+        x = float(v[:32]) / per_second
+    except ValueError:
+        return None
+    return x if math.isfinite(x) and x >= 0 else None

@@ -6,6 +6,12 @@ on this machine's cores, most of the gateway's budget. Upstream calls need littl
 body over a kept-alive (TLS) connection, read a whole body or a chunked stream, close the
 connection to cancel. Socket failures are mapped here, once, into ``ConnectFailed``/``StreamCut``.
 
+Bounded, as the gateway's own server is (issue 11, F4): a streamed body is read from the upstream
+only while less than ``HIGH_WATER`` bytes of it wait for the gateway's client to take them (Envoy's
+per-connection buffer limit), so a client that stops reading stops the upstream being read; a
+whole body is read up to a cap (``MAX_BODY``; past it the call fails as a 502 naming the limit),
+and an error body only up to ``MAX_ERROR_BODY`` (the rest is never read: the connection closes).
+
 Not supported (by design, for now): HTTP proxies, HTTP/2, compressed responses (we send
 ``accept-encoding: identity``), redirects.
 """
@@ -19,7 +25,12 @@ from urllib.parse import urlsplit
 
 import httptools
 
-from ..errors import ConnectFailed, StreamCut, UpstreamTimeout
+from ..errors import ConnectFailed, StreamCut, UpstreamKind, UpstreamStatus, UpstreamTimeout
+
+HIGH_WATER = 1 << 20  # bytes of a streamed body held for the reader before the upstream is paused
+LOW_WATER = 256 << 10  # ... and resumed
+MAX_BODY = 64 << 20  # a whole (non-streamed) answer
+MAX_ERROR_BODY = 1 << 20  # an error answer: read for its message only
 
 
 class _Target:
@@ -40,7 +51,7 @@ class _Target:
 
 class _Conn(asyncio.Protocol):
     __slots__ = ("transport", "parser", "status", "headers", "headers_done", "chunks", "done", "error",
-                 "waiter", "closed", "keep_alive", "got_bytes", "_hname")
+                 "waiter", "closed", "keep_alive", "got_bytes", "_hname", "buffered", "paused", "limit")
 
     def __init__(self) -> None:
         self.transport: asyncio.Transport | None = None
@@ -58,6 +69,9 @@ class _Conn(asyncio.Protocol):
         self.waiter: asyncio.Future | None = None
         self.keep_alive = False
         self.got_bytes = False
+        self.buffered = 0  # body bytes received and not yet taken
+        self.paused = False
+        self.limit = 0  # > 0: the most body bytes wanted (``read``); past it, stop
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
@@ -90,6 +104,21 @@ class _Conn(asyncio.Protocol):
 
     def on_body(self, body: bytes) -> None:
         self.chunks.append(body)
+        self.buffered += len(body)
+        if self.limit:
+            if self.buffered > self.limit:
+                self.error = BodyOverLimit(self.limit)
+                self.transport.close()  # type: ignore[union-attr]
+        elif self.buffered > HIGH_WATER and not self.paused:
+            self.paused = True
+            self.transport.pause_reading()  # type: ignore[union-attr]
+
+    def took(self, n: int) -> None:
+        """The reader took ``n`` bytes of body: read on once little is left waiting."""
+        self.buffered -= n
+        if self.paused and self.buffered < LOW_WATER and not self.closed:
+            self.paused = False
+            self.transport.resume_reading()  # type: ignore[union-attr]
 
     def on_message_complete(self) -> None:
         self.done = True
@@ -119,6 +148,12 @@ async def _wait(c: _Conn, deadline: float | None) -> None:
         raise UpstreamTimeout("upstream did not finish its answer in time") from None
 
 
+class BodyOverLimit(Exception):
+    def __init__(self, limit: int) -> None:
+        super().__init__(f"body over {limit} bytes")
+        self.limit = limit
+
+
 class ClientResponse:
     """An upstream's answer. Read it whole with ``read()`` or piece by piece with ``chunks()``;
     ``close()`` releases the connection (kept alive if the body was read to its end, else closed,
@@ -134,12 +169,24 @@ class ClientResponse:
         self._key = key
         self._released = False
 
-    async def read(self, deadline: float | None = None) -> bytes:
-        """The whole body; ``deadline`` is a loop time, past which ``UpstreamTimeout``."""
+    async def read(self, deadline: float | None = None, limit: int = MAX_BODY, truncate: bool = False) -> bytes:
+        """The whole body; ``deadline`` is a loop time, past which ``UpstreamTimeout``. A body over
+        ``limit`` bytes fails as a 502 naming the limit, or with ``truncate`` (an error body, read
+        for its message) is cut there."""
         c = self._conn
+        c.limit = limit
+        if c.paused:
+            c.took(0)
         try:
+            if c.buffered > limit:
+                c.error = BodyOverLimit(limit)
             while not c.done:
                 if c.error is not None:
+                    if isinstance(c.error, BodyOverLimit):
+                        if truncate:
+                            return b"".join(c.chunks)[:limit]
+                        raise UpstreamStatus(f"upstream answer larger than the {limit >> 20} MiB limit",
+                                             upstream_kind=UpstreamKind.SERVER_ERROR)
                     raise StreamCut(f"upstream connection failed while reading the body: {c.error!r}")
                 await _wait(c, deadline)
             return b"".join(c.chunks)
@@ -152,7 +199,9 @@ class ClientResponse:
         try:
             while True:
                 while c.chunks:
-                    yield c.chunks.popleft()
+                    piece = c.chunks.popleft()
+                    c.took(len(piece))
+                    yield piece
                 if c.done:
                     return
                 if c.error is not None:

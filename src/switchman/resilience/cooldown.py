@@ -11,16 +11,19 @@ from ..clock import Clock
 class Cooldowns:
     """Per-model "not before" times on an injected clock."""
 
-    __slots__ = ("_until", "clock")
+    __slots__ = ("_until", "clock", "max_seconds")
 
-    def __init__(self, clock: Clock) -> None:
+    def __init__(self, clock: Clock, max_seconds: float = 300.0) -> None:
         self.clock = clock
+        self.max_seconds = max_seconds  # an upstream's Retry-After is trusted up to this (Envoy's max_interval)
         self._until: dict[str, float] = {}
 
     def cool(self, model: str, seconds: float) -> None:
-        """Keep ``model`` out for ``seconds`` from now (a longer cooldown already set stands)."""
-        if seconds <= 0:
+        """Keep ``model`` out for ``seconds`` from now, at most ``max_seconds`` (a longer cooldown
+        already set stands)."""
+        if not seconds > 0:  # also NaN
             return
+        seconds = min(seconds, self.max_seconds)
         until = self.clock.now() + seconds
         if until > self._until.get(model, 0.0):
             self._until[model] = until
