@@ -36,8 +36,8 @@ class _Response:
     def __init__(self, status: int, headers: dict[str, str], body: bytes) -> None:
         self.status, self.headers, self._body = status, headers, body
 
-    async def read(self, deadline: float | None = None) -> bytes:
-        return self._body
+    async def read(self, deadline: float | None = None, limit: int | None = None, truncate: bool = False) -> bytes:
+        return self._body[:limit] if truncate and limit else self._body
 
     async def chunks(self, deadline: float | None = None):
         yield self._body
