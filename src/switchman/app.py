@@ -157,8 +157,13 @@ class App:
                 creq.passthrough_headers = vendor
             tags, user = req.headers.get("x-switchman-tags"), req.headers.get("x-switchman-user")
             if tags:
-                creq.tags = parse_tags(tags)
+                try:
+                    creq.tags = parse_tags(tags)
+                except ValueError as e:
+                    raise InvalidRequest(f"x-switchman-tags: {e}", param="x-switchman-tags") from None
             if user:
+                if len(user) > 256:
+                    raise InvalidRequest("x-switchman-user: at most 256 characters", param="x-switchman-user")
                 creq.end_user = user
             deadline = _client_deadline(req)
             if meter is not None:
@@ -167,6 +172,11 @@ class App:
             else:
                 reply = await self.gateway.run(creq, deadline=deadline, request_id=rid)
         except SwitchmanError as e:
+            if ticket is not None:
+                ticket.failed(e)
+            return self._error(d, e, rid)
+        except (RecursionError, orjson.JSONEncodeError) as exc:  # a value nested past what can be forwarded
+            e = InvalidRequest(f"the request nests values too deeply to forward: {str(exc)[:80]}")
             if ticket is not None:
                 ticket.failed(e)
             return self._error(d, e, rid)

@@ -106,3 +106,43 @@ async def test_f16_a_duplicated_authorization_is_400(keyed):
     got = await keyed.raw(f"GET /v1/models HTTP/1.1\r\nhost: 127.0.0.1\r\nauthorization: Bearer wrong\r\n"
                           f"authorization: Bearer {ADMIN}\r\n\r\n".encode())
     assert status(got) == 400 and "duplicate authorization" in body(got)["error"]["message"]
+
+
+def _nested(n: int) -> dict:
+    v: dict = {"type": "string"}
+    for _ in range(n):
+        v = {"a": v}
+    return v
+
+
+async def test_f14_a_tool_schema_nested_too_deep_is_400_naming_it(keyed):
+    h = {"authorization": f"Bearer {ADMIN}", "content-type": "application/json"}
+    for depth in (100, 260, 1000):
+        schema = '{"a":' * depth + '{"type":"string"}' + "}" * depth  # json.dumps itself stops at ~990
+        req = ('{"model": "echo", "messages": [{"role": "user", "content": "hi"}], "tools": [{"type": "function", '
+               '"function": {"name": "f", "parameters": %s}}]}' % schema)
+        got = await keyed.raw(keyed.request("POST", "/v1/chat/completions", req.encode(), h))
+        assert status(got) == 400, got[:300]
+        assert "tools[0].function.parameters" in body(got)["error"]["message"]
+    req = {"model": "echo", "max_tokens": 10, "messages": [{"role": "user", "content": "hi"}],
+           "tools": [{"name": "f", "input_schema": _nested(300)}]}
+    got = await keyed.raw(keyed.request("POST", "/v1/messages", json.dumps(req).encode(), h))
+    assert status(got) == 400 and "input_schema" in body(got)["error"]["message"]
+    req["tools"] = [{"name": "f", "input_schema": _nested(20)}]  # a real schema's depth is fine
+    assert status(await keyed.raw(keyed.request("POST", "/v1/messages", json.dumps(req).encode(), h))) == 200
+
+
+async def test_f14_tags_user_and_key_fields_are_bounded(keyed):
+    h = {"authorization": f"Bearer {ADMIN}", "content-type": "application/json"}
+    many = ",".join(f"t{i}=v" for i in range(20_000))
+    got = await keyed.raw(keyed.request("POST", "/v1/chat/completions", CHAT, {**h, "x-switchman-tags": many[:15000]}))
+    assert status(got) == 400 and "at most 32 tags" in body(got)["error"]["message"]
+    got = await keyed.raw(keyed.request("POST", "/v1/chat/completions", CHAT, {**h, "x-switchman-tags": "team=" + "x" * 5000}))
+    assert status(got) == 400 and "x-switchman-tags" in body(got)["error"]["message"]
+    got = await keyed.raw(keyed.request("POST", "/v1/chat/completions", CHAT, {**h, "x-switchman-user": "u" * 5000}))
+    assert status(got) == 400
+    got = await keyed.raw(keyed.request("POST", "/admin/keys", json.dumps({"name": "n" * 1_000_000}).encode(), h),
+                          timeout=10)
+    assert status(got) == 400 and "name" in body(got)["error"]["message"]
+    ok = await keyed.raw(keyed.request("POST", "/v1/chat/completions", CHAT, {**h, "x-switchman-tags": "team=a,feature=b"}))
+    assert status(ok) == 200

@@ -87,6 +87,9 @@ def make_key(name: str, now: float, **fields) -> tuple[str, KeyRecord]:
     return secret, rec
 
 
+MAX_NAME = 128  # a key's name, user and route names
+
+
 def key_fields(*, name: object, budget: object = None, rpm: object = None, tpm: object = None,
                routes: object = None, expires: object = None, user: object = None, tags: object = None,
                now: float) -> dict:
@@ -95,10 +98,12 @@ def key_fields(*, name: object, budget: object = None, rpm: object = None, tpm: 
     field at fault."""
     from .budgets import parse_limit
     from .dates import parse_when
-    from .records import parse_tags
+    from .records import check_tags, parse_tags
 
     if not isinstance(name, str) or not name.strip():
         raise ValueError("name: a key needs a name")
+    if len(name) > MAX_NAME:
+        raise ValueError(f"name: at most {MAX_NAME} characters")
     out: dict = {}
     if budget is not None:
         if not isinstance(budget, str):
@@ -118,6 +123,8 @@ def key_fields(*, name: object, budget: object = None, rpm: object = None, tpm: 
         if not isinstance(items, list | tuple) or not all(isinstance(r, str) for r in items):
             raise ValueError("routes: expected names, as a list or 'a,b'")
         names = tuple(r.strip() for r in items if r.strip())
+        if len(names) > 1000 or any(len(r) > MAX_NAME for r in names):
+            raise ValueError(f"routes: at most 1000 names of at most {MAX_NAME} characters")
         if not names:
             raise ValueError("routes: name at least one route or model")
         out["routes"] = names
@@ -132,14 +139,15 @@ def key_fields(*, name: object, budget: object = None, rpm: object = None, tpm: 
             raise ValueError(f"expires: {expires} is in the past")
         out["expires"] = when
     if user is not None:
-        if not isinstance(user, str) or not user:
-            raise ValueError("user: expected a name")
+        if not isinstance(user, str) or not user or len(user) > MAX_NAME:
+            raise ValueError(f"user: expected a name of at most {MAX_NAME} characters")
         out["user"] = user
     if tags is not None:
         if isinstance(tags, str):
             tags = parse_tags(tags)
         if not isinstance(tags, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in tags.items()):
             raise ValueError("tags: expected name=value pairs")
+        check_tags(tags)
         out["tags"] = dict(tags)
     return out
 

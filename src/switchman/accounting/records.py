@@ -139,15 +139,30 @@ class RequestRecord:
         )
 
 
+MAX_TAGS = 32  # per request or key: tags are report dimensions, not a payload
+MAX_TAG_NAME = 64
+MAX_TAG_VALUE = 256
+
+
 def parse_tags(header: str | None) -> dict[str, str]:
     """``x-switchman-tags: team=search,feature=chat`` -> ``{"team": "search", "feature": "chat"}``.
-    A bare word is a tag with an empty value; blanks around names are dropped."""
+    A bare word is a tag with an empty value; blanks around names are dropped. ValueError past
+    ``MAX_TAGS`` tags or a name or value too long (each is a ledger row and a report label)."""
     out: dict[str, str] = {}
     if not header:
         return out
-    for part in header.split(","):
+    for part in header.split(",", MAX_TAGS + 1):
         k, _, v = part.partition("=")
         k = k.strip()
         if k:
             out[k] = v.strip()
+    check_tags(out)
     return out
+
+
+def check_tags(tags: Mapping[str, str]) -> None:
+    if len(tags) > MAX_TAGS:
+        raise ValueError(f"at most {MAX_TAGS} tags")
+    for k, v in tags.items():
+        if len(k) > MAX_TAG_NAME or len(v) > MAX_TAG_VALUE:
+            raise ValueError(f"tag {k[:40]!r}: names are at most {MAX_TAG_NAME} characters, values {MAX_TAG_VALUE}")

@@ -39,7 +39,7 @@ from ..types import (
     Usage,
     UsageEvent,
 )
-from .base import Dialect, StreamEncoder
+from .base import Dialect, StreamEncoder, check_depth
 
 __all__ = ["AnthropicDialect", "AnthropicStreamEncoder"]
 
@@ -237,6 +237,7 @@ def _tools(ts: object) -> list[Tool] | None:
         schema = t.get("input_schema")
         if type(schema) is not dict:
             raise _fail(f"{path}.input_schema", "must be an object")
+        check_depth(schema, f"{path}.input_schema")
         strict = t.get("strict")
         if strict is not None and type(strict) is not bool:
             raise _fail(f"{path}.strict", "must be a boolean")
@@ -275,6 +276,7 @@ def _response_format(body: dict) -> dict | None:
         return None
     if type(fmt) is not dict or fmt.get("type") != "json_schema" or type(fmt.get("schema")) is not dict:
         raise _fail(path, "must be {'type': 'json_schema', 'schema': {...}}")
+    check_depth(fmt["schema"], f"{path}.schema")
     return {"type": "json_schema", "json_schema": {"name": "output", "schema": fmt["schema"], "strict": True}}
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 
-from ..errors import SwitchmanError
+from ..errors import InvalidRequest, SwitchmanError
 from ..types import ChatRequest, ChatResponse, StreamEvent
 
 
@@ -45,3 +45,20 @@ class Dialect(ABC):
     @abstractmethod
     def encode_error(self, err: SwitchmanError) -> bytes:
         """The error body; the status is ``err.status``."""
+
+
+MAX_DEPTH = 64  # JSON schemas nest a few levels; the upstream encoders give up at 254 (orjson)
+
+
+def check_depth(value: object, param: str, limit: int = MAX_DEPTH) -> None:
+    """A 400 naming ``param`` when ``value`` nests deeper than ``limit`` (walked without
+    recursion, so a hostile schema cannot exhaust the stack)."""
+    stack = [(value, 1)]
+    while stack:
+        v, d = stack.pop()
+        if d > limit:
+            raise InvalidRequest(f"'{param}' is nested deeper than {limit} levels", param=param)
+        if type(v) is dict:
+            stack.extend((x, d + 1) for x in v.values() if type(x) in (dict, list))
+        elif type(v) is list:
+            stack.extend((x, d + 1) for x in v if type(x) in (dict, list))

@@ -46,7 +46,7 @@ from ..types import (
     Usage,
     UsageEvent,
 )
-from .base import Dialect, StreamEncoder
+from .base import Dialect, StreamEncoder, check_depth
 
 __all__ = ["OpenAIDialect", "OpenAIStreamEncoder"]
 
@@ -282,6 +282,8 @@ def _tools(ts: object) -> list[Tool] | None:
             params = {"type": "object", "properties": {}}  # "Omitting parameters defines a function with an empty parameter list"
         elif type(params) is not dict:
             raise _fail(f"{path}.function.parameters", "'parameters' must be a JSON schema object")
+        else:
+            check_depth(params, f"{path}.function.parameters")
         strict = fn.get("strict")
         if strict is not None and type(strict) is not bool:
             raise _fail(f"{path}.function.strict", "'strict' must be a boolean")
@@ -339,6 +341,7 @@ def _response_format(body: dict) -> dict | None:
         js = rf.get("json_schema")
         if type(js) is not dict or type(js.get("name")) is not str:
             raise _fail("response_format.json_schema", "'json_schema' must be an object with a 'name'")
+        check_depth(js, "response_format.json_schema")
     return None if rf["type"] == "text" else rf
 
 
