@@ -252,6 +252,9 @@ class App:
             acc = self.metering.accountant
             got = await acc.ready()
             body.update({k: "ok" if up else "down" for k, up in got.items()})
+            if acc.ledger is not None:
+                body["ledger_pending"] = acc.ledger.pending
+                body["ledger_quarantined"] = acc.ledger.stats.quarantined
             if not got["ledger"]:
                 down.append("ledger database unreachable")
             if not got["state"]:

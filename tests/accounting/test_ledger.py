@@ -226,3 +226,61 @@ async def test_postgres_migrates_once_when_workers_start_together(pg_url):
     versions = [x[0] for x in await stores[0]._p().fetch("SELECT version FROM schema_version")]
     assert versions == list(range(1, schema.VERSION + 1))
     await asyncio.gather(*(s.close() for s in stores))
+
+
+async def test_spilled_entries_reach_the_database_as_soon_as_it_keeps_up_without_a_restart(sqlite_url, tmp_path):
+    spill = str(tmp_path / "spill")
+    store = SlowStore(open_store(sqlite_url))
+    led = Ledger(store, batch=10, buffer=20, flush_interval=0.01, block=0.05, spill=spill, max_backoff=0.05)
+    await led.start()
+    store.failing = True
+    for i in range(60):
+        await led.write(*entry(i))
+    assert led.stats.spilled > 0 and led.pending == 60  # buffered or on disk: none in the database yet
+    store.failing = False
+    for _ in range(200):
+        await asyncio.sleep(0.02)
+        if led.pending == 0:
+            break
+    assert led.pending == 0 and led.stats.replayed == led.stats.spilled
+    rows = await led.spend("model")
+    assert sum(x.requests for x in rows) == 60  # shown now, not at the next start
+    assert not glob.glob(spill + ".spill-*")
+    await led.close()
+
+
+def poisoned(i: int):
+    r, atts = entry(i)
+    atts[-1].output_tokens = 10**13  # an upstream's absurd usage that got this far
+    atts[-1].cost = D(2 * 10**7)
+    r.cost = D(2 * 10**7)
+    return r, atts
+
+
+async def test_an_entry_the_database_refuses_is_quarantined_and_the_rest_written(ledger_url, tmp_path):
+    spill = str(tmp_path / "spill")
+    led = Ledger(open_store(ledger_url), batch=10, flush_interval=0.01, spill=spill, max_backoff=0.05)
+    await led.start()
+    await led.write(*poisoned(0))
+    for i in range(1, 30):
+        await led.write(*entry(i))
+    assert await led.drain(timeout=10)  # the writer is not stuck behind the bad entry
+    assert led.stats.quarantined == 1 and led.pending == 0
+    rows = await led.spend("model")
+    assert sum(x.requests for x in rows) == 29
+    quarantine = open(spill + ".quarantine.jsonl").read()
+    assert "req_0" in quarantine
+    await led.close()
+
+
+async def test_a_poisoned_spill_file_never_blocks_a_restart(ledger_url, tmp_path):
+    from switchman.accounting.ledger import encode_entry
+
+    spill = str(tmp_path / "spill")
+    with open(f"{spill}.spill-999999999.jsonl", "wb") as f:  # a process long gone
+        f.write(encode_entry(poisoned(0)) + b"\n" + encode_entry(entry(1)) + b"\n" + b"{torn line\n")
+    led = Ledger(open_store(ledger_url), spill=spill)
+    await led.start()
+    assert led.stats.quarantined == 2  # the poisoned entry and the torn line
+    assert sum(x.requests for x in await led.spend("model")) == 1
+    await led.close()

@@ -16,6 +16,16 @@ When the buffer is full (``buffer`` entries) the database is not keeping up:
 A batch that fails to write stays at the head of the buffer and is retried with backoff (up to
 ``max_backoff`` seconds). ``drain()`` writes everything buffered now; ``close()`` drains and, if
 the database cannot take the rest, spills it — so a graceful shutdown loses no entry.
+
+Spill files are also replayed while the process runs: as soon as the buffer is empty again after a
+successful write, this process's own spill file goes back into the database in batches, so spend
+reports catch up within seconds of the database keeping up (``pending`` counts what waits).
+
+One bad entry never jams the writer: when the database refuses a batch for its data (a value out
+of range; ``Store.data_errors``) rather than being unreachable, the batch is written entry by
+entry and each entry it still refuses goes to a **quarantine file** (``….quarantine.jsonl``,
+counted in ``stats.quarantined``, shown by ``/health/ready`` and ``/admin/spend``) for a person to
+look at. The same holds for replaying spill files, so a poisoned entry cannot stop a restart.
 """
 
 from __future__ import annotations
@@ -46,7 +56,8 @@ class LedgerStats:
 
     written: int = 0  # entries committed to the database
     spilled: int = 0  # entries written to a spill file instead
-    replayed: int = 0  # spilled entries brought back into the database on start
+    replayed: int = 0  # spilled entries brought back into the database
+    quarantined: int = 0  # entries the database refused for their data, set aside in a file
     failures: int = 0  # failed batch writes (each retried)
     waited: int = 0  # writes that had to wait for room
 
@@ -71,6 +82,7 @@ class Ledger:
         self._healthy = True
         self._closing = False
         self._spill_logged = -1e18
+        self._unreplayed = 0  # entries this process spilled that are not back in the database yet
         self._task: asyncio.Task | None = None
 
     @classmethod
@@ -118,7 +130,8 @@ class Ledger:
 
     @property
     def pending(self) -> int:
-        return len(self._buf)
+        """Entries not in the database yet: buffered, or spilled by this process and not replayed."""
+        return len(self._buf) + self._unreplayed
 
     # -- the request path ----------------------------------------------------------------------------
     async def write(self, request: RequestRecord, attempts: Sequence[AttemptRecord] = ()) -> None:
@@ -177,7 +190,7 @@ class Ledger:
             n = min(self.batch, len(self._buf))
             chunk = [self._buf[i] for i in range(n)]
             try:
-                await self.store.write(chunk)
+                await self._write_or_quarantine(chunk)
             except asyncio.CancelledError:
                 raise
             except Exception as e:
@@ -195,8 +208,33 @@ class Ledger:
                 continue
             backoff = 0.05
             self._healthy = True
-            self.stats.written += n
             self._taken(n)
+            if not self._buf and self._unreplayed and not self._closing:
+                try:  # the database keeps up again: bring back what this process spilled
+                    await self._replay_spills(own_only=True)
+                except asyncio.CancelledError:
+                    raise
+                except Exception as e:  # noqa: BLE001 - the file stays; the next quiet moment retries
+                    log.warning("ledger: replaying spilled entries failed (%s); will retry", e)
+
+    async def _write_or_quarantine(self, entries: list[Entry]) -> None:
+        """Write ``entries`` in one transaction; if the database refuses them for their data, write
+        them one by one and quarantine each it still refuses. Raises when it is unreachable."""
+        refused = getattr(self.store, "data_errors", Store.data_errors)
+        try:
+            await self.store.write(entries)
+            self.stats.written += len(entries)
+            return
+        except refused as e:
+            log.warning("ledger: the database refused a batch of %d (%s); finding the bad entries", len(entries), e)
+        bad = []
+        for entry in entries:
+            try:
+                await self.store.write([entry])
+                self.stats.written += 1
+            except refused as e:
+                bad.append((entry, e))
+        self._quarantine(bad)
 
     def _taken(self, n: int) -> None:
         """``n`` entries left the head of the buffer: wake whoever waits for room or progress."""
@@ -219,29 +257,55 @@ class Ledger:
             if sync:
                 os.fsync(f.fileno())
         self.stats.spilled += len(entries)
+        self._unreplayed += len(entries)
         now = time.monotonic()
         if now - self._spill_logged >= 10.0:  # a failing database must not flood the log too
             self._spill_logged = now
             log.error("ledger: %d entries written to %s so far (the database is not keeping up or is down); "
-                      "they are replayed into it on the next start", self.stats.spilled, path)
+                      "they are replayed into it once it keeps up again", self.stats.spilled, path)
 
-    async def _replay_spills(self) -> None:
+    def _quarantine(self, bad: Sequence[tuple[Entry | bytes, BaseException]]) -> None:
+        """Set aside entries the database refuses for their data: one JSON line each, with why."""
+        if not bad:
+            return
+        path = f"{self.spill_prefix}.quarantine.jsonl"
+        with open(path, "ab") as f:
+            for entry, why in bad:
+                raw = entry if isinstance(entry, bytes) else encode_entry(entry)
+                f.write(orjson.dumps({"error": repr(why)[:300], "entry": raw.decode("utf-8", "replace")}) + b"\n")
+            f.flush()
+            os.fsync(f.fileno())
+        self.stats.quarantined += len(bad)
+        log.error("ledger: %d entries the database refused were set aside in %s (%d so far): %r",
+                  len(bad), path, self.stats.quarantined, bad[0][1])
+
+    async def _replay_spills(self, own_only: bool = False) -> None:
         """Bring back entries spilled by processes that have ended (a live one may still be
-        appending to its file; it will be replayed after that process stops)."""
+        appending to its file; it will be replayed after that process stops), or with
+        ``own_only``, this process's own (new spills then go to a fresh file)."""
         for path in sorted(glob.glob(glob.escape(self.spill_prefix) + ".spill-*.jsonl*")):
             owner = _owner(path)
-            if owner is None or (owner != os.getpid() and _alive(owner)):
+            if owner is None or (owner != os.getpid() and (own_only or _alive(owner))):
                 continue
             claimed = f"{path.split('.jsonl')[0]}.jsonl.replaying-{os.getpid()}"
             try:
                 os.rename(path, claimed)  # atomic: one process replays each file
             except OSError:
                 continue
-            entries = [decode_entry(line) for line in Path(claimed).read_bytes().splitlines() if line.strip()]
+            entries, bad = [], []
+            for line in Path(claimed).read_bytes().splitlines():
+                if line.strip():
+                    try:
+                        entries.append(decode_entry(line))
+                    except Exception as e:  # noqa: BLE001 - a torn or foreign line: set aside, go on
+                        bad.append((line, e))
+            self._quarantine(bad)
             for i in range(0, len(entries), self.batch):
-                await self.store.write(entries[i:i + self.batch])
+                await self._write_or_quarantine(entries[i:i + self.batch])
             os.unlink(claimed)
             self.stats.replayed += len(entries)
+            if owner == os.getpid():
+                self._unreplayed = max(self._unreplayed - len(entries) - len(bad), 0)
             log.warning("ledger: replayed %d spilled entries from %s", len(entries), path)
 
 

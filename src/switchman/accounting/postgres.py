@@ -77,6 +77,7 @@ class PostgresStore(Store):
         self._pool = None
 
     async def open(self) -> None:
+        self.data_errors = (*Store.data_errors, asyncpg.DataError, asyncpg.IntegrityConstraintViolationError)
         settings = {"search_path": self.schema} if self.schema else None
         if self.schema:  # the schema must exist before a connection can use it as its search path
             conn = await asyncpg.connect(self._dsn)

@@ -52,6 +52,9 @@ class Store(abc.ABC):
 
     dialect: str
     url: str
+    # What a write raises for an entry the database refuses (a value out of range, a bad type), as
+    # against the database being unreachable: the ledger quarantines such an entry and goes on.
+    data_errors: tuple[type[BaseException], ...] = (ArithmeticError, ValueError, TypeError)
 
     @abc.abstractmethod
     async def open(self) -> None:
