@@ -184,7 +184,8 @@ MINI = "  - {name: gpt-4o-mini, provider: oa}"
 
 async def test_ready_checks_the_ledger_database_and_the_shared_state(tmp_path):
     async with serving(tmp_path, {"gpt-4o-mini": FakeModel()}, MINI) as (_, _, meter, base):
-        assert await ready(base) == (200, {"status": "ready", "models": 1, "ledger": "ok", "state": "ok"})
+        assert await ready(base) == (200, {"status": "ready", "models": 1, "ledger": "ok", "state": "ok",
+                                           "ledger_pending": 0, "ledger_quarantined": 0})
         await meter.accountant.store.close()  # the database connection is gone
         status, body = await ready(base)
         assert status == 503 and body["ledger"] == "down" and "ledger database unreachable" in body["status"]
