@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import json
 import os
+from pathlib import Path
 import subprocess
 import sys
 import time
 import urllib.error
 import urllib.request
+
+import pytest
 
 
 from conftest import free_port
@@ -159,3 +162,25 @@ models: [{{name: gpt-4o-mini, provider: oa}}]
         await gw.close()
     finally:
         await fake.stop()
+
+
+def test_a_missing_extra_is_one_line_with_the_install_hint(tmp_path):
+    cfg = tmp_path / "r.yaml"
+    cfg.write_text('providers:\n  p: {kind: openai, base_url: "http://127.0.0.1:9/v1", api_key: x}\n'
+                   "models:\n  - {name: m, provider: p, price: {input: 1, output: 1}}\n"
+                   'state: {backend: redis, url: "redis://127.0.0.1:6379/9"}\n')
+    code = ("import sys; sys.modules['redis'] = None; sys.modules['redis.asyncio'] = None\n"
+            "from switchman.cli import main\n"
+            f"sys.exit(main(['serve', '--config', {str(cfg)!r}, '--port', '0']))")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 2 and "pip install 'switchman[redis]'" in r.stderr
+    assert "Traceback" not in r.stderr and len(r.stderr.strip().splitlines()) == 1
+
+
+def test_train_into_a_missing_directory_is_one_line_not_a_traceback(tmp_path):
+    data = Path(__file__).parents[2] / "shared" / "data" / "routellm-mmlu-gsm8k" / "outcomes.jsonl.gz"
+    if not data.exists():
+        pytest.skip("the shared outcome data is not here")
+    r = run("train", "--data", str(data), "--out", str(tmp_path / "no" / "such" / "dir" / "router.npz"))
+    assert r.returncode in (1, 2) and "Traceback" not in r.stderr
+    assert "no/such/dir" in r.stderr and len(r.stderr.strip().splitlines()) == 1

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
+import traceback
 
 from .errors import ConfigError
 
@@ -126,7 +128,46 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
+# Optional dependencies and the extra that brings each.
+_EXTRAS = {"redis": "redis", "asyncpg": "postgres", "sklearn": "eval", "pyarrow": "eval", "matplotlib": "eval"}
+
+
 def main(argv: list[str] | None = None) -> int:
+    """Run one command. Whatever goes wrong ends in one line on stderr and an exit code, never a
+    traceback (set ``SWITCHMAN_DEBUG=1`` to see one)."""
+    try:
+        return _main(argv)
+    except ConfigError as e:
+        print(f"switchman: config error: {e}", file=sys.stderr)
+        return 2
+    except ImportError as e:
+        top = (e.name or "").split(".")[0]
+        extra = _EXTRAS.get(top)
+        if extra is not None:
+            print(f"switchman: this needs {top}, which is not installed: pip install 'switchman[{extra}]'",
+                  file=sys.stderr)
+        elif e.name is None and "pip install" in str(e):  # ours, already saying what to install
+            print(f"switchman: {e}", file=sys.stderr)
+        else:
+            return _unexpected(e)
+        return 2
+    except OSError as e:
+        print(f"switchman: {e}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 0
+    except Exception as e:  # noqa: BLE001 - the one place that turns any failure into a line
+        return _unexpected(e)
+
+
+def _unexpected(e: BaseException) -> int:
+    if os.environ.get("SWITCHMAN_DEBUG"):
+        traceback.print_exc()
+    print(f"switchman: error: {type(e).__name__}: {e}", file=sys.stderr)
+    return 1
+
+
+def _main(argv: list[str] | None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv and argv[0] in _OFFLINE:
         return _offline(argv[0], argv[1:])
@@ -135,16 +176,7 @@ def main(argv: list[str] | None = None) -> int:
 
         return getattr(accounting, f"{argv[0]}_main")(argv[1:])
     args = parser().parse_args(argv)
-    try:
-        return args.func(args)
-    except ConfigError as e:
-        print(f"switchman: config error: {e}", file=sys.stderr)
-        return 2
-    except OSError as e:
-        print(f"switchman: {e}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        return 0
+    return args.func(args)
 
 
 if __name__ == "__main__":

@@ -141,6 +141,9 @@ def _train(argv: list[str]) -> int:
     p.add_argument("--split", choices=("train", "all"), default="train", help="learn from the train split only (default, when the data has one) or from every prompt")
     p.add_argument("--scorer", action="store_true", help="fit an answer scorer for the cascade (needs data with responses) instead of a router")
     args = p.parse_args(argv)
+    out_dir = Path(args.out).resolve().parent
+    if not out_dir.is_dir():  # before minutes of training, not after
+        raise UsageError(f"--out {args.out}: the directory {out_dir} does not exist")
     from ..routing.training import ScorerParams, TrainParams, train_router, train_scorer
 
     table = _load(args)
