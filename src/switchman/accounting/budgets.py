@@ -19,7 +19,7 @@ import enum
 import functools
 import re
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal, InvalidOperation
 
@@ -128,15 +128,35 @@ def key_rule(name: str, limit: Decimal, period: str) -> BudgetRule:
 
 def holds_for(rules: Iterable[BudgetRule], now: float, *, key_id: str | None, key_name: str | None,
               user: str | None, tags: Mapping[str, str]) -> list[Hold]:
-    """The holds a request takes: every rule whose scope matches the request's key, user or tags."""
-    out: list[Hold] = []
+    """The holds a request takes: every rule whose scope matches the request's key, user or tags,
+    one per counter. Rules that resolve to the same scope and period (``user: "*"`` and ``user:
+    alice`` for alice; a key's own budget and a ``key:`` rule) share one counter, so they are one
+    hold: the lowest limit, and the lowest soft threshold in dollars (with its ``downgrade_to``).
+    Two holds on one counter would reserve twice and count spend twice."""
+    out: dict[str, Hold] = {}
     for r in rules:
         sid = _scope_id(r, key_id, key_name, user, tags)
         if sid is None:
             continue
         w = period_window(r.period, now)
-        out.append(Hold(r, sid, f"b:{sid}:{r.period.value}:{w.label}", to_nusd(r.limit), w))
-    return out
+        counter = f"b:{sid}:{r.period.value}:{w.label}"
+        h = Hold(r, sid, counter, to_nusd(r.limit), w)
+        seen = out.get(counter)
+        out[counter] = h if seen is None else _merged(seen, h)
+    return list(out.values())
+
+
+def _merged(a: Hold, b: Hold) -> Hold:
+    """One hold for two rules on the same counter: the stricter limit and soft threshold."""
+    low, other = (a, b) if a.limit_nusd <= b.limit_nusd else (b, a)
+    soft_at = [(x.rule.soft * x.limit_nusd, x) for x in (a, b) if x.rule.soft is not None]
+    rule = low.rule
+    if soft_at:
+        at, x = min(soft_at, key=lambda t: t[0])
+        soft = min(at / low.limit_nusd, 1.0) if low.limit_nusd else x.rule.soft
+        rule = replace(rule, soft=soft, downgrade_to=x.rule.downgrade_to or rule.downgrade_to,
+                       where=f"{low.rule.where} (with {other.rule.where})".strip())
+    return replace(low, rule=rule)
 
 
 def _scope_id(r: BudgetRule, key_id: str | None, key_name: str | None, user: str | None,

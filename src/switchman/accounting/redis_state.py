@@ -76,11 +76,15 @@ for i = 1, nw do
   redis.call('EXPIRE', KEYS[1 + i], ARGV[a + 2])
   a = a + 3
 end
+local seen = {}
 for j = 1, nh do
   local h = KEYS[1 + nw + 2 * j - 1]
   local z = KEYS[1 + nw + 2 * j]
-  redis.call('HINCRBY', h, 'reserved', ARGV[4])
-  redis.call('ZADD', z, ARGV[6], ARGV[5] .. ':' .. ARGV[4])
+  if not seen[h] then  -- a counter named twice is reserved once: its lapse member exists once
+    seen[h] = true
+    redis.call('HINCRBY', h, 'reserved', ARGV[4])
+    redis.call('ZADD', z, ARGV[6], ARGV[5] .. ':' .. ARGV[4])
+  end
   redis.call('EXPIRE', h, ARGV[a + 1])
   redis.call('EXPIRE', z, ARGV[a + 1])
   a = a + 2
@@ -212,10 +216,11 @@ class RedisState(StateBackend):
     async def settle(self, op: SettleOp) -> None:
         p = self.prefix
         keys: list[str] = []
-        for c in op.holds:
+        holds = list(dict.fromkeys(op.holds))  # one counter counts once, however many rules named it
+        for c in holds:
             keys += (p + c, p + c + ":r")
         keys += (p + c for c, _ in op.corrections)
-        args: list = [len(op.holds), op.reservation, op.reserved, op.actual, *(d for _, d in op.corrections)]
+        args: list = [len(holds), op.reservation, op.reserved, op.actual, *(d for _, d in op.corrections)]
         await self._call(self._settle(keys=keys, args=args))
 
     async def seed(self, counter: str, spent: int, ttl: int, now: float) -> None:

@@ -149,12 +149,13 @@ class MemoryState(StateBackend):
             self._windows[w.counter] = (n + w.amount, now + w.reset_in + 1.0)
         for h in op.holds:
             b = self._budgets[h.counter]
-            b[1] += op.amount
-            b[3][op.reservation] = (op.amount, op.until)
+            if op.reservation not in b[3]:  # a counter named twice is reserved once
+                b[1] += op.amount
+                b[3][op.reservation] = (op.amount, op.until)
         return Verdict(Outcome.OK, used=tuple(used))
 
     async def settle(self, op: SettleOp) -> None:
-        for c in op.holds:
+        for c in dict.fromkeys(op.holds):  # one counter counts once, however many rules named it
             b = self._budgets.get(c)
             if b is None:
                 continue  # counter gone (a new period began): the ledger has the spend
