@@ -152,6 +152,7 @@ class App:
             except orjson.JSONDecodeError as e:
                 raise InvalidRequest(f"body is not valid JSON: {e}") from None
             creq = d.decode(body)
+            creq.cache_marked = b'"cache_control"' in req.body  # breakpoints anywhere: writes may be billed
             vendor = {h: req.headers[h] for h in _PASSTHROUGH if h in req.headers}
             if vendor:
                 creq.passthrough_headers = vendor

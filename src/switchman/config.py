@@ -71,12 +71,21 @@ class ModelSpec:
     upstream: str  # the upstream's model id (Azure: the deployment name)
     price: Price
     context_window: int | None = None
-    max_output: int | None = None  # the model's own output cap, when the catalog knows it
+    max_output: int | None = None  # the model's own output cap, when the catalog or config knows it
+    default_output: int = 4096  # the cap when neither the request nor max_output gives one (config)
     vision: bool = True
     limits: Limits = Limits()
     timeout: Timeout = Timeout()
     fallbacks: tuple[str, ...] = ()
     priced_by: str = "config"  # config | catalog | unknown
+
+    def output_cap(self, requested: int | None) -> int:
+        """The output tokens a call may produce, sent upstream as its cap and reserved by budgets
+        for exactly that: the request's ``max_tokens`` (at most the model's own limit), else the
+        model's limit, else ``default_output``."""
+        if requested is None:
+            return self.max_output or self.default_output
+        return min(requested, self.max_output) if self.max_output else requested
 
 
 @dataclass(frozen=True, slots=True)

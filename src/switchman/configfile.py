@@ -189,15 +189,16 @@ def loads(text: str, *, file: str = "<config>", env: Mapping[str, str] | None = 
 
 def _resolve(doc: _Doc, raw: Any) -> Config:
     top = _Obj(doc, "", raw, ("server", "providers", "models", "routes", "auth", "deadline", "retry", "breaker",
-                              "health", "ledger", "state", "budgets"))
+                              "health", "ledger", "state", "budgets", "default_max_output"))
     server = _server(doc, top.get("server", dict, {}))
     providers: dict[str, ProviderSpec] = {}
     praw = top.get("providers", dict, {})
     for name, v in praw.items():
         providers[name] = _provider(doc, f"providers.{name}", name, v)
     models: dict[str, ModelSpec] = {}
+    default_output = top.positive("default_max_output", int, 4096)  # for models whose output limit is unknown
     for i, v in enumerate(top.get("models", list, [])):
-        m = _model(doc, f"models[{i}]", v, providers)
+        m = _model(doc, f"models[{i}]", v, providers, default_output)
         if m.name in models:
             raise doc.error(f"models[{i}].name", f"duplicate model name '{m.name}'")
         models[m.name] = m
@@ -317,7 +318,7 @@ def _provider(doc: _Doc, path: str, name: str, v: Any) -> ProviderSpec:
     )
 
 
-def _model(doc: _Doc, path: str, v: Any, providers: dict[str, ProviderSpec]) -> ModelSpec:
+def _model(doc: _Doc, path: str, v: Any, providers: dict[str, ProviderSpec], default_output: int = 4096) -> ModelSpec:
     o = _Obj(doc, path, v, ("name", "provider", "model", "price", "context_window", "max_output", "vision",
                             "limits", "timeout", "fallbacks"), ("name", "provider"))
     name = o.get("name", str)
@@ -354,6 +355,7 @@ def _model(doc: _Doc, path: str, v: Any, providers: dict[str, ProviderSpec]) -> 
                         to.positive("connect", float, 10.0)),
         fallbacks=o.names("fallbacks"),
         priced_by=priced_by,
+        default_output=default_output,
     )
 
 

@@ -256,7 +256,7 @@ class Metering:
             input_tokens=creq.estimated_tokens(), max_tokens=creq.max_tokens,
             tags=tags, user=user or creq.user, max_cost_usd=max_cost,
             direct=creq.model in self.config.models, checked=plan.checked if plan.checks else 0,
-            caller=caller,
+            caller=caller, cache_writes=creq.cache_marked,
         )
         adm = await self.accountant.admit(ctx)
         _ADMISSION.set(adm)

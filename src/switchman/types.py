@@ -132,6 +132,7 @@ class ChatRequest:
     tags: dict[str, str] | None = None  # x-switchman-tags: for rules
     end_user: str | None = None  # x-switchman-user: for rules (never sent upstream; ``user`` is)
     logprobs: bool = False  # ask the upstream for token logprobs (a cascade's confidence check)
+    cache_marked: bool = False  # the client marked prompt-cache breakpoints: input may be billed as cache writes
 
     def has_images(self) -> bool:
         for m in self.messages:

@@ -68,3 +68,21 @@ async def test_f1_overlapping_rules_count_spend_once_and_release_every_reservati
         await acc.settle(a, *record(a, "0", rid=f"z{id(a)}"))
     assert (await acc.state.read([h.counter]))[0][1] == 0
     await acc.close()
+
+
+async def test_f4_a_request_marking_cache_breakpoints_reserves_the_cache_write_rate(sqlite_url):
+    from switchman.config import Price
+
+    from .test_facade import model
+
+    rules = [BudgetRule(Scope.GLOBAL, None, D("0.5"), Period.DAY)]
+    acc = await started(sqlite_url, budgets=rules, required=False)
+    m = model("sonnet", "3", "15")
+    m = type(m)(**{**{f: getattr(m, f) for f in m.__slots__}, "price": Price(D(3), D(15), cache_write_1h=D(6))})
+    # 100k prompt tokens, 10 out: $0.30 as plain input fits $0.5, but as 1-hour cache writes it is
+    # $0.60 (what the probe saw billed): refused up front.
+    with pytest.raises(BudgetExceeded):
+        await acc.admit(ctx(None, models=[m], input_tokens=100_000, max_tokens=10, cache_writes=True))
+    adm = await acc.admit(ctx(None, models=[m], input_tokens=100_000, max_tokens=10))
+    assert adm.max_cost == D("0.30015")
+    await acc.close()

@@ -118,7 +118,7 @@ def test_build_canonical_request():
     assert b["tool_choice"] == {"type": "any", "disable_parallel_tool_use": True}
     assert b["stop_sequences"] == ["END"]
     assert b["metadata"] == {"user_id": "u-1"}
-    assert b["max_tokens"] == 8192
+    assert b["max_tokens"] == 4096
     # The current API version has no sampling parameters.
     assert "temperature" not in b and "top_p" not in b
 
@@ -132,7 +132,9 @@ def test_build_sends_sampling_only_under_an_older_pinned_version():
 
 @pytest.mark.parametrize(
     "max_tokens, cap, expected",
-    [(None, None, 8192), (None, 4096, 4096), (None, 64000, 8192), (1000, 64000, 1000), (100000, 64000, 64000)],
+    # the cap budgets reserve for: the request's, at most the model's limit; else the model's limit;
+    # else the configured default (4096)
+    [(None, None, 4096), (None, 4096, 4096), (None, 64000, 64000), (1000, 64000, 1000), (100000, 64000, 64000)],
 )
 def test_build_max_tokens(max_tokens, cap, expected):
     assert sent(A.build(canonical(max_tokens=max_tokens), model(max_output=cap)))["max_tokens"] == expected

@@ -106,7 +106,7 @@ def test_system_and_multi_turn_with_same_role_turns_merged():
         {"role": "model", "parts": [{"text": "three"}]},
         {"role": "user", "parts": [{"text": "four"}]},  # the empty text part is dropped
     ]
-    assert "tools" not in b and "generationConfig" not in b
+    assert "tools" not in b and b["generationConfig"] == {"maxOutputTokens": 4096}  # always capped
 
 
 def test_generation_config():
@@ -121,12 +121,13 @@ def test_generation_config():
 
 def test_json_mode_and_json_schema():
     b = body_of(ChatRequest("flash", [user("hi")], response_format={"type": "json_object"}))
-    assert b["generationConfig"] == {"responseMimeType": "application/json"}
+    assert b["generationConfig"] == {"responseMimeType": "application/json", "maxOutputTokens": 4096}
 
     schema = {"type": "object", "properties": {"a": {"type": ["string", "null"]}}, "additionalProperties": False}
     rf = {"type": "json_schema", "json_schema": {"name": "x", "schema": schema, "strict": True}}
     b = body_of(ChatRequest("flash", [user("hi")], response_format=rf))
-    assert b["generationConfig"] == {"responseMimeType": "application/json", "responseJsonSchema": schema}
+    assert b["generationConfig"] == {"responseMimeType": "application/json", "responseJsonSchema": schema,
+                                     "maxOutputTokens": 4096}
 
 
 def test_tools_are_declared_with_full_json_schema():

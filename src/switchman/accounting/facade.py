@@ -52,7 +52,6 @@ from .store import SpendRow, Store, open_store
 
 log = logging.getLogger("switchman.accounting")
 
-DEFAULT_MAX_TOKENS = 4096  # reserved for when neither the request nor the catalog caps the output
 _WINDOW = 60  # seconds: rate limits are per minute, in fixed windows aligned to the clock
 
 
@@ -72,13 +71,14 @@ class AdmissionContext:
     route: str  # the name the client asked for (a route or a model)
     candidates: Sequence[ModelSpec]  # every model the plan may call (fallbacks included)
     input_tokens: int  # estimated prompt tokens
-    max_tokens: int | None = None  # the client's; None: each model's output cap, else DEFAULT_MAX_TOKENS
+    max_tokens: int | None = None  # the client's; each model's ``output_cap`` of it is what is sent and reserved
     tags: Mapping[str, str] = field(default_factory=dict)  # x-switchman-tags
     user: str | None = None  # x-switchman-user or the body's user field
     max_cost_usd: Decimal | None = None  # x-switchman-max-cost-usd
     direct: bool = False  # the client named a model, not a route: no savings to claim
     checked: int = 0  # a cascade: the first ``checked`` candidates may all be paid for before one answers
     hold: float = 900.0  # seconds until an unsettled reservation lapses
+    cache_writes: bool = False  # the request marks cache breakpoints: input may be billed at cache-write rates
     caller: tuple[KeyRecord | None, bool] | None = None  # ``identify(api_key)``, when already asked
 
 
@@ -191,7 +191,7 @@ class Accountant:
         user = (key.user if key is not None and key.user else None) or ctx.user
         tags = {**ctx.tags, **key.tags} if key is not None and key.tags else dict(ctx.tags)
 
-        costs = [(m, max_cost(m.price, ctx.input_tokens, ctx.max_tokens or m.max_output or DEFAULT_MAX_TOKENS))
+        costs = [(m, max_cost(m.price, ctx.input_tokens, m.output_cap(ctx.max_tokens), ctx.cache_writes))
                  for m in ctx.candidates]
         if ctx.max_cost_usd is not None:
             fit = [(m, c) for m, c in costs if c <= ctx.max_cost_usd]

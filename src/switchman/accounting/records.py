@@ -52,9 +52,15 @@ class Role(str, enum.Enum):
     JUDGE = "judge"  # a cascade's judge model grading an answer
 
 
-def max_cost(price: Price, input_tokens: int, max_tokens: int) -> Decimal:
-    """The most a call can cost: every input token uncached (and unwritten) plus ``max_tokens``."""
-    return (input_tokens * price.input + max_tokens * price.output) / _PER_M
+def max_cost(price: Price, input_tokens: int, max_tokens: int, cache_writes: bool = False) -> Decimal:
+    """The most a call can cost: every input token at the dearest rate it may be billed (with
+    ``cache_writes``, a request that marks cache breakpoints: the 5-minute or 1-hour cache-write
+    rate, up to 2x input) plus ``max_tokens`` of output."""
+    rate = price.input
+    if cache_writes:
+        rate = max(rate, price.cache_write if price.cache_write is not None else price.input * Decimal("1.25"),
+                   price.cache_write_1h if price.cache_write_1h is not None else price.input * 2)
+    return (input_tokens * rate + max_tokens * price.output) / _PER_M
 
 
 @dataclass(slots=True)

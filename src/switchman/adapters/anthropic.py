@@ -57,10 +57,6 @@ API_VERSION = "2026-10-21"
 STABLE_API_VERSION = "2023-06-01"
 _NO_SAMPLING_SINCE = "2026-10-21"  # ISO dates compare as strings
 
-# Anthropic requires max_tokens; OpenAI clients usually omit it. 8192 fits every current Claude
-# model's output cap and is far above typical answers; the catalog's own cap wins when lower.
-_DEFAULT_MAX_TOKENS = 8192
-
 # Anthropic has no schema-less JSON mode: ``output_config.format`` needs a schema
 # (anthropic/types/json_output_format_param.py). OpenAI's json_object becomes an instruction.
 _JSON_OBJECT_INSTRUCTION = "Respond with a single JSON object and nothing else."
@@ -236,14 +232,9 @@ def _encode(req: ChatRequest, model: ModelSpec, sampling: bool) -> dict:
     if system:
         body["system"] = system
     body["messages"] = _messages(req)
-    cap = model.max_output
-    mt = req.max_tokens
-    if mt is None:
-        mt = min(_DEFAULT_MAX_TOKENS, cap or _DEFAULT_MAX_TOKENS)
-    elif cap and mt > cap:
-        # The client could not know which model it would get; over the cap is a 400 otherwise.
-        mt = cap
-    body["max_tokens"] = mt
+    # Required by Anthropic. The cap budgets reserved for (a request over the model's own limit is
+    # brought down to it: the client could not know which model it would get).
+    body["max_tokens"] = model.output_cap(req.max_tokens)
     if req.tools:
         tools = []
         for t in req.tools:

@@ -130,7 +130,7 @@ class GeminiAdapter(Adapter):
             body["tools"] = [{"functionDeclarations": [_declaration(t) for t in req.tools]}]
             if req.tool_choice is not None:
                 body["toolConfig"] = {"functionCallingConfig": _calling_config(req.tool_choice)}
-        config = _generation_config(req)
+        config = _generation_config(req, model)
         if config:
             body["generationConfig"] = config
 
@@ -413,14 +413,13 @@ def _calling_config(tc: ToolChoice) -> dict:
     raise InvalidRequest(f"unknown tool_choice '{mode}'", param="tool_choice")
 
 
-def _generation_config(req: ChatRequest) -> dict:
+def _generation_config(req: ChatRequest, model: ModelSpec) -> dict:
     c: dict = {}
     if req.temperature is not None:
         c["temperature"] = req.temperature
     if req.top_p is not None:
         c["topP"] = req.top_p
-    if req.max_tokens is not None:
-        c["maxOutputTokens"] = req.max_tokens
+    c["maxOutputTokens"] = model.output_cap(req.max_tokens)  # the cap budgets reserved for
     if req.stop:
         c["stopSequences"] = req.stop
     rf = req.response_format

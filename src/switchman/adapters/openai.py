@@ -183,11 +183,11 @@ def _encode(req: ChatRequest, model: ModelSpec) -> dict:
             body["tool_choice"] = tc.mode
         if tc.parallel is not None and req.tools:
             body["parallel_tool_calls"] = tc.parallel
-    if req.max_tokens is not None:
-        # OpenAI deprecated max_tokens for max_completion_tokens, which its reasoning models
-        # require (completion_create_params.py); Azure's current API versions take it too. Most
-        # compatible servers document only max_tokens (Ollama, TGI, older vLLM), so they get that.
-        body["max_completion_tokens" if _takes_max_completion_tokens(model) else "max_tokens"] = req.max_tokens
+    # Always a cap, the one budgets reserved for (money probe F3: with none, a model could write
+    # past what was reserved). OpenAI deprecated max_tokens for max_completion_tokens, which its
+    # reasoning models require (completion_create_params.py); Azure's current API versions take it
+    # too. Most compatible servers document only max_tokens (Ollama, TGI, older vLLM): they get that.
+    body["max_completion_tokens" if _takes_max_completion_tokens(model) else "max_tokens"] = model.output_cap(req.max_tokens)
     if req.temperature is not None:
         body["temperature"] = req.temperature
     if req.top_p is not None:
