@@ -12,6 +12,7 @@ The HTTP server (``app``) and in-process callers (``Metering.chat``) go through 
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import time
 from collections.abc import AsyncIterator, Mapping
@@ -28,6 +29,8 @@ from .errors import SwitchmanError
 from .gateway import Gateway, Planned, Reply
 from .streams import Opened
 from .types import ChatRequest, Finish, StreamEvent, TextDelta, ToolCallDelta, ToolCallStart, Usage, UsageEvent
+
+log = logging.getLogger("switchman.accounting")
 
 _ROLES = {r.value: r for r in Role}
 
@@ -118,11 +121,48 @@ class Ticket:
             return
         self.done = True
         acc = self.meter.accountant
-        uncounted = (usage is None or not complete) and _winner(reply) is not None
-        if uncounted or any(a.cut_text is not None for a in reply.outcome.attempts):
-            acc.later(self._estimated(reply, usage, streamed, uncounted))
-        else:
-            acc.settle_later(self.adm, *self._records(reply, usage))
+        winner = _winner(reply)
+        if usage is not None and winner is not None:
+            why = self._unusable(usage, reply.outcome.attempts[winner].model)
+            if why is not None:  # counted locally instead, and flagged estimated
+                log.warning("request %s: %s reported usage the ledger cannot take (%s); counting it locally",
+                            self.rid, reply.outcome.attempts[winner].model, why)
+                usage = None
+                if not streamed and reply.response is not None:
+                    streamed = _answer_text(reply.response)
+        uncounted = (usage is None or not complete) and winner is not None
+        try:
+            if uncounted or any(a.cut_text is not None for a in reply.outcome.attempts):
+                acc.later(self._estimated(reply, usage, streamed, uncounted))
+            else:
+                acc.settle_later(self.adm, *self._records(reply, usage))
+        except Exception:  # noqa: BLE001 - the answer went out: the reservation must still be released
+            log.exception("request %s: booking its usage failed; settled as an accounting error", self.rid)
+            self._settle_error(reply)
+
+    def _unusable(self, u: Usage, model: str) -> str | None:
+        """Why an upstream's usage cannot be booked as reported (None: it can): unreadable counts
+        (the adapter said so), or counts past what the model could have read or written."""
+        if u.invalid:
+            return u.invalid
+        m = self.meter.config.models.get(model)
+        if m is None:
+            return None
+        window = m.context_window or 10_000_000
+        if u.input_tokens == 0:  # every prompt is at least a token: the counts are missing
+            return "no input tokens reported"
+        if u.input_tokens > 2 * window:
+            return f"input_tokens={u.input_tokens} is past twice the model's window of {window}"
+        cap = m.output_cap(self.creq.max_tokens)
+        if u.output_tokens > 2 * cap + 1024:
+            return f"output_tokens={u.output_tokens} is past twice the output cap of {cap} sent with the call"
+        return None
+
+    def _settle_error(self, reply: Reply) -> None:
+        req = RequestRecord(request_id=self.rid, time=self.t0, route=self.route, model=reply.outcome.model.name,
+                            provider=None, status=200, error="accounting_error",
+                            latency_ms=(time.time() - self.t0) * 1000, stream=self.creq.stream, estimated=True)
+        self.meter.accountant.settle_later(self.adm, req, ())
 
     async def _estimated(self, reply: Reply, usage: Usage | None, streamed: str, count_winner: bool = True) -> None:
         prompt_text = "".join(self.creq.texts())
@@ -132,7 +172,13 @@ class Ticket:
             if a.cut_text is not None:  # broken, then resumed by another model: it saw the original prompt
                 a.usage = await self._counted(prompt_text, a.usage, a.cut_text)
                 a.cut_text = None
-        await self.meter.accountant.settle(self.adm, *self._records(reply, usage))
+        try:
+            records = self._records(reply, usage)
+        except Exception:  # noqa: BLE001 - never leave the reservation held
+            log.exception("request %s: booking its usage failed; settled as an accounting error", self.rid)
+            self._settle_error(reply)
+            return
+        await self.meter.accountant.settle(self.adm, *records)
 
     @staticmethod
     async def _counted(prompt_text: str, usage: Usage | None, streamed: str) -> Usage:
@@ -154,6 +200,9 @@ class Ticket:
             m = models.get(a.model)
             rec = AttemptRecord(index=i, role=_ROLES.get(a.role, Role.FALLBACK), model=a.model, provider=a.provider,
                                 status=200, latency_ms=a.latency * 1000, time=self.t0)
+            if a.usage is not None and i != winner and self._unusable(a.usage, a.model) is not None:
+                # a judge, a rejected or a cut answer that reported garbage: its prompt, estimated
+                a.usage = Usage(input_tokens=self.creq.estimated_tokens(), estimated=True)
             if i == winner and m is not None:
                 _book(rec, m, usage or Usage())
                 rec.ttft_ms = a.latency * 1000 if self.creq.stream else None
@@ -198,6 +247,18 @@ def _winner(reply: Reply) -> int | None:
         if a.error is None and not a.cancelled and a.rejected is None and a.role != "judge":
             winner = i
     return winner
+
+
+def _answer_text(resp) -> str:
+    """What a whole answer said, for counting its tokens locally."""
+    out = []
+    for p in resp.parts:
+        t = getattr(p, "text", None)
+        if t:
+            out.append(t)
+        else:
+            out.append(getattr(p, "name", "") + str(getattr(p, "arguments", "")))
+    return "".join(out)
 
 
 def _book(rec: AttemptRecord, m: ModelSpec, u: Usage) -> None:

@@ -189,6 +189,7 @@ class Usage:
     cache_write_1h_tokens: int = 0  # ... of which 1-hour writes (cache_creation.ephemeral_1h_input_tokens)
     reasoning_tokens: int = 0
     estimated: bool = False
+    invalid: str | None = None  # why the upstream's report could not be used (then counted locally)
 
 
 @dataclass(slots=True)

@@ -36,7 +36,7 @@ from ..types import (
     Usage,
     UsageEvent,
 )
-from .base import Adapter, StreamDecoder, UpstreamCall, retry_after
+from .base import Adapter, StreamDecoder, UpstreamCall, retry_after, checked_usage
 
 if TYPE_CHECKING:
     from ..config import ModelSpec
@@ -294,6 +294,7 @@ def _headers(req: ChatRequest, model: ModelSpec, same_kind: bool) -> dict[str, s
 # ---- response ---------------------------------------------------------------------------------
 
 
+@checked_usage
 def _usage(u: dict, reasoning: int = 0) -> Usage:
     cr = u.get("cache_read_input_tokens") or 0
     cw = u.get("cache_creation_input_tokens") or 0
@@ -541,6 +542,7 @@ class AnthropicStreamDecoder(StreamDecoder):
             out.append(UsageEvent(self._usage(), raw))
         return out
 
+    @checked_usage
     def _usage(self) -> Usage:
         return Usage(
             input_tokens=self._in + self._cr + self._cw,

@@ -11,11 +11,12 @@ from __future__ import annotations
 import math
 
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from ..errors import UpstreamError
-from ..types import ChatRequest, ChatResponse, StreamEvent
+from ..types import ChatRequest, ChatResponse, StreamEvent, Usage
 
 if TYPE_CHECKING:
     from ..config import ModelSpec
@@ -85,3 +86,35 @@ def _seconds(v: str, per_second: int) -> float | None:
     except ValueError:
         return None
     return x if math.isfinite(x) and x >= 0 else None
+
+
+MAX_COUNT = 10**9  # no single call reads or writes a billion tokens: past it a count is garbage
+_COUNTS = ("input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens", "cache_write_1h_tokens",
+           "reasoning_tokens")
+
+
+def checked_usage(parse: Callable[..., Usage]) -> Callable[..., Usage]:
+    """Wrap an adapter's usage parser so what it returns is always counts the ledger can take:
+    non-negative integers (not floats, strings or bools) below ``MAX_COUNT``, cache counts within
+    the input. Anything else (money probe F7-F9: 10**13, -1000000, 10.5, "many") comes back as an
+    empty ``Usage`` whose ``invalid`` says why: the request is then counted locally, flagged
+    estimated, and its answer still reaches the client."""
+
+    def parse_checked(*args) -> Usage:
+        try:
+            u = parse(*args)
+        except (TypeError, ValueError, OverflowError, AttributeError) as e:
+            return Usage(estimated=True, invalid=f"unreadable usage ({type(e).__name__})")
+        bad = [f"{k}={getattr(u, k)!r}"[:48] for k in _COUNTS if not _count_ok(getattr(u, k))]
+        if not bad and (u.cache_read_tokens + u.cache_write_tokens > u.input_tokens
+                        or u.cache_write_1h_tokens > u.cache_write_tokens):
+            bad.append("cache counts exceed the input")
+        if bad:
+            return Usage(estimated=True, invalid=", ".join(bad))
+        return u
+
+    return parse_checked
+
+
+def _count_ok(v: object) -> bool:
+    return type(v) is int and 0 <= v <= MAX_COUNT

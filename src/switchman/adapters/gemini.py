@@ -53,7 +53,7 @@ from ..types import (
     Usage,
     UsageEvent,
 )
-from .base import Adapter, StreamDecoder, UpstreamCall, retry_after
+from .base import Adapter, StreamDecoder, UpstreamCall, retry_after, checked_usage
 
 if TYPE_CHECKING:
     from ..config import ModelSpec
@@ -453,6 +453,7 @@ def _blocked(d: dict) -> bool:
     return bool(fb and fb.get("blockReason"))
 
 
+@checked_usage
 def _usage(u: dict) -> Usage:
     thoughts = u.get("thoughtsTokenCount") or 0
     return Usage(

@@ -41,7 +41,7 @@ from ..types import (
     Usage,
     UsageEvent,
 )
-from .base import Adapter, StreamDecoder, UpstreamCall, retry_after
+from .base import Adapter, StreamDecoder, UpstreamCall, retry_after, checked_usage
 
 if TYPE_CHECKING:
     from ..config import ModelSpec
@@ -226,6 +226,7 @@ def _passthrough(req: ChatRequest, model: ModelSpec) -> dict:
 # ---- response ---------------------------------------------------------------------------------
 
 
+@checked_usage
 def _usage(u: dict) -> Usage:
     ptd = u.get("prompt_tokens_details")
     ctd = u.get("completion_tokens_details")

@@ -107,6 +107,11 @@ class FakeModel:
     """A prompt of more tokens than this gets the vendor's context-window error."""
     require_key: str | None = None
     """The API key the request must carry; a wrong or missing one gets the vendor's auth error."""
+    usage: dict | None = None
+    """Fields laid over the usage the wire reports, in that wire's own names (OpenAI
+    ``completion_tokens``, Anthropic ``output_tokens``, Gemini ``candidatesTokenCount``), with any
+    value a broken upstream might send (negative, huge, fractional, a string); ``None`` as a value
+    removes the field. ``stats`` still counts the true usage."""
     logprob: float | None = None
     """The answer's mean token logprob: OpenAI's ``logprobs.content`` when the request asks for
     logprobs, Gemini's ``avgLogprobs`` always (as Gemini does); Anthropic has none."""
@@ -373,7 +378,7 @@ class FakeUpstream:
             input_tokens=prompt, output_tokens=out, cache_read=cached, cache_write=written,
             cache_write_1h=min(spec.cache_write_1h_tokens, written),
             include_usage=call.include_usage, sse=call.sse,
-            logprob=spec.logprob if call.logprobs and not tool else None,
+            logprob=spec.logprob if call.logprobs and not tool else None, usage_override=spec.usage,
         )
 
     async def _stream(self, req: Request, wire: Wire, a: Answer, spec: FakeModel, st: ModelStats,

@@ -67,6 +67,7 @@ class Answer:
     include_usage: bool
     sse: bool
     logprob: float | None = None  # mean token logprob to report (OpenAI: only when asked)
+    usage_override: dict | None = None  # ``FakeModel.usage``: laid over the reported usage
 
     @property
     def text(self) -> str:
@@ -239,14 +240,14 @@ class OpenAIWire(Wire):
 
     @staticmethod
     def _usage(a: Answer) -> dict:
-        return {
+        return _over({
             "prompt_tokens": a.input_tokens,
             "completion_tokens": a.output_tokens,
             "total_tokens": a.input_tokens + a.output_tokens,
             "prompt_tokens_details": {"cached_tokens": a.cache_read, "audio_tokens": 0},
             "completion_tokens_details": {"reasoning_tokens": 0, "audio_tokens": 0,
                                           "accepted_prediction_tokens": 0, "rejected_prediction_tokens": 0},
-        }
+        }, a)
 
     def body(self, a):
         if a.tool is not None:
@@ -381,7 +382,7 @@ class AnthropicWire(Wire):
     @staticmethod
     def _usage(a: Answer) -> dict:
         # ``input_tokens`` excludes the cache reads and writes, which are counted apart.
-        return {
+        return _over({
             "input_tokens": a.input_tokens - a.cache_read - a.cache_write,
             "cache_creation_input_tokens": a.cache_write,
             "cache_read_input_tokens": a.cache_read,
@@ -389,7 +390,7 @@ class AnthropicWire(Wire):
                                "ephemeral_1h_input_tokens": a.cache_write_1h},
             "output_tokens": a.output_tokens,
             "service_tier": "standard",
-        }
+        }, a)
 
     def _block(self, a: Answer, whole: bool) -> dict:
         if a.tool is not None:
@@ -541,7 +542,7 @@ class GeminiWire(Wire):
         u["promptTokensDetails"] = [{"modality": "TEXT", "tokenCount": p}]
         if a.cache_read:
             u["cacheTokensDetails"] = [{"modality": "TEXT", "tokenCount": a.cache_read}]
-        return u
+        return _over(u, a) if final else u
 
     def _response(self, a: Answer, parts: list, finish: str | None, final: bool) -> dict:
         cand: dict = {"content": {"parts": parts, "role": "model"}}
@@ -576,3 +577,16 @@ class GeminiWire(Wire):
         # Without alt=sse the stream is a single JSON array, written element by element.
         content = [(b"[" if i == 0 else b",\r\n") + orjson.dumps(o) for i, o in enumerate(objs)]
         return [], content, [b",\r\n" + orjson.dumps(last) + b"]"]
+
+
+def _over(usage: dict, a: Answer) -> dict:
+    """``usage`` with ``FakeModel.usage`` laid over it (a None value removes the field)."""
+    if not a.usage_override:
+        return usage
+    out = dict(usage)
+    for k, v in a.usage_override.items():
+        if v is None:
+            out.pop(k, None)
+        else:
+            out[k] = v
+    return out
