@@ -17,6 +17,7 @@ import os
 import time
 from collections.abc import AsyncIterator, Mapping
 from contextvars import ContextVar
+from dataclasses import replace
 from decimal import Decimal
 
 from . import tokens
@@ -312,23 +313,77 @@ class Metering:
             if key.user:
                 creq.end_user = key.user
         plan = self.gateway.candidates(creq)
-        ctx = AdmissionContext(
+        ctx = self._context(creq, plan, api_key, tags, user, max_cost, caller)
+        adm = await self.accountant.admit(ctx)
+        _ADMISSION.set(adm)
+        if adm.downgrade_to and adm.downgrade_to != creq.model:
+            plan = self._downgraded(creq, plan, adm, ctx, key)
+        else:
+            self._narrowed(plan, adm)
+        return Ticket(self, adm, rid, creq, plan)
+
+    def _context(self, creq: ChatRequest, plan: Planned, api_key: str | None, tags: Mapping[str, str],
+                 user: str | None, max_cost: Decimal | None, caller) -> AdmissionContext:
+        """What admission needs to know of a plan: every model it may call and every extra paid
+        call (a cascade's judge, a hedge, a resumed stream), so the worst case is reserved."""
+        route = plan.route
+        judge = plan.checks.spec.judge if plan.checks is not None and plan.checked else None
+        return AdmissionContext(
             api_key=api_key or None, route=creq.model, candidates=plan.models,
             input_tokens=creq.estimated_tokens(), max_tokens=creq.max_tokens,
             tags=tags, user=user or creq.user, max_cost_usd=max_cost,
             direct=creq.model in self.config.models, checked=plan.checked if plan.checks else 0,
             caller=caller, cache_writes=creq.cache_marked,
+            judge=self.config.models.get(judge) if judge else None,
+            hedge=route.hedge.max if route.hedge is not None else 0,
+            resume=creq.stream and route.on_cut == "resume",
         )
-        adm = await self.accountant.admit(ctx)
-        _ADMISSION.set(adm)
-        if adm.downgrade_to and adm.downgrade_to != creq.model:
-            creq.model = adm.downgrade_to
-            plan = self.gateway.candidates(creq)
-            plan.reason = f"{plan.reason}; budget soft limit: downgraded to {adm.downgrade_to}"
+
+    def _narrowed(self, plan: Planned, adm: Admission) -> None:
+        """``plan`` cut to what admission reserved for: candidates within the cost cap, and without
+        the extras it dropped to fit it."""
+        plan.models = [m for m in plan.models if m.name in adm.models]
+        plan.checked = min(plan.checked, max(len(plan.models) - 1, 0))
+        if not adm.dropped:
+            return
+        if "hedge" in adm.dropped and plan.route.hedge is not None:
+            plan.route = replace(plan.route, hedge=None)
+        if "resume" in adm.dropped:
+            plan.route = replace(plan.route, on_cut="error")
+        if "judge" in adm.dropped and plan.checked:
+            plan.models, plan.checked = plan.models[plan.checked:], 0  # unjudged stages are no safety net
+        plan.reason = f"{plan.reason}; cost cap: left out {', '.join(sorted(adm.dropped))}"
+
+    def _downgraded(self, creq: ChatRequest, plan: Planned, adm: Admission, ctx: AdmissionContext,
+                    key) -> Planned:
+        """The soft limit's cheaper route, if the key may use it and its worst case fits what was
+        reserved and the cost cap (money probe F6); else the original plan, with the reason."""
+        target = adm.downgrade_to
+        original = creq.model
+        why = None
+        if key is not None and key.routes is not None and target not in key.routes:
+            why = f"key '{key.name}' may not use it"
         else:
-            plan.models = [m for m in plan.models if m.name in adm.models]
-            plan.checked = min(plan.checked, max(len(plan.models) - 1, 0))
-        return Ticket(self, adm, rid, creq, plan)
+            creq.model = target  # type: ignore[assignment]
+            try:
+                down = self.gateway.candidates(creq)
+                dctx = replace(ctx, route=target, candidates=down.models,
+                               checked=down.checked if down.checks else 0, max_cost_usd=ctx.max_cost_usd)
+                costs, most, dropped = self.accountant.fit(dctx)
+            except SwitchmanError as e:
+                why = e.message[:80]
+            else:
+                if most > adm.max_cost:
+                    why = f"it could cost up to ${most:.6f}, more than the ${adm.max_cost:.6f} reserved"
+                else:
+                    adm.models, adm.dropped = tuple(m.name for m, _ in costs), dropped
+                    self._narrowed(down, adm)
+                    down.reason = f"{down.reason}; budget soft limit: downgraded to {target}"
+                    return down
+            creq.model = original
+        self._narrowed(plan, adm)
+        plan.reason = f"{plan.reason}; budget soft limit: downgrade to {target} skipped ({why})"
+        return plan
 
     async def chat(self, *, api_key: str | None = None, tags: Mapping[str, str] | None = None,
                    max_cost_usd: Decimal | None = None, deadline: float | None = None, **body) -> Reply:

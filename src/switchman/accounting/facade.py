@@ -55,12 +55,42 @@ log = logging.getLogger("switchman.accounting")
 _WINDOW = 60  # seconds: rate limits are per minute, in fixed windows aligned to the clock
 
 
-def _worst(costs: list[tuple[ModelSpec, Decimal]], checked: int) -> Decimal:
-    """The most a request can cost: its dearest candidate, or for a cascade every stage it may
-    escalate from (the first ``checked``) plus the dearest of the rest."""
-    if not checked:
-        return max((c for _, c in costs), default=Decimal(0))
-    return sum((c for _, c in costs[:checked]), Decimal(0)) + max((c for _, c in costs[checked:]), default=Decimal(0))
+def _worst(costs: list[tuple[ModelSpec, Decimal]], ctx: AdmissionContext, parts: frozenset[str]) -> Decimal:
+    """The most a request can cost, every paid call of its plan included (money probe F2): its
+    dearest candidate, or for a cascade every stage it may escalate from (the first ``checked``)
+    plus the dearest of the rest; a judge call per checked stage; with hedging, the ``hedge``
+    dearest running at once; with ``on_cut: resume``, a second model re-sent the prompt and the
+    partial answer. ``parts`` are the extras still in the plan (``hedge``, ``resume``, ``judge``)."""
+    if not costs:
+        return Decimal(0)
+    checked = min(ctx.checked, len(costs) - 1)
+    if checked:
+        most = sum((c for _, c in costs[:checked]), Decimal(0)) + max(c for _, c in costs[checked:])
+    else:
+        most = max(c for _, c in costs)
+    if "judge" in parts and ctx.judge is not None and checked:
+        most += sum((_judge_cost(ctx, m) for m, _ in costs[:checked]), Decimal(0))
+    dearest = sorted((c for _, c in costs), reverse=True)
+    if "hedge" in parts and ctx.hedge > 1 and len(costs) > 1:
+        most += sum(dearest[1:ctx.hedge], Decimal(0))
+    if "resume" in parts and ctx.resume and len(costs) > 1:
+        m, _ = max(costs, key=lambda mc: mc[1])
+        grown = ctx.input_tokens + m.output_cap(ctx.max_tokens)  # the prompt again, and the partial answer
+        most += max(max_cost(x.price, grown, x.output_cap(ctx.max_tokens), ctx.cache_writes) for x, _ in costs)
+    return most
+
+
+def _judge_cost(ctx: AdmissionContext, stage: ModelSpec) -> Decimal:
+    """A judge call on one stage's answer: ``checks.judge_request`` sends at most the last 6,000
+    characters of the prompt and 4,000 of the answer (counted here at 2 characters a token, to
+    be safe), a fixed instruction, and asks for 5 tokens."""
+    j = ctx.judge
+    assert j is not None
+    tokens = min(ctx.input_tokens, 3_000) + min(stage.output_cap(ctx.max_tokens), 2_000) + 200
+    return max_cost(j.price, tokens, j.output_cap(JUDGE_MAX_TOKENS))
+
+
+JUDGE_MAX_TOKENS = 5  # what ``routing.checks.judge_request`` asks the judge for
 
 
 @dataclass(slots=True)
@@ -79,6 +109,9 @@ class AdmissionContext:
     checked: int = 0  # a cascade: the first ``checked`` candidates may all be paid for before one answers
     hold: float = 900.0  # seconds until an unsettled reservation lapses
     cache_writes: bool = False  # the request marks cache breakpoints: input may be billed at cache-write rates
+    judge: ModelSpec | None = None  # a cascade's judge, called once per checked stage
+    hedge: int = 0  # a hedging route: attempts in flight at most
+    resume: bool = False  # a stream that may be resumed on another model after a cut
     caller: tuple[KeyRecord | None, bool] | None = None  # ``identify(api_key)``, when already asked
 
 
@@ -103,6 +136,7 @@ class Admission:
     model_counted: list[tuple[str, str, int]] = field(default_factory=list)  # (model, window, tokens)
     prices: tuple[Price, ...] = ()  # for the savings baseline
     settled: bool = False
+    dropped: frozenset[str] = frozenset()  # parts of the plan left out to fit the cost cap: hedge, resume, judge
 
     @property
     def key_id(self) -> str | None:
@@ -191,23 +225,9 @@ class Accountant:
         user = (key.user if key is not None and key.user else None) or ctx.user
         tags = {**ctx.tags, **key.tags} if key is not None and key.tags else dict(ctx.tags)
 
-        costs = [(m, max_cost(m.price, ctx.input_tokens, m.output_cap(ctx.max_tokens), ctx.cache_writes))
-                 for m in ctx.candidates]
-        if ctx.max_cost_usd is not None:
-            fit = [(m, c) for m, c in costs if c <= ctx.max_cost_usd]
-            if costs and not fit:
-                least = min(c for _, c in costs)
-                raise BudgetExceeded(
-                    f"this request could cost up to ${least:.6f} even on its cheapest model, over the "
-                    f"x-switchman-max-cost-usd cap of ${ctx.max_cost_usd}; lower max_tokens or raise the cap",
-                    scope="request")
-            costs = fit
-        most = _worst(costs, ctx.checked)
-        while ctx.max_cost_usd is not None and ctx.checked and most > ctx.max_cost_usd and len(costs) > 1:
-            costs = costs[:-1]  # a cascade under a cap: its dearest stages go until the worst case fits
-            most = _worst(costs, ctx.checked)
+        costs, most, dropped = self.fit(ctx)
         adm = Admission(key=key, user=user, tags=tags, models=tuple(m.name for m, _ in costs), max_cost=most,
-                        admin=admin, input_tokens=ctx.input_tokens,
+                        admin=admin, input_tokens=ctx.input_tokens, dropped=dropped,
                         prices=() if ctx.direct else tuple(m.price for m in ctx.candidates))
 
         windows: list[RateWindow] = []
@@ -268,6 +288,43 @@ class Accountant:
                 f"{h.rule.period.value} and this request could cost up to ${most:.6f}; it resets at "
                 f"{iso(h.window.end)}", retry_after=h.window.end - now, scope=h.scope_id)
         raise AssertionError(f"unexpected verdict {verdict}")  # pragma: no cover
+
+    @staticmethod
+    def fit(ctx: AdmissionContext) -> tuple[list[tuple[ModelSpec, Decimal]], Decimal, frozenset[str]]:
+        """The candidates that fit ``x-switchman-max-cost-usd`` (each with its most possible cost),
+        the plan's worst case, and the parts of the plan dropped to fit the cap: the hedge, then
+        resuming, then a cascade's dearest stages, then its judge. BudgetExceeded when nothing fits."""
+        costs = [(m, max_cost(m.price, ctx.input_tokens, m.output_cap(ctx.max_tokens), ctx.cache_writes))
+                 for m in ctx.candidates]
+        parts = {p for p, on in (("hedge", ctx.hedge > 1), ("resume", ctx.resume), ("judge", ctx.judge is not None))
+                 if on}
+        cap = ctx.max_cost_usd
+        if cap is None:
+            return costs, _worst(costs, ctx, frozenset(parts)), frozenset()
+        fit = [(m, c) for m, c in costs if c <= cap]
+        if costs and not fit:
+            least = min(c for _, c in costs)
+            raise BudgetExceeded(
+                f"this request could cost up to ${least:.6f} even on its cheapest model, over the "
+                f"x-switchman-max-cost-usd cap of ${cap}; lower max_tokens or raise the cap", scope="request")
+        costs = fit
+        most = _worst(costs, ctx, frozenset(parts))
+        for part in ("hedge", "resume"):
+            if most > cap:
+                parts.discard(part)
+                most = _worst(costs, ctx, frozenset(parts))
+        had, stages = set(parts), len(costs)
+        while most > cap and ctx.checked and len(costs) > 1:
+            costs = costs[:-1]  # a cascade under a cap: its dearest stages go until the worst case fits
+            most = _worst(costs, ctx, frozenset(parts))
+        if most > cap and "judge" in parts:
+            parts.discard("judge")
+            most = _worst(costs, ctx, frozenset(parts))
+        if most > cap:
+            raise BudgetExceeded(
+                f"this request's plan could cost up to ${most:.6f}, over the x-switchman-max-cost-usd cap of "
+                f"${cap}; lower max_tokens or raise the cap", scope="request")
+        return costs, most, frozenset((had - parts) | ({"dearest stages"} if len(costs) < stages else set()))
 
     async def _key(self, ctx: AdmissionContext, now: float) -> tuple[KeyRecord | None, bool]:
         key, admin = ctx.caller if ctx.caller is not None else await self.identify(ctx.api_key, now)

@@ -346,6 +346,7 @@ class AnthropicAdapter(Adapter):
         if same_kind and req.raw is not None:
             body = dict(req.raw)
             body["model"] = model.upstream
+            body["max_tokens"] = model.output_cap(req.max_tokens)  # within the model's limit: what was reserved
             if req.stream:
                 body["stream"] = True
             else:

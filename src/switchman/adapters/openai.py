@@ -210,6 +210,14 @@ def _passthrough(req: ChatRequest, model: ModelSpec) -> dict:
     """The client's own body, model replaced: every field it sent reaches the upstream."""
     body = dict(req.raw)  # type: ignore[arg-type]
     body["model"] = model.upstream
+    # the output cap budgets reserved for, in the field the client used (else the model's own)
+    cap = model.output_cap(req.max_tokens)
+    if "max_completion_tokens" in body or "max_tokens" in body:
+        for k in ("max_completion_tokens", "max_tokens"):
+            if k in body:
+                body[k] = cap
+    else:
+        body["max_completion_tokens" if _takes_max_completion_tokens(model) else "max_tokens"] = cap
     if req.logprobs:
         body["logprobs"] = True
     if req.stream:
