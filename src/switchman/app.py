@@ -208,17 +208,21 @@ class App:
 
     # -- the rest ----------------------------------------------------------------------------------
     async def _models(self, req: Request) -> Response:
+        key = None
         try:
             if self.metering is not None:
-                await self.metering.accountant.identify(_credential(req))  # virtual keys too
+                key = (await self.metering.accountant.identify(_credential(req)))[0]  # virtual keys too
             elif not self._authorized(req):
                 raise Unauthorized("missing or invalid API key")
         except SwitchmanError as e:
             return self._error(self._openai_d, e, _rid())
         cfg = self.gateway.config
         now = int(time.time())
-        data = [{"id": m.name, "object": "model", "created": now, "owned_by": m.provider.name} for m in cfg.models.values()]
-        data += [{"id": r.name, "object": "model", "created": now, "owned_by": "switchman"} for r in cfg.routes.values()]
+        allowed = key.routes if key is not None and key.routes is not None else None  # only what the key may use
+        data = [{"id": m.name, "object": "model", "created": now, "owned_by": m.provider.name}
+                for m in cfg.models.values() if allowed is None or m.name in allowed]
+        data += [{"id": r.name, "object": "model", "created": now, "owned_by": "switchman"}
+                 for r in cfg.routes.values() if allowed is None or r.name in allowed]
         return Response(200, orjson.dumps({"object": "list", "data": data}), {"content-type": _JSON})
 
     async def _breakers(self, req: Request) -> Response:

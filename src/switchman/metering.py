@@ -26,7 +26,7 @@ from .accounting.facade import Accountant, Admission, AdmissionContext
 from .accounting.records import AttemptRecord, RequestRecord, Role
 from .config import Config, ModelSpec
 from .dialects import dialect_for
-from .errors import SwitchmanError
+from .errors import Forbidden, SwitchmanError
 from .gateway import Gateway, Planned, Reply
 from .streams import Opened
 from .types import ChatRequest, Finish, StreamEvent, TextDelta, ToolCallDelta, ToolCallStart, Usage, UsageEvent
@@ -307,6 +307,11 @@ class Metering:
                     user: str | None, max_cost: Decimal | None) -> Ticket:
         caller = await self.accountant.identify(api_key or None)
         key = caller[0]
+        if key is not None and key.routes is not None and creq.model not in key.routes:
+            # before the name is looked up: a restricted key learns nothing of names it may not use
+            # (an unknown one and a forbidden one answer alike; money probe F11)
+            raise Forbidden(f"key '{key.name}' may not use '{creq.model}' (it may use: {', '.join(key.routes)})",
+                            param="model")
         if key is not None:  # the route's policy sees the key's tags and user, as budgets do
             if key.tags:
                 creq.tags = {**(creq.tags or {}), **key.tags}

@@ -161,3 +161,31 @@ async def test_f6_a_downgrade_never_reaches_a_route_the_key_may_not_use_nor_brea
     assert raw.headers["x-switchman-model"] == "cheap"  # not cheaproute's fallback, dear
     assert "downgrade to cheaproute skipped" in raw.headers["x-switchman-reason"]
     assert D(raw.headers["x-switchman-cost-usd"]) <= D("0.001")  # the probe saw $0.0254
+
+
+async def test_f10_spend_books_the_judge_on_the_judge(probe):
+    fake, base, key, spent = probe
+    k = await key("kj")
+    async with client(base, k) as c:
+        for i in range(3):
+            await c.chat.completions.create(model="casc", max_tokens=50, messages=[{"role": "user", "content": f"q{i}"}])
+    total = await spent("kj")
+    async with aiohttp.ClientSession() as s:
+        async with s.get(base + "/admin/spend?by=model", headers={"authorization": f"Bearer {ADMIN}"}) as r:
+            rows = {x["group"]: x for x in (await r.json())["rows"]}
+    assert D(rows["judge_dear"]["cost_usd"]) > 0 and rows["judge_dear"]["requests"] == 0  # it answered none
+    assert rows["cheap2"]["requests"] == 3  # cheap's answers were rejected by the judge: cheap2 answered
+    assert D(rows["cheap2"]["cost_usd"]) < D(rows["judge_dear"]["cost_usd"])  # not charged the judge's cost
+    assert D(rows["cheap2"]["savings_usd"]) >= 0
+    assert sum(D(x["cost_usd"]) for x in rows.values()) == total  # rows add up to the ledger
+
+
+async def test_f11_a_restricted_key_sees_only_its_models_and_learns_no_other_names(probe):
+    fake, base, key, spent = probe
+    k = await key("kl", routes=["casc", "cheap"])
+    async with client(base, k) as c:
+        names = sorted(m.id for m in (await c.models.list()).data)
+        assert names == ["casc", "cheap"]
+        known = await attempt(c.chat.completions.create(model="dear", messages=[{"role": "user", "content": "x"}]))
+        unknown = await attempt(c.chat.completions.create(model="nosuch", messages=[{"role": "user", "content": "x"}]))
+    assert known.status_code == unknown.status_code == 403

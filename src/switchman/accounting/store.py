@@ -185,6 +185,18 @@ def spend_sql(by: str, day_expr: str, since: float | None, until: float | None) 
         args.append(until)
     cond = f"WHERE {' AND '.join(where)}" if where else ""
     order = "1" if by == "day" else "5 DESC, 1"
+    if by in ("model", "provider"):
+        # Each attempt's tokens and cost are booked on its own model and provider (money probe F10:
+        # a cascade's judge, a stream cut and resumed elsewhere); ``requests`` and the savings
+        # baseline go to the one that answered. Rows add up to the ledger's totals.
+        col = by
+        sql = (f"SELECT g, SUM(n), SUM(i), SUM(o), SUM(c), SUM(b), NULL FROM ("
+               f"SELECT a.{col} AS g, 0 AS n, SUM(a.input_tokens) AS i, "
+               f"SUM(a.output_tokens) AS o, SUM(a.cost_pusd) AS c, 0 AS b "
+               f"FROM attempts a JOIN requests r ON r.request_id = a.request_id {cond} GROUP BY a.{col} "
+               f"UNION ALL SELECT r.{col}, COUNT(*), 0, 0, 0, SUM(r.baseline_pusd) FROM requests r {cond} "
+               f"GROUP BY r.{col}) t GROUP BY g ORDER BY {order}")
+        return sql, args + args
     sql = (f"SELECT {group}, COUNT(*), SUM(r.input_tokens), SUM(r.output_tokens), SUM(r.cost_pusd), "
            f"SUM(r.baseline_pusd), {label} FROM {table} {cond} GROUP BY {group} ORDER BY {order}")
     return sql, args
