@@ -23,6 +23,7 @@ from . import schema
 from .keys import KeyRecord
 from .records import from_pusd
 from .store import (
+    AUDIT_ATTEMPTS, AUDIT_REQUESTS,
     INSERT_ATTEMPT, INSERT_KEY, INSERT_REQUEST, INSERT_TAG, SELECT_KEY, Entry, SpendRow, Store, key_of, key_row,
     rows, scope_sql, spend_row, spend_sql,
 )
@@ -123,6 +124,11 @@ class PostgresStore(Store):
     async def spend(self, by: str, since: float | None, until: float | None) -> list[SpendRow]:
         sql, args = spend_sql(by, _DAY, since, until)
         return [spend_row(tuple(r)) for r in await self._p().fetch(numbered(sql), *args)]
+
+    async def audit(self) -> tuple[int, dict[tuple[str, bool], int]]:
+        n = (await self._p().fetch(AUDIT_REQUESTS))[0][0]
+        rows = await self._p().fetch(AUDIT_ATTEMPTS)
+        return int(n), {(r[0], bool(r[1])): int(r[2] or 0) for r in rows}
 
     async def scope_spend(self, scope: str, value: str | None, since: float) -> Decimal:
         sql, args = scope_sql(scope, value)

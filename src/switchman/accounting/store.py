@@ -70,6 +70,11 @@ class Store(abc.ABC):
     @abc.abstractmethod
     async def spend(self, by: str, since: float | None, until: float | None) -> list[SpendRow]: ...
 
+    async def audit(self) -> tuple[int, dict[tuple[str, bool], int]]:
+        """For checking the books: the number of request rows, and the cost (picodollars) of the
+        attempts per (model, estimated)."""
+        raise NotImplementedError
+
     @abc.abstractmethod
     async def scope_spend(self, scope: str, value: str | None, since: float) -> Decimal:
         """Total cost since ``since`` of a budget scope: ``global``, ``key`` (an id), ``user`` or
@@ -237,3 +242,7 @@ def key_of(row: Sequence) -> KeyRecord:
         routes=tuple(orjson.loads(routes)) if routes is not None else None,
         rpm=rpm, tpm=tpm, budget_usd=Decimal(budget) if budget is not None else None, budget_period=period,
     )
+
+
+AUDIT_REQUESTS = "SELECT COUNT(*) FROM requests"
+AUDIT_ATTEMPTS = "SELECT model, estimated, SUM(cost_pusd) FROM attempts GROUP BY model, estimated"
