@@ -60,7 +60,7 @@ def test_redis_state_sqlite_ledger(tmp_path_factory, seq):
 
 
 @pytest.mark.skipif(pg_base() is None, reason="no PostgreSQL on 127.0.0.1:5432")
-@PROFILE
+@settings(PROFILE, max_examples=max(EXAMPLES // 3, 1))  # a schema and its migrations per sequence: slower
 @given(seq=steps)
 def test_memory_state_postgres_ledger(seq):
     with pg_schema() as url:

@@ -141,27 +141,31 @@ async def _one(meter: Metering, secret: str, s: Step, out: Outcome) -> None:
             "messages": [{"role": "user", "content": "p" * s.prompt_chars}]}
     if s.max_tokens is not None:
         body["max_tokens"] = s.max_tokens
+    task = asyncio.ensure_future(meter.chat(api_key=secret, tags={"team": s.team}, user=s.user, **body))
     try:
-        task = asyncio.ensure_future(meter.chat(api_key=secret, tags={"team": s.team}, user=s.user, **body))
         if s.leave:
             await asyncio.sleep(0)
             task.cancel()
         reply = await task
-        if s.leave:
-            out.left += 1
-        else:
-            out.admitted += 1
-        if reply.events is not None:
+    except (BudgetExceeded, RateLimited):
+        out.refused += 1
+        return
+    except asyncio.CancelledError:
+        out.left += 1  # admitted or not
+        return
+    except SwitchmanError:
+        out.admitted += 1  # every candidate failed: settled all the same
+        return
+    if s.leave:
+        out.left += 1
+    else:
+        out.admitted += 1
+    if reply.events is not None:
+        with contextlib.suppress(SwitchmanError):  # a stream that broke after it began: already counted
             async for _ in reply.events:
                 if s.leave:
                     break
-            await reply.events.aclose()  # type: ignore[union-attr]
-    except (BudgetExceeded, RateLimited):
-        out.refused += 1
-    except asyncio.CancelledError:
-        out.left += 1
-    except SwitchmanError:
-        out.admitted += 1
+        await reply.events.aclose()  # type: ignore[union-attr]
 
 
 async def _check(meter: Metering, key, steps: list[Step], out: Outcome) -> None:
