@@ -23,6 +23,7 @@ are counted and reported.
     python benchmarks/gateway.py                 # full run, about 2 minutes
     python benchmarks/gateway.py --quick         # smoke run, under a minute
     python benchmarks/gateway.py --skip-litellm  # without LiteLLM
+    python benchmarks/gateway.py --skip-servers  # without the same app on uvicorn and granian
 
 Writes the table to stdout and to benchmarks/RESULTS.md, between ``<!-- gateway:begin -->`` and
 ``<!-- gateway:end -->`` (other sections of that file are kept).
@@ -55,6 +56,7 @@ REPO = HERE.parent
 LITELLM_VERSION = "1.106.2"
 
 PROXY_CPU, LOAD_CPU = 0, 1
+SERVERS = ("uvicorn", "granian")  # the same App under well-kept servers (benchmarks/servers.py; the bench extra)
 MODEL = "gpt-4o-mini"  # the upstream id on the fake, priced from switchman's catalog and LiteLLM's map
 STREAM_MODEL = "gpt-4o-mini-stream"  # the proxies' name for the same model on the streaming fake
 PROMPT = "hello from the switchman benchmark"
@@ -477,6 +479,29 @@ _TICK = os.sysconf("SC_CLK_TCK")
 
 
 def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of ``pid`` (all its threads) and of its descendants so far (granian
+    serves from a worker process of its own)."""
+    return sum(_own_cpu(p) for p in _tree(pid))
+
+
+def _tree(pid: int) -> list[int]:
+    children: dict[int, list[int]] = {}
+    for d in os.listdir("/proc"):
+        if d.isdigit():
+            try:
+                ppid = int(Path(f"/proc/{d}/stat").read_text().rpartition(")")[2].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            children.setdefault(ppid, []).append(int(d))
+    out, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        out.append(p)
+        todo.extend(children.get(p, ()))
+    return out
+
+
+def _own_cpu(pid: int) -> float:
     """User + system CPU time of ``pid`` (all its threads) so far."""
     try:
         f = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
@@ -693,6 +718,18 @@ def run(args: argparse.Namespace) -> int:
         res.rss_idle["switchman"] = tree_rss_mib(p.popen.pid)
         targets.append(Target("switchman", sw_port, sw_port, MODEL, STREAM_MODEL, CLIENT_KEY))
 
+        for server in ([] if args.skip_servers else SERVERS):
+            print(f"starting the same app under {server} ...", flush=True)
+            s_port = free_port()
+            cmd = pinned([sys.executable, str(Path(__file__).with_name("servers.py")), server, "--config", str(sw_cfg),
+                          "--port", str(s_port)], PROXY_CPU, pin)
+            p = start_server(server, cmd, s_port, "/health/live", env, tmp / f"{server}.log", 30)
+            procs[server] = p
+            res.ready[server] = p.ready_s
+            time.sleep(0.5)
+            res.rss_idle[server] = tree_rss_mib(p.popen.pid)
+            targets.append(Target(server, s_port, s_port, MODEL, STREAM_MODEL, CLIENT_KEY))
+
         if ll_exe is not None:
             print("starting LiteLLM (takes a while) ...", flush=True)
             ll_port = free_port()
@@ -748,8 +785,10 @@ def _met(ok: bool | None) -> str:
 
 def report(res: Results, plan: Plan, args: argparse.Namespace, info: dict[str, str], names: list[str]) -> str:
     has_ll = "litellm" in names
-    cols = ["direct", "switchman"] + (["litellm"] if has_ll else [])
-    heads = {"direct": "direct", "switchman": "switchman", "litellm": "LiteLLM"}
+    servers = [n for n in SERVERS if n in names]
+    cols = ["direct", "switchman", *servers] + (["litellm"] if has_ll else [])
+    heads = {"direct": "direct", "switchman": "switchman", "litellm": "LiteLLM",
+             "uvicorn": "same app on uvicorn", "granian": "same app on granian"}
 
     def c1(name, q):
         return pct(res.c1.get(name, []), q)
@@ -765,15 +804,20 @@ def report(res: Results, plan: Plan, args: argparse.Namespace, info: dict[str, s
     for q in (50, 99):
         row(f"latency, concurrency 1, p{q} (ms)", {c: _f(c1(c, q), 3) for c in cols}, "", "")
     a50, a99 = added("switchman", 50, res.c1), added("switchman", 99, res.c1)
-    row("added latency p50 (ms)", {"switchman": _f(a50, 3), **({"litellm": _f(added("litellm", 50, res.c1), 1)} if has_ll else {})},
+    row("added latency p50 (ms)", {"switchman": _f(a50, 3), **{x: _f(added(x, 50, res.c1), 3) for x in servers},
+                                   **({"litellm": _f(added("litellm", 50, res.c1), 1)} if has_ll else {})},
         f"≤ {TARGETS['added_p50_ms']:g}", _met(a50 <= TARGETS["added_p50_ms"]))
-    row("added latency p99 (ms)", {"switchman": _f(a99, 3), **({"litellm": _f(added("litellm", 99, res.c1), 1)} if has_ll else {})},
+    row("added latency p99 (ms)", {"switchman": _f(a99, 3), **{x: _f(added(x, 99, res.c1), 3) for x in servers},
+                                   **({"litellm": _f(added("litellm", 99, res.c1), 1)} if has_ll else {})},
         f"≤ {TARGETS['added_p99_ms']:g}", _met(a99 <= TARGETS["added_p99_ms"]))
     for conc in (16, 64):
         vals = {c: _f(res.rps.get((c, conc), math.nan), 0) for c in cols}
         if has_ll and res.rps.get(("litellm", conc)):
             ratio = res.rps[("switchman", conc)] / res.rps[("litellm", conc)]
             target, met = f"≥ {TARGETS['ratio']:g}× LiteLLM: {ratio:.0f}×", _met(ratio >= TARGETS["ratio"])
+            for x in servers:  # the same bar for the well-kept servers, to decide between them
+                if res.rps.get((x, conc)):
+                    target += f"; on {x}: {res.rps[(x, conc)] / res.rps[('litellm', conc)]:.0f}×"
         else:
             target, met = f"≥ {TARGETS['ratio']:g}× LiteLLM", "—"
         row(f"requests/s, concurrency {conc}", vals, target, met)
@@ -872,6 +916,7 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--quick", action="store_true", help="a ~1 minute smoke run with small samples")
     p.add_argument("--skip-litellm", action="store_true", help="measure only direct and switchman")
+    p.add_argument("--skip-servers", action="store_true", help="do not run the same app under uvicorn and granian")
     p.add_argument("--litellm-venv", default=str(HERE / ".litellm-venv"),
                    help=f"virtual environment with litellm[proxy]=={LITELLM_VERSION} (created when missing)")
     p.add_argument("--results", default=str(HERE / "RESULTS.md"), help="the markdown file to update")
