@@ -24,6 +24,7 @@ import socket
 import statistics
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -86,22 +87,34 @@ class Watch:
             await asyncio.sleep(0.05)
 
     async def live(self, stop: asyncio.Event) -> None:
-        while not stop.is_set():
-            t0 = time.perf_counter()
-            try:
-                async with asyncio.timeout(10):
-                    r, w = await asyncio.open_connection("127.0.0.1", self.port)
-                    w.write(f"GET /health/live HTTP/1.1\r\nhost: 127.0.0.1:{self.port}\r\nconnection: close\r\n\r\n".encode())
-                    data = await r.read()
-                    w.close()
-                ok = data.startswith(b"HTTP/1.1 200")
-            except (OSError, TimeoutError):
-                ok = False
-            if ok:
-                self.lat.append((time.perf_counter() - t0) * 1000)
-            else:
-                self.failed += 1
-            await asyncio.sleep(0.2)
+        """In a thread of its own with blocking sockets, so the attack's own event loop being busy
+        does not show up as the gateway's latency."""
+        done = threading.Event()
+
+        def probe() -> None:
+            while not done.is_set():
+                t0 = time.perf_counter()
+                try:
+                    with socket.create_connection(("127.0.0.1", self.port), timeout=10) as s:
+                        s.sendall(f"GET /health/live HTTP/1.1\r\nhost: 127.0.0.1:{self.port}\r\n"
+                                  "connection: close\r\n\r\n".encode())
+                        data = b""
+                        while chunk := s.recv(4096):
+                            data += chunk
+                    ok = data.startswith(b"HTTP/1.1 200")
+                except OSError:
+                    ok = False
+                if ok:
+                    self.lat.append((time.perf_counter() - t0) * 1000)
+                else:
+                    self.failed += 1
+                done.wait(0.2)
+
+        t = threading.Thread(target=probe, daemon=True)
+        t.start()
+        await stop.wait()
+        done.set()
+        await asyncio.to_thread(t.join, 12)
 
 
 async def measure(name: str, server: str, pid: int, port: int, attack: Callable[[], Awaitable[str]]) -> Row:
@@ -161,10 +174,11 @@ def big_header(port: int, size: int) -> Callable[[], Awaitable[str]]:
     async def attack() -> str:  # F1: no key, one header value of ``size`` bytes
         r, w = await _connect(port)
         w.write(f"GET /health/live HTTP/1.1\r\nhost: 127.0.0.1\r\nx-big: ".encode())
-        sent = await _send_until_closed(w, b"a" * 65536, size, 30)
-        st = await _status(r, 5)
+        sending = asyncio.create_task(_send_until_closed(w, b"a" * 65536, size, 30))
+        st = await _status(r, 30)
+        sending.cancel()
         w.close()
-        return f"{st} after {sent / MiB:.1f} MiB of {size / MiB:.0f} MiB sent"
+        return f"{st}, refused on its head (the rest, if sent, was read and dropped for 2 s, then the connection closed)"
     return attack
 
 
@@ -212,12 +226,14 @@ def aborted_uploads(port: int, rounds: int, size: int) -> Callable[[], Awaitable
 
 def slowloris(port: int, conns: int, seconds: float) -> Callable[[], Awaitable[str]]:
     async def attack() -> str:  # F6: heads sent at 1 byte/s
-        ws = []
+        rs, ws = [], []
         for _ in range(conns):
             try:
-                ws.append((await _connect(port))[1])
+                r_, w_ = await _connect(port)
             except OSError:
                 break
+            rs.append(r_)
+            ws.append(w_)
         head = b"GET /health/live HTTP/1.1\r\nhost: 127.0.0.1\r\nx-a: " + b"a" * 1000
         alive, t0 = len(ws), time.perf_counter()
         for i in range(int(seconds)):
@@ -225,7 +241,7 @@ def slowloris(port: int, conns: int, seconds: float) -> Callable[[], Awaitable[s
                 if not w.is_closing():
                     w.write(head[i:i + 1])
             await asyncio.sleep(1)
-            alive = sum(not w.transport.is_closing() and not w.transport.get_extra_info("socket")._closed for w in ws)
+            alive = sum(not w.transport.is_closing() and not r_.at_eof() for r_, w in zip(rs, ws))
         for w in ws:
             w.close()
         return f"{len(ws)} slow connections opened; {alive} still open after {time.perf_counter() - t0:.0f} s"

@@ -29,7 +29,7 @@ from ..errors import ConnectFailed, StreamCut, UpstreamKind, UpstreamStatus, Ups
 
 HIGH_WATER = 1 << 20  # bytes of a streamed body held for the reader before the upstream is paused
 LOW_WATER = 256 << 10  # ... and resumed
-MAX_BODY = 64 << 20  # a whole (non-streamed) answer
+MAX_BODY = 16 << 20  # a whole (non-streamed) answer: far above any chat answer, logprobs included
 MAX_ERROR_BODY = 1 << 20  # an error answer: read for its message only
 
 

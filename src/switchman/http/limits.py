@@ -24,5 +24,5 @@ class Limits:
     idle_timeout: float = 75.0  # seconds a kept-alive connection may wait for its next request
     send_timeout: float = 60.0  # seconds a client may accept no bytes of a response before it is cut
     max_connections: int = 4096  # open connections per worker; past it, 503 and close
-    reserved_for_health: int = 16  # past max_connections, this many more may ask /health/* only
+    reserved_for_health: int = 64  # past max_connections, this many more may ask /health/* only (within 1 s)
     high_water: int = 256 << 10  # bytes queued for the client before reading from it stops

@@ -57,6 +57,7 @@ _UNIQUE = frozenset(("host", "authorization", "x-api-key", "content-type"))
 _SLICE = 64 << 10  # bytes handed to the parser at a time while requests may queue behind each other
 _HEALTH = ("/health/live", "/health/ready")
 _LINGER = 2.0  # seconds to read and drop a refused request's rest before closing
+_HEALTH_WAIT = 1.0  # seconds a connection past the cap has to send its /health/* request
 
 
 class Request:
@@ -170,6 +171,10 @@ class _Conn(asyncio.Protocol):
                 self._answer_now(error(503, f"server busy: {self.lim.max_connections} connections open"))
                 return
             self.health_only = True
+            # a reserved slot is for a probe that asks at once: an idle attacker holding one is
+            # closed within a second, so the reserve cannot be filled for long
+            self._arm(_HEALTH_WAIT, "request head")
+            return
         self._arm(self.lim.idle_timeout, None)
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -261,7 +266,7 @@ class _Conn(asyncio.Protocol):
         self.in_head = True
         self.body = bytearray()
         self.too_large = False
-        self._arm(self.lim.head_timeout, "request head")
+        self._arm(_HEALTH_WAIT if self.health_only else self.lim.head_timeout, "request head")
 
     def on_url(self, url: bytes) -> None:
         self.url_size += len(url)  # then, in on_header, the rest of the head
