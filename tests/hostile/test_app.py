@@ -146,3 +146,45 @@ async def test_f14_tags_user_and_key_fields_are_bounded(keyed):
     assert status(got) == 400 and "name" in body(got)["error"]["message"]
     ok = await keyed.raw(keyed.request("POST", "/v1/chat/completions", CHAT, {**h, "x-switchman-tags": "team=a,feature=b"}))
     assert status(ok) == 200
+
+
+async def _rss_after(gw, settle: float = 1.0) -> float:
+    await asyncio.sleep(settle)
+    return gw.rss_mib()
+
+
+async def test_f3_f11_memory_stays_bounded_and_comes_back_after_hostile_uploads(keyed):
+    """The probe's memory findings against the real server, measured as RSS: tiny chunks (with a
+    key, so the body is read) and uploads aborted midway."""
+    base = await _rss_after(keyed, 0.2)
+    peak = base
+
+    async def tiny_chunks() -> None:
+        r, w = await asyncio.open_connection("127.0.0.1", keyed.port)
+        w.write(f"POST /v1/chat/completions HTTP/1.1\r\nhost: 127.0.0.1\r\nauthorization: Bearer {ADMIN}\r\n"
+                f"content-type: application/json\r\ntransfer-encoding: chunked\r\n\r\n".encode())
+        for _ in range(40):  # 40 x 32,768 two-byte chunks: 2.5 MiB of body, 9 MiB on the wire, never finished
+            w.write(b"2\r\nab\r\n" * 32768)
+            await w.drain()
+        w.transport.abort()
+
+    async def aborted_upload() -> None:
+        r, w = await asyncio.open_connection("127.0.0.1", keyed.port)
+        w.write(f"POST /v1/chat/completions HTTP/1.1\r\nhost: 127.0.0.1\r\nauthorization: Bearer {ADMIN}\r\n"
+                f"content-type: application/json\r\ncontent-length: {30 << 20}\r\n\r\n".encode())
+        for _ in range(20):  # 20 MiB of the 30 announced, then a reset
+            w.write(b"a" * (1 << 20))
+            await w.drain()
+        w.transport.abort()
+
+    for attack in (tiny_chunks, aborted_upload):
+        for _ in range(3):
+            await asyncio.gather(attack(), attack())
+            peak = max(peak, keyed.rss_mib())
+    after = await _rss_after(keyed)
+    # two bodies of 20 MiB in flight at once: what they hold, and the buffer's growth, never more
+    # (the probe saw 28 bytes of memory per byte of 2-byte chunks, and dead connections kept)
+    assert peak - base < 2 * 20 * 2, (base, peak)
+    assert after - base < 30, (base, after)  # and let go when the peers left
+    got = await keyed.raw(keyed.request("GET", "/health/live"))
+    assert status(got) == 200
