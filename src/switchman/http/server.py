@@ -521,8 +521,9 @@ class _Conn(asyncio.Protocol):
         if self.pending:
             data, self.pending = self.pending, bytearray()
             self._feed(data)
-            if self.task is not None or self.queue or self.check is not None or self.discard or self.closed:
-                return
+            if (self.pending or self.task is not None or self.queue or self.check is not None or self.discard
+                    or self.closed):
+                return  # still parsing what came (a slice a turn), or busy: read nothing more yet
         if self.write_paused or self.discard or self.closed:
             return
         if not self.reading and self.transport is not None:
