@@ -168,10 +168,10 @@ class Ticket:
     async def _estimated(self, reply: Reply, usage: Usage | None, streamed: str, count_winner: bool = True) -> None:
         prompt_text = "".join(self.creq.texts())
         if count_winner:
-            usage = await self._counted(prompt_text, usage, streamed)
+            usage = await self._counted(prompt_text, usage, streamed, self._cap(reply.outcome.model.name))
         for a in reply.outcome.attempts:
             if a.cut_text is not None:  # broken, then resumed by another model: it saw the original prompt
-                a.usage = await self._counted(prompt_text, a.usage, a.cut_text)
+                a.usage = await self._counted(prompt_text, a.usage, a.cut_text, self._cap(a.model))
                 a.cut_text = None
         try:
             records = self._records(reply, usage)
@@ -181,10 +181,18 @@ class Ticket:
             return
         await self.meter.accountant.settle(self.adm, *records)
 
+    def _cap(self, model: str) -> int | None:
+        """The output cap the call to ``model`` was sent with: no count of its answer can be more."""
+        m = self.meter.config.models.get(model)
+        return m.output_cap(self.creq.max_tokens) if m is not None else None
+
     @staticmethod
-    async def _counted(prompt_text: str, usage: Usage | None, streamed: str) -> Usage:
-        """The usage of a stream that did not report all of it: counted locally, estimated."""
+    async def _counted(prompt_text: str, usage: Usage | None, streamed: str, cap: int | None = None) -> Usage:
+        """The usage of a stream that did not report all of it: counted locally, estimated. The
+        output is at most ``cap``: the upstream stopped there, whatever the local count says."""
         prompt, out = await tokens.count_later(prompt_text, streamed)
+        if cap is not None:
+            out = min(out, cap)
         if usage is None:
             return Usage(input_tokens=prompt, output_tokens=out, estimated=True)
         # the part reported before the cut (e.g. Anthropic's message_start), then what streamed

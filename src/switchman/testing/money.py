@@ -30,6 +30,9 @@ from ..gateway import Gateway
 from ..metering import Metering
 from .fake_upstream import FakeModel, FakeUpstream
 
+# English prose: the 4 characters a token that reservations assume holds for it (text that tokenizes
+# denser, like long runs of one letter or CJK, is a known limit of that estimate: see issue 15's note)
+_WORDS = "The committee will review every budget request before the end of the quarter. "
 PRICES = {"cheap": (1, 2), "mid": (20, 40), "dear": (100, 200), "judge": (50, 50)}
 ROUTES = ("first", "fallback", "cascade", "hedged", "resumed", "downgraded")
 BEHAVIOURS = ("ok", "fail", "r429", "cut", "huge", "negative", "fraction", "missing")
@@ -138,7 +141,7 @@ async def run(steps: list[Step], ledger_url: str, state: str = "{backend: memory
 
 async def _one(meter: Metering, secret: str, s: Step, out: Outcome) -> None:
     body = {"model": f"{s.route}-{s.behaviour}", "stream": s.stream,
-            "messages": [{"role": "user", "content": "p" * s.prompt_chars}]}
+            "messages": [{"role": "user", "content": (_WORDS * (s.prompt_chars // len(_WORDS) + 1))[:s.prompt_chars]}]}
     if s.max_tokens is not None:
         body["max_tokens"] = s.max_tokens
     task = asyncio.ensure_future(meter.chat(api_key=secret, tags={"team": s.team}, user=s.user, **body))
