@@ -173,7 +173,7 @@ async def _send_until_closed(w: asyncio.StreamWriter, piece: bytes, total: int, 
 def big_header(port: int, size: int) -> Callable[[], Awaitable[str]]:
     async def attack() -> str:  # F1: no key, one header value of ``size`` bytes
         r, w = await _connect(port)
-        w.write(f"GET /health/live HTTP/1.1\r\nhost: 127.0.0.1\r\nx-big: ".encode())
+        w.write(b"GET /health/live HTTP/1.1\r\nhost: 127.0.0.1\r\nx-big: ")
         sending = asyncio.create_task(_send_until_closed(w, b"a" * 65536, size, 30))
         st = await _status(r, 30)
         sending.cancel()

@@ -42,6 +42,7 @@ import inspect
 import logging
 import time
 from collections import deque
+from dataclasses import replace
 from collections.abc import AsyncIterator, Awaitable, Callable
 from http import HTTPStatus
 
@@ -128,7 +129,7 @@ class _Conn(asyncio.Protocol):
     __slots__ = (
         "server", "lim", "transport", "parser", "url", "url_size", "headers", "head_size", "in_head", "body",
         "too_large", "refused", "check", "queue", "task", "pending", "discard", "reading", "write_paused",
-        "drain", "closed", "timer", "peer", "health_only",
+        "drain", "closed", "timer", "peer", "health_only", "req",
     )
 
     def __init__(self, server: HttpServer) -> None:
@@ -156,6 +157,7 @@ class _Conn(asyncio.Protocol):
         self.timer: asyncio.TimerHandle | None = None
         self.peer = ""
         self.health_only = False  # accepted past the connection cap: /health/* only
+        self.req: Request | None = None  # the request whose head is in, its body to come
 
     # -- asyncio callbacks ---------------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -310,6 +312,7 @@ class _Conn(asyncio.Protocol):
             raise _Stop
         method = p.get_method().decode()  # type: ignore[union-attr]
         path, _, query = b"".join(self.url).decode("latin-1").partition("?")
+        req = self.req = Request(method, path, query, h, b"", self.peer)  # one object, head to handler
         if self.health_only and path not in _HEALTH:
             self.refused = (503, f"server busy: {self.lim.max_connections} connections open")
             raise _Stop
@@ -320,7 +323,8 @@ class _Conn(asyncio.Protocol):
         expect = h.get("expect")
         if cl is not None and cl.isdigit() and int(cl) > self.lim.max_body:
             self.too_large = True  # answered now, in the client's dialect, without reading the body
-            self._early(Request(method, path, query, h, None, self.peer))
+            req.body = None
+            self._early(req)
             raise _Stop
         if expect is not None:
             if expect.lower() != "100-continue":
@@ -328,7 +332,7 @@ class _Conn(asyncio.Protocol):
                 raise _Stop
         pre = self.server.precheck
         if pre is not None:
-            got = pre(Request(method, path, query, h, b"", self.peer))
+            got = pre(req)
             if inspect.isawaitable(got):
                 self.check = asyncio.ensure_future(got)
                 self.check.add_done_callback(self._checked)
@@ -363,9 +367,12 @@ class _Conn(asyncio.Protocol):
         check, self.check = self.check, None
         self._push(_Item(req, None, self.parser.should_keep_alive(), head, check))  # type: ignore[union-attr]
 
-    def _request(self, body: bytes | None) -> Request:
-        path, _, query = b"".join(self.url).decode("latin-1").partition("?")
-        return Request(self.parser.get_method().decode(), path, query, self.headers, body, self.peer)  # type: ignore[union-attr]
+    def _request(self, body: bytes | bytearray | None) -> Request:
+        req = self.req
+        assert req is not None
+        self.req = None
+        req.body = body  # type: ignore[assignment]
+        return req
 
     def _checked(self, fut: asyncio.Future) -> None:
         """A precheck that had to wait finished before its request was complete."""
@@ -604,8 +611,6 @@ class HttpServer:
                  limits: Limits | None = None, precheck: Precheck | None = None) -> None:
         lim = limits or Limits()
         if max_body is not None or idle_timeout is not None:
-            from dataclasses import replace
-
             lim = replace(lim, **({"max_body": max_body} if max_body is not None else {}),
                           **({"idle_timeout": idle_timeout} if idle_timeout is not None else {}))
         self.handler = handler

@@ -17,11 +17,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import sqlite3
 from dataclasses import dataclass, field
 from decimal import Decimal
 
-from ..accounting.budgets import BudgetRule, Period, Scope, holds_for, key_rule
+from ..accounting.budgets import Scope, holds_for
 from ..accounting.errors import BudgetExceeded, RateLimited
 from ..accounting.records import from_nusd
 from ..configfile import loads
@@ -174,10 +173,8 @@ async def _one(meter: Metering, secret: str, s: Step, out: Outcome) -> None:
 async def _check(meter: Metering, key, steps: list[Step], out: Outcome) -> None:
     acc = meter.accountant
     now = acc._now()
-    rules = (*acc.rules, key_rule(key.name, Decimal("1000"), "day"))
-    scopes = {(u, t) for u in ("alice", "bob") for t in ("search", "ads")}
     counters: dict[str, int] = {}
-    for u, t in scopes:
+    for u, t in ((u, t) for u in ("alice", "bob") for t in ("search", "ads")):
         for h in holds_for(acc.rules, now, key_id=key.id, key_name=key.name, user=u, tags={"team": t}):
             counters[h.counter] = h.limit_nusd
     got = await acc.state.read(list(counters))
@@ -195,7 +192,6 @@ async def _check(meter: Metering, key, steps: list[Step], out: Outcome) -> None:
         if total > limit:
             out.overshoot = max(out.overshoot, total - limit)
             out.problems.append(f"ledger {kind}:{value} spent {total} over {limit}")
-    del rules
 
 
 async def _books(meter: Metering, fake: FakeUpstream, steps: list[Step], out: Outcome) -> None:
