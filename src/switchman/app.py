@@ -23,6 +23,8 @@ from .gateway import Gateway, Reply
 from .http.server import Request, Response, StreamingResponse
 from .metering import Metering, new_request_id as _rid
 from .streams import Opened
+from .telemetry.hub import Telemetry
+from .telemetry.metrics import CONTENT_TYPE as METRICS_TYPE
 
 log = logging.getLogger("switchman")
 
@@ -35,9 +37,11 @@ _PASSTHROUGH = ("anthropic-beta",)
 class App:
     """``await app(request)`` answers one HTTP request."""
 
-    def __init__(self, gateway: Gateway, metering: Metering | None = None) -> None:
+    def __init__(self, gateway: Gateway, metering: Metering | None = None, telemetry: Telemetry | None = None) -> None:
         self.gateway = gateway
         self.metering = metering  # keys, limits, budgets and the ledger; None: the admin key only
+        self.telemetry = telemetry or Telemetry(gateway.config)
+        self._wire(self.telemetry)
         key = gateway.config.auth.admin_key
         self._key = key.encode() if key else None
         self._routes = {
@@ -50,6 +54,7 @@ class App:
             ("GET", "/health/ready"): self._ready,
             ("GET", "/admin/breakers"): self._breakers,
             ("GET", "/admin/decisions"): self._decisions,
+            ("GET", "/metrics"): self._metrics,
         }
         self._openai_d = dialect_for("openai")
         self._anthropic_d = dialect_for("anthropic")
@@ -57,8 +62,17 @@ class App:
         # unless the operator said the network is trusted.
         srv = gateway.config.server
         self._max_retry_after = gateway.config.resilience.retry.max_retry_after
+        self._metrics_public = self.telemetry.settings.metrics.public
         self._loopback_only = (self._key is None and not srv.allow_public_without_key
                                and not (metering is not None and metering.accountant.required))
+
+    def _wire(self, t: Telemetry) -> None:
+        """Every finished request, decision and upstream call reaches telemetry."""
+        self.gateway.decisions.listener = t.decision
+        if t.metrics is not None:
+            self.gateway.executor.on_call = t.calls
+        if self.metering is not None:
+            self.metering.accountant.on_settled = t.request_done
 
     def precheck(self, req: Request):
         """The request's head, before its body is read (``HttpServer`` calls it): refuse what needs
@@ -66,7 +80,7 @@ class App:
         that is not JSON), so an unauthenticated body is never buffered. None: go on. A virtual key
         memory does not know yet is looked up while the server holds the body back."""
         path = req.path
-        if path.startswith("/health/"):
+        if path.startswith("/health/") or (path == "/metrics" and self._metrics_public):
             return None
         d = self._anthropic_d if path.startswith("/v1/messages") else self._openai_d
         h = req.headers
@@ -81,7 +95,7 @@ class App:
                                     "set, only pages served from loopback may call")
             if req.method == "POST":
                 _json_only(h)
-            if path.startswith("/admin/"):
+            if path.startswith("/admin/") or path == "/metrics":
                 if not self._authorized(req):
                     raise Unauthorized("the admin API needs auth.admin_key, sent as a bearer token")
                 return None
@@ -95,15 +109,21 @@ class App:
             if self.metering.accountant.identify_cached(cred) is not None:
                 return None
         except SwitchmanError as e:
-            return self._error(d, e, _rid())
+            return self._refuse(d, e)
         return self._identify(d, cred)
 
     async def _identify(self, d: Dialect, cred: str) -> Response | None:
         try:
             await self.metering.accountant.identify(cred)  # type: ignore[union-attr]
         except SwitchmanError as e:
-            return self._error(d, e, _rid())
+            return self._refuse(d, e)
         return None
+
+    def _refuse(self, d: Dialect, e: SwitchmanError) -> Response:
+        """A request refused on its head (key, Host, content type): counted, then answered."""
+        rid = _rid()
+        self.telemetry.refused(None, d.kind, e.status, e.kind, rid)
+        return self._error(d, e, rid)
 
     async def __call__(self, req: Request) -> Response | StreamingResponse:
         h = self._routes.get((req.method, req.path))
@@ -166,6 +186,12 @@ class App:
                 if len(user) > 256:
                     raise InvalidRequest("x-switchman-user: at most 256 characters", param="x-switchman-user")
                 creq.end_user = user
+            episode = req.headers.get("x-switchman-episode")
+            if episode:
+                if len(episode) > 256:
+                    raise InvalidRequest("x-switchman-episode: at most 256 characters", param="x-switchman-episode")
+                creq.episode = episode
+            creq.traceparent = req.headers.get("traceparent")
             deadline = _client_deadline(req)
             if meter is not None:
                 ticket = await meter.admit(rid, creq, _credential(req), creq.tags or {}, user, _max_cost(req))
@@ -175,6 +201,8 @@ class App:
         except SwitchmanError as e:
             if ticket is not None:
                 ticket.failed(e)
+            else:
+                self.telemetry.refused(_asked(req), d.kind, e.status, e.kind, rid)
             return self._error(d, e, rid)
         except (RecursionError, orjson.JSONEncodeError) as exc:  # a value nested past what can be forwarded
             e = InvalidRequest(f"the request nests values too deeply to forward: {str(exc)[:80]}")
@@ -242,6 +270,17 @@ class App:
         body = {"recent": d.snapshot(), "counts": [{"event": e, "model": m, "count": c} for (e, m), c in d.counts.items()]}
         return Response(200, orjson.dumps(body), {"content-type": _JSON})
 
+    async def _metrics(self, req: Request) -> Response:
+        t = self.telemetry
+        if t.metrics is None:
+            return self._error(self._openai_d, UnknownEndpoint("metrics are off (metrics: {enabled: false})"), _rid())
+        if not self._metrics_public and not self._authorized(req):
+            return self._error(self._openai_d, Unauthorized("/metrics needs auth.admin_key, sent as a bearer token "
+                                                            "(or metrics: {public: true})"), _rid())
+        if self.metering is not None and self.metering.accountant.rules:
+            t.metrics.budgets(_used(await self.metering.accountant.budget_status()))
+        return Response(200, t.metrics.render(), {"content-type": METRICS_TYPE})
+
     async def _live(self, req: Request) -> Response:
         return Response(200, b'{"status":"ok"}', {"content-type": _JSON})
 
@@ -288,6 +327,26 @@ def _is_loopback(host: str) -> bool:
         if len(_LOOPBACK) < 1024:
             _LOOPBACK[host] = got
     return got
+
+
+def _asked(req: Request) -> str | None:
+    """The route or model a refused request named, when it got as far as being read."""
+    try:
+        m = orjson.loads(req.body).get("model") if req.body else None
+    except (orjson.JSONDecodeError, AttributeError):
+        return None
+    return m if isinstance(m, str) else None
+
+
+def _used(budgets: list[dict]) -> list[tuple[str, float]]:
+    """(rule name, spent / limit) for the budgets with a figure this period."""
+    out = []
+    for b in budgets:
+        if b.get("spent_usd") is None:
+            continue
+        name = b["scope"] if b["match"] is None else f"{b['scope']}:{b['match']}"
+        out.append((f"{name}/{b['period']}", float(Decimal(b["spent_usd"]) / Decimal(b["limit_usd"]))))
+    return out
 
 
 def _json_only(h: dict[str, str]) -> None:

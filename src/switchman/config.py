@@ -10,6 +10,7 @@ from .http.limits import Limits as ConnectionLimits
 
 if TYPE_CHECKING:
     from .accounting.settings import AccountingSettings
+    from .telemetry.settings import TelemetrySettings
 
 
 @dataclass(frozen=True, slots=True)
@@ -213,4 +214,5 @@ class Config:
     auth: AuthSpec = AuthSpec()
     resilience: ResilienceSpec = ResilienceSpec()
     accounting: "AccountingSettings | None" = None  # ledger, state, budgets; None: no accounting
+    telemetry: "TelemetrySettings | None" = None  # metrics, tracing, log; None: the defaults
     source: str = "<defaults>"

@@ -189,7 +189,8 @@ def loads(text: str, *, file: str = "<config>", env: Mapping[str, str] | None = 
 
 def _resolve(doc: _Doc, raw: Any) -> Config:
     top = _Obj(doc, "", raw, ("server", "providers", "models", "routes", "auth", "deadline", "retry", "breaker",
-                              "health", "ledger", "state", "budgets", "default_max_output"))
+                              "health", "ledger", "state", "budgets", "default_max_output", "metrics", "tracing",
+                              "log"))
     server = _server(doc, top.get("server", dict, {}))
     providers: dict[str, ProviderSpec] = {}
     praw = top.get("providers", dict, {})
@@ -226,8 +227,11 @@ def _resolve(doc: _Doc, raw: Any) -> Config:
 
     acct = accounting.parse({k: raw[k] for k in ("ledger", "state", "budgets") if k in raw}, doc.error,
                             names=[*models, *routes])
+    from .telemetry import settings as telemetry
+
+    tele = telemetry.parse({k: raw[k] for k in telemetry.SECTIONS if k in raw}, doc.error)
     return Config(server=server, providers=providers, models=models, routes=routes, auth=auth,
-                  resilience=_resilience(doc, top), accounting=acct, source=doc.file)
+                  resilience=_resilience(doc, top), accounting=acct, telemetry=tele, source=doc.file)
 
 
 def _resilience(doc: _Doc, top: _Obj) -> ResilienceSpec:

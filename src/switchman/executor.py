@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field, replace
 from decimal import Decimal
@@ -100,6 +101,7 @@ class Attempt:
     #                             a hedge that lost after answering in full, a stream cut and resumed
     rejected: str | None = None  # why a cascade did not send this attempt's answer
     cut_text: str | None = None  # ``on_cut: resume``: what this stream had sent when it broke (paid for)
+    started: float = 0.0  # wall clock (unix seconds) when the call went out, for the request log and traces
 
 
 @dataclass(slots=True)
@@ -176,6 +178,10 @@ class Executor:
             for m in (models or {}).values() if m.limits.concurrency
         }
         self.rate_limit: RateLimit | None = None  # set by metering when some model has rpm/tpm limits
+        self.on_decision = on_decision
+        # Called with (model, +1) when a call goes out and (model, -1) when it ends (a stream: at
+        # its last event): in-flight calls per model, for metrics.
+        self.on_call: Callable[[str, int], None] | None = None
 
     # -- the plan ------------------------------------------------------------------------------
     async def run(self, req: ChatRequest, candidates: list[ModelSpec], route: RouteSpec | None = None,
@@ -220,6 +226,8 @@ class Executor:
                         break
                     if not self.budget.try_acquire_retry():
                         run.skipped.append(f"{model.name}:retry-budget-spent")
+                        if self.on_decision is not None:
+                            self.on_decision(model.name, "retry_budget_spent", "retry budget spent")
                         break
                 try:
                     if n:
@@ -375,6 +383,10 @@ class Executor:
             run.skipped.append(f"{model.name}:at-concurrency-limit")
             raise _Skip("at its concurrency limit", model=model.name, retry_after=1.0)
         run.attempts.append(att)
+        att.started = time.time()
+        on_call = self.on_call
+        if on_call is not None:
+            on_call(model.name, 1)
         start = self.clock.now()
         t = model.timeout
         deadline = min(run.deadline, start + t.total)
@@ -403,7 +415,7 @@ class Executor:
                 events = _decode(resp.chunks(_loop_time(self.clock, deadline)), decoder, model)
                 head = await _first_content(events, _loop_time(self.clock, first), first - start, model)
                 released = True  # the stream holds the slot until it ends
-                stream = _hold(_chain(head, events), limit)
+                stream = _hold(_chain(head, events), limit, on_call and (lambda: on_call(model.name, -1)))
                 if run.route.on_cut == "resume":
                     stream = self._resumable(run, model, stream)
                 outcome = Outcome(model, run.attempts, run.skipped, events=stream)
@@ -419,8 +431,11 @@ class Executor:
                 self.outliers.abandon_probe(model.name)
             raise
         finally:
-            if limit is not None and not released:
-                limit.release()
+            if not released:
+                if limit is not None:
+                    limit.release()
+                if on_call is not None:
+                    on_call(model.name, -1)
         att.latency = self.clock.now() - start
         self.latency.observe(model.name, att.latency)
         self.outliers.record_success(model.name)
@@ -622,14 +637,19 @@ def _chain(head: list[StreamEvent], rest: AsyncIterator[StreamEvent]) -> Opened[
     return Opened(gen(), rest.aclose)  # type: ignore[attr-defined]
 
 
-def _hold(stream: AsyncIterator[StreamEvent], limit: ConcurrencyLimit | None) -> Opened[StreamEvent]:
+def _hold(stream: AsyncIterator[StreamEvent], limit: ConcurrencyLimit | None,
+          ended: Callable[[], None] | None = None) -> Opened[StreamEvent]:
     """Keep the model's concurrency slot until the stream ends, however it ends (closed unread
-    included)."""
+    included); then call ``ended``."""
 
     async def close() -> None:
-        await stream.aclose()  # type: ignore[attr-defined]
-        if limit is not None:
-            limit.release()
+        try:
+            await stream.aclose()  # type: ignore[attr-defined]
+        finally:
+            if limit is not None:
+                limit.release()
+            if ended is not None:
+                ended()
 
     async def gen() -> AsyncIterator[StreamEvent]:
         try:

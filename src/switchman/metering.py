@@ -162,7 +162,8 @@ class Ticket:
     def _settle_error(self, reply: Reply) -> None:
         req = RequestRecord(request_id=self.rid, time=self.t0, route=self.route, model=reply.outcome.model.name,
                             provider=None, status=200, error="accounting_error",
-                            latency_ms=(time.time() - self.t0) * 1000, stream=self.creq.stream, estimated=True)
+                            latency_ms=(time.time() - self.t0) * 1000, stream=self.creq.stream, estimated=True,
+                            **self._context_fields())
         self.meter.accountant.settle_later(self.adm, req, ())
 
     async def _estimated(self, reply: Reply, usage: Usage | None, streamed: str, count_winner: bool = True) -> None:
@@ -208,7 +209,7 @@ class Ticket:
         for i, a in enumerate(o.attempts):
             m = models.get(a.model)
             rec = AttemptRecord(index=i, role=_ROLES.get(a.role, Role.FALLBACK), model=a.model, provider=a.provider,
-                                status=200, latency_ms=a.latency * 1000, time=self.t0)
+                                status=200, latency_ms=a.latency * 1000, time=a.started or self.t0)
             if a.usage is not None and i != winner and self._unusable(a.usage, a.model) is not None:
                 # a judge, a rejected or a cut answer that reported garbage: its prompt, estimated
                 a.usage = Usage(input_tokens=self.creq.estimated_tokens(), estimated=True)
@@ -218,11 +219,13 @@ class Ticket:
             elif a.error is not None:
                 rec.status = a.error.upstream_status or a.error.status
                 rec.error = a.error.kind
+                rec.detail = a.error.message[:300]
                 if a.usage is not None and m is not None:  # a stream that broke after sending: paid for
                     _book(rec, m, a.usage)
             elif a.usage is not None and m is not None:  # answered, not sent, paid for all the same
                 _book(rec, m, a.usage)
                 rec.error = "rejected" if a.rejected else "hedge_lost" if a.cancelled else None  # None: a judge
+                rec.detail = a.rejected[:300] if a.rejected else None
             else:  # a hedge that lost: cancelled mid-generation, its usage never reported
                 rec.status, rec.error = 499, "cancelled"
             atts.append(rec)
@@ -230,9 +233,14 @@ class Ticket:
         req = RequestRecord.from_attempts(
             self.rid, self.t0, self.route, atts, answered,
             latency_ms=(time.time() - self.t0) * 1000, reason=reply.reason, stream=self.creq.stream,
+            **self._context_fields(),
             **({} if answered else {"status": 200, "error": "degraded"}),
         )
         return req, atts
+
+    def _context_fields(self) -> dict:
+        c = self.creq
+        return {"episode": c.episode, "dialect": c.dialect or None, "traceparent": c.traceparent}
 
     def failed(self, err: SwitchmanError) -> None:
         """Every candidate failed (or the request was refused after admission): settling still
@@ -242,7 +250,8 @@ class Ticket:
         self.done = True
         req = RequestRecord(request_id=self.rid, time=self.t0, route=self.route, model=None, provider=None,
                             status=err.status, error=err.kind, latency_ms=(time.time() - self.t0) * 1000,
-                            stream=self.creq.stream)
+                            stream=self.creq.stream, reason=f"{self.plan.reason}; failed: {err.message[:200]}",
+                            **self._context_fields())
         self.meter.accountant.settle_later(self.adm, req, ())
 
 

@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import atexit
 import ipaddress
 import logging
+import logging.handlers
 import os
+import queue
+import shutil
 import signal
 import socket
 import sys
@@ -17,6 +21,9 @@ from .errors import ConfigError
 from .gateway import Gateway
 from .http.server import HttpServer
 from .metering import Metering
+from .telemetry.hub import Telemetry
+from .telemetry.metrics import fresh_dir, worker_stopped
+from .telemetry.settings import TelemetrySettings
 
 log = logging.getLogger("switchman")
 
@@ -50,14 +57,16 @@ def _install_loop() -> None:
         pass
 
 
-async def serve_on(config: Config, sock: socket.socket, ready=None) -> None:
+async def serve_on(config: Config, sock: socket.socket, ready=None, metrics_dir: str | None = None) -> None:
     """Serve until SIGTERM/SIGINT, then drain in-flight requests."""
+    log_off_loop()  # per process: a worker does not inherit its parent's logging thread
     gateway = Gateway(config)
     gateway.start()
     metering = Metering.from_config(gateway)  # per worker, after the fork: its own connections
     if metering is not None:
         await metering.start()
-    app = App(gateway, metering)
+    telemetry = Telemetry(config, metrics_dir=metrics_dir)
+    app = App(gateway, metering, telemetry)
     server = HttpServer(app, limits=config.server.limits)
     await server.start(sock=sock)
     stop = asyncio.Event()
@@ -70,6 +79,7 @@ async def serve_on(config: Config, sock: socket.socket, ready=None) -> None:
     await server.stop(grace=10.0)
     if metering is not None:
         await metering.close()
+    telemetry.close()
     await gateway.close()
 
 
@@ -106,6 +116,17 @@ def run(config: Config, host: str, port: int, workers: int) -> int:
     if config.accounting is not None:
         # Migrate the ledger's schema once, here, before the workers race to do it.
         asyncio.run(_migrate(config))
+    tele = config.telemetry or TelemetrySettings()
+    # Every worker's metrics meet in one directory, fresh for this start (never another instance's).
+    mdir = fresh_dir(tele.metrics.dir) if tele.metrics.enabled else None
+    try:
+        return _fork(config, sock, workers, ready, mdir)
+    finally:
+        if mdir is not None and tele.metrics.dir is None:
+            shutil.rmtree(mdir, ignore_errors=True)
+
+
+def _fork(config: Config, sock: socket.socket, workers: int, ready, mdir: str | None) -> int:
     pids = []
     for _ in range(workers):
         pid = os.fork()
@@ -113,7 +134,7 @@ def run(config: Config, host: str, port: int, workers: int) -> int:
             code = 1
             try:
                 _install_loop()
-                asyncio.run(serve_on(config, sock))
+                asyncio.run(serve_on(config, sock, metrics_dir=mdir))
                 code = 0
             except BaseException as e:  # noqa: BLE001 - one clear line, then the exit code says it
                 log.critical("worker %d stopped: %s: %s", os.getpid(), type(e).__name__, e)
@@ -141,6 +162,8 @@ def run(config: Config, host: str, port: int, workers: int) -> int:
                 continue
         if os.waitstatus_to_exitcode(status) not in (0, -signal.SIGTERM):
             code = 1
+        if mdir is not None:
+            worker_stopped(p, mdir)  # its live gauges leave the sums; its counters stay
     return code
 
 
@@ -155,3 +178,19 @@ def main_serve(config: Config, host: str | None, port: int | None, workers: int 
     logging.basicConfig(level=log_level.upper(), stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     return run(config, host, port, workers)
+
+
+def log_off_loop() -> None:
+    """The root logger's handlers run on a thread of their own (``QueueHandler``): an access line
+    per request must not wait on a slow stderr. Started in each process that serves."""
+    root = logging.getLogger()
+    handlers = [h for h in root.handlers if not isinstance(h, logging.handlers.QueueHandler)]
+    if not handlers:
+        return
+    q: queue.SimpleQueue = queue.SimpleQueue()
+    for h in handlers:
+        root.removeHandler(h)
+    root.addHandler(logging.handlers.QueueHandler(q))
+    listener = logging.handlers.QueueListener(q, *handlers, respect_handler_level=True)
+    listener.start()
+    atexit.register(listener.stop)

@@ -131,6 +131,8 @@ class ChatRequest:
     native_only: str | None = None
     tags: dict[str, str] | None = None  # x-switchman-tags: for rules
     end_user: str | None = None  # x-switchman-user: for rules (never sent upstream; ``user`` is)
+    episode: str | None = None  # x-switchman-episode: groups one task's calls (request log, feedback)
+    traceparent: str | None = None  # the client's W3C trace context, continued by tracing
     logprobs: bool = False  # ask the upstream for token logprobs (a cascade's confidence check)
     cache_marked: bool = False  # the client marked prompt-cache breakpoints: input may be billed as cache writes
 

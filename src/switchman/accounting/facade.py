@@ -175,6 +175,9 @@ class Accountant:
         self.rules = s.budgets
         self._warned_at = -1e18
         self._settling: set[asyncio.Task] = set()
+        # Called with every settled request and its attempts, before the ledger write (telemetry:
+        # metrics, traces, the access log). Off the request path; an error in it is logged only.
+        self.on_settled: Callable[[RequestRecord, Sequence[AttemptRecord]], None] | None = None
         self._seeding: dict[str, asyncio.Future] = {}  # counter -> the seed in progress
 
     # -- lifecycle -----------------------------------------------------------------------------------
@@ -484,6 +487,11 @@ class Accountant:
                                                  to_nusd(request.cost), corrections))
             except StateUnavailable as e:
                 self._warn(e)
+        if self.on_settled is not None:
+            try:
+                self.on_settled(request, attempts)
+            except Exception:  # noqa: BLE001 - telemetry never loses a ledger entry
+                log.exception("request %s: telemetry failed", request.request_id)
         if self.ledger is not None:
             await self.ledger.write(request, attempts)
 

@@ -85,6 +85,7 @@ class AttemptRecord:
     ttft_ms: float | None = None
     estimated: bool = False
     time: float = 0.0  # start, unix seconds
+    detail: str | None = None  # why it failed (the error's message) or why its answer was not sent
 
 
 @dataclass(slots=True)
@@ -118,6 +119,9 @@ class RequestRecord:
     estimated: bool = False
     attempts: int = 0
     stream: bool = False
+    episode: str | None = None  # x-switchman-episode
+    dialect: str | None = None  # the API the client spoke: openai | anthropic | ...
+    traceparent: str | None = None  # the client's trace context (for tracing; not stored)
 
     @classmethod
     def from_attempts(cls, request_id: str, time: float, route: str, attempts: Iterable[AttemptRecord],
