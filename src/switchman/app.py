@@ -15,10 +15,11 @@ from urllib.parse import urlsplit
 import orjson
 
 from .accounting.records import parse_tags
+from .accounting.requestlog import BadQuery, NotFound, parse_feedback
 from .dialects import dialect_for
 from .dialects.base import Dialect
 from .errors import (BodyTooLarge, Forbidden, InvalidRequest, MethodNotAllowed, SwitchmanError, Unauthorized,
-                     UnknownEndpoint, UnsupportedMediaType)
+                     UnknownEndpoint, UnknownResource, UnsupportedMediaType)
 from .gateway import Gateway, Reply
 from .http.server import Request, Response, StreamingResponse
 from .metering import Metering, new_request_id as _rid
@@ -55,6 +56,7 @@ class App:
             ("GET", "/admin/breakers"): self._breakers,
             ("GET", "/admin/decisions"): self._decisions,
             ("GET", "/metrics"): self._metrics,
+            ("POST", "/v1/feedback"): self._feedback,
         }
         self._openai_d = dialect_for("openai")
         self._anthropic_d = dialect_for("anthropic")
@@ -269,6 +271,30 @@ class App:
         d = self.gateway.decisions
         body = {"recent": d.snapshot(), "counts": [{"event": e, "model": m, "count": c} for (e, m), c in d.counts.items()]}
         return Response(200, orjson.dumps(body), {"content-type": _JSON})
+
+    async def _feedback(self, req: Request) -> Response:
+        """``POST /v1/feedback``: a score for a request (or an episode) this key made."""
+        d = self._openai_d
+        if self.metering is None:
+            return self._error(d, UnknownEndpoint("feedback needs the ledger (a config file's ledger section)"), _rid())
+        try:
+            key, admin = await self.metering.accountant.identify(_credential(req))
+            if self._key is not None and _credential(req) and self._authorized(req):
+                admin = True
+            try:
+                body = orjson.loads(req.body)
+            except orjson.JSONDecodeError as e:
+                raise InvalidRequest(f"body is not valid JSON: {e}") from None
+            try:
+                fb = parse_feedback(body)
+                status, out = await self.metering.feedback(fb, key.id if key is not None else None, admin)
+            except BadQuery as e:
+                raise InvalidRequest(str(e)) from None
+            except NotFound as e:
+                raise UnknownResource(str(e)) from None
+        except SwitchmanError as e:
+            return self._error(d, e, _rid())
+        return Response(status, orjson.dumps(out), {"content-type": _JSON})
 
     async def _metrics(self, req: Request) -> Response:
         t = self.telemetry

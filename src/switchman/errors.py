@@ -93,6 +93,13 @@ class UnknownEndpoint(ClientError):
     kind = "not_found"
 
 
+class UnknownResource(ClientError):
+    """A request id, episode or other object this caller may not see or that does not exist."""
+
+    status = 404
+    kind = "not_found"
+
+
 class MethodNotAllowed(ClientError):
     status = 405
     kind = "invalid_request"

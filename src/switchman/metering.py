@@ -21,6 +21,7 @@ from dataclasses import replace
 from decimal import Decimal
 
 from . import tokens
+from .accounting import requestlog
 from .accounting.admin import AdminApi
 from .accounting.facade import Accountant, Admission, AdmissionContext
 from .accounting.records import AttemptRecord, RequestRecord, Role
@@ -417,6 +418,18 @@ class Metering:
         creq.tags = dict(tags) if tags else None  # rules see them, as they see x-switchman-tags
         ticket = await self.admit(new_request_id(), creq, api_key, tags or {}, None, max_cost_usd)
         return await ticket.run(deadline)
+
+    async def feedback(self, fb: dict, key_id: str | None, admin: bool) -> tuple[int, dict]:
+        """Store feedback (``POST /v1/feedback``). A request this worker settled moments ago may
+        still be in the ledger's buffer: written first, then looked for again."""
+        acc = self.accountant
+        try:
+            return await requestlog.add_feedback(acc.store, fb, key_id, admin, acc._now(), wait=0)
+        except requestlog.NotFound:
+            if not requestlog.fresh(fb["request_id"]) and fb["request_id"] is not None:
+                raise
+        await acc.flush()
+        return await requestlog.add_feedback(acc.store, fb, key_id, admin, acc._now())
 
     async def _model_limit(self, model: ModelSpec, prompt_tokens: int) -> tuple[str, float] | None:
         """The executor's ``rate_limit`` hook: one call of ``model`` against its own limits."""

@@ -8,6 +8,8 @@ dict)`` over an ``Accountant``. The HTTP layer checks the admin key and encodes 
 | ``DELETE /admin/keys/{id or name}`` | the revoked key; 404 if there is none |
 | ``GET /admin/spend?by=model|key|user|tag|route|day|provider&since=DATE&until=DATE`` | ``{"by", "since", "until", "rows": [..], "total": {..}}``; since defaults to the start of this month (UTC) |
 | ``GET /admin/budgets`` | ``{"data": [budget with this period's spent and reserved, ...]}`` |
+| ``GET /admin/requests?since=&until=&key=&user=&tag=&route=&model=&status=&cache=&cost_above=&feedback=&limit=&cursor=`` | ``{"data": [request, ...], "next_cursor"}``, newest first (``requestlog.py``) |
+| ``GET /admin/requests/{id}`` | one request with ``attempt_list`` (role, status, error, detail), ``feedback`` and kept ``bodies`` |
 
 Errors answer ``{"error": {"type", "message"}}`` with 400, 404 or 405.
 """
@@ -15,12 +17,13 @@ Errors answer ``{"error": {"type", "message"}}`` with 400, 404 or 405.
 from __future__ import annotations
 
 from decimal import Decimal
-from urllib.parse import parse_qs, unquote
+from urllib.parse import parse_qs, parse_qsl, unquote
 
 import orjson
 
 from .dates import iso, month_start, parse_when
 from .facade import Accountant
+from .requestlog import BadQuery, get_request, list_requests
 from .store import GROUPINGS, SpendRow
 
 Answer = tuple[int, dict]
@@ -35,7 +38,8 @@ class AdminApi:
         self.acc = accountant
 
     def handles(self, path: str) -> bool:
-        return path in ("/admin/keys", "/admin/spend", "/admin/budgets") or path.startswith("/admin/keys/")
+        return path in ("/admin/keys", "/admin/spend", "/admin/budgets", "/admin/requests") or \
+            path.startswith(("/admin/keys/", "/admin/requests/"))
 
     async def __call__(self, method: str, path: str, query: str, body: bytes | None) -> Answer:
         q = {k: v[-1] for k, v in parse_qs(query or "").items()}
@@ -58,11 +62,35 @@ class AdminApi:
             if method != "GET":
                 return _error(405, "invalid_request", "only GET is allowed on /admin/spend")
             return await self._spend(q)
+        if path == "/admin/requests" or path.startswith("/admin/requests/"):
+            if method != "GET":
+                return _error(405, "invalid_request", f"only GET is allowed on {path}")
+            return await self._requests(path, query)
         if path == "/admin/budgets":
             if method != "GET":
                 return _error(405, "invalid_request", "only GET is allowed on /admin/budgets")
             return 200, {"data": await self.acc.budget_status()}
         return _error(404, "not_found", f"no such admin endpoint: {path}")
+
+    async def _requests(self, path: str, query: str) -> Answer:
+        store = self.acc.store
+        if store is None:
+            return _error(404, "not_found", "the request log needs the ledger (ledger: {enabled: true})")
+        if path == "/admin/requests":
+            q: dict[str, str] = {}
+            for k, v in parse_qsl(query or "", keep_blank_values=True):
+                if k in q:
+                    return _error(400, "invalid_request", f"filter {k!r} given twice")
+                q[k] = v
+            try:
+                return 200, await list_requests(store, q, self.acc._now())
+            except BadQuery as e:
+                return _error(400, "invalid_request", str(e))
+        rid = unquote(path[len("/admin/requests/"):])
+        got = await get_request(store, rid)
+        if got is None:
+            return _error(404, "not_found", f"no request {rid[:100]!r} in the ledger")
+        return 200, got
 
     async def _create(self, body: bytes | None) -> Answer:
         try:

@@ -351,6 +351,8 @@ def decode_entry(line: bytes) -> Entry:
     r["cost"] = Decimal(r["cost"])
     if r.get("baseline_cost") is not None:
         r["baseline_cost"] = Decimal(r["baseline_cost"])
+    if r.get("bodies") is not None:
+        r["bodies"] = tuple(r["bodies"])
     atts = []
     for a in d["attempts"]:
         a["cost"] = Decimal(a["cost"])

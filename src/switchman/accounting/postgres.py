@@ -19,13 +19,13 @@ from dataclasses import replace
 from decimal import Decimal
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-from . import schema
+from . import rollups, schema
 from .keys import KeyRecord
 from .records import from_pusd
 from .store import (
     AUDIT_ATTEMPTS, AUDIT_REQUESTS,
-    INSERT_ATTEMPT, INSERT_KEY, INSERT_REQUEST, INSERT_TAG, SELECT_KEY, Entry, SpendRow, Store, key_of, key_row,
-    rows, scope_sql, spend_row, spend_sql,
+    INSERT_ATTEMPT, INSERT_BODY, INSERT_KEY, INSERT_REQUEST, INSERT_TAG, SELECT_KEY, Entry, SpendRow, Store,
+    body_rows, key_of, key_row, new_entries, rows, scope_sql, spend_row, spend_sql,
 )
 
 try:
@@ -64,6 +64,9 @@ def split_url(url: str) -> tuple[str, str | None]:
 
 _REQ, _ATT, _TAG = numbered(INSERT_REQUEST), numbered(INSERT_ATTEMPT), numbered(INSERT_TAG)
 _KEY = numbered(INSERT_KEY)
+_BODY = numbered(INSERT_BODY)
+_UP_MINUTE, _UP_HOUR, _UP_DAY = (numbered(rollups.UPSERT_MINUTE), numbered(rollups.UPSERT_HOUR),
+                                 numbered(rollups.UPSERT_DAY))
 
 
 class PostgresStore(Store):
@@ -114,12 +117,21 @@ class PostgresStore(Store):
 
     async def write(self, entries: Sequence[Entry]) -> None:
         reqs, atts, tags = rows(entries)
+        bodies = body_rows(entries)
         async with self._p().acquire() as conn, conn.transaction():
+            present = {r[0] for r in await conn.fetch("SELECT request_id FROM requests WHERE request_id = ANY($1::text[])",
+                                                      [r[0] for r in reqs])}
             await conn.executemany(_REQ, reqs)
             if atts:
                 await conn.executemany(_ATT, atts)
             if tags:
                 await conn.executemany(_TAG, tags)
+            if bodies:
+                await conn.executemany(_BODY, bodies)
+            minute, hour, day = rollups.rows_for(new_entries(entries, present))
+            for sql, batch in ((_UP_MINUTE, minute), (_UP_HOUR, hour), (_UP_DAY, day)):
+                if batch:
+                    await conn.executemany(sql, batch)
 
     async def spend(self, by: str, since: float | None, until: float | None) -> list[SpendRow]:
         sql, args = spend_sql(by, _DAY, since, until)
@@ -129,6 +141,17 @@ class PostgresStore(Store):
         n = (await self._p().fetch(AUDIT_REQUESTS))[0][0]
         rows = await self._p().fetch(AUDIT_ATTEMPTS)
         return int(n), {(r[0], bool(r[1])): int(r[2] or 0) for r in rows}
+
+    async def fetch(self, sql: str, args: Sequence = ()) -> list[tuple]:
+        return [tuple(r) for r in await self._p().fetch(numbered(sql), *args)]
+
+    async def transact(self, statements: Sequence[tuple[str, Sequence]]) -> list[int]:
+        out = []
+        async with self._p().acquire() as conn, conn.transaction():
+            for sql, args in statements:
+                status = await conn.execute(numbered(sql), *args)  # e.g. "INSERT 0 1", "UPDATE 3"
+                out.append(int(status.rsplit(" ", 1)[-1]) if status[-1:].isdigit() else 0)
+        return out
 
     async def scope_spend(self, scope: str, value: str | None, since: float) -> Decimal:
         sql, args = scope_sql(scope, value)

@@ -122,6 +122,7 @@ class RequestRecord:
     episode: str | None = None  # x-switchman-episode
     dialect: str | None = None  # the API the client spoke: openai | anthropic | ...
     traceparent: str | None = None  # the client's trace context (for tracing; not stored)
+    bodies: tuple[str, str, bool] | None = None  # (prompt, answer, cut) with ``log: {bodies: true}``
 
     @classmethod
     def from_attempts(cls, request_id: str, time: float, route: str, attempts: Iterable[AttemptRecord],

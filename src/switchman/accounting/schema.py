@@ -106,6 +106,60 @@ MIGRATIONS: list[list[str]] = [
     ],
 ]
 
+# Latency histogram of the rollups: upper bounds in ms, each √2 times the last (10 ms .. 92 s), then +inf.
+LATENCY_BOUNDS = tuple(round(10 * 2 ** (k / 2), 1) for k in range(27))
+HIST = ", ".join(f"lat_{i} {{int}} NOT NULL DEFAULT 0" for i in range(len(LATENCY_BOUNDS) + 1))
+_MEASURES = (
+    "requests {int} NOT NULL DEFAULT 0, errors {int} NOT NULL DEFAULT 0, streams {int} NOT NULL DEFAULT 0, "
+    "cache_hits {int} NOT NULL DEFAULT 0, input_tokens {int} NOT NULL DEFAULT 0, "
+    "output_tokens {int} NOT NULL DEFAULT 0, cost_pusd {int} NOT NULL DEFAULT 0, "
+    "baseline_pusd {int} NOT NULL DEFAULT 0, latency_ms {real} NOT NULL DEFAULT 0, "
+    "ttft_ms {real} NOT NULL DEFAULT 0, ttft_n {int} NOT NULL DEFAULT 0, "
+    "feedback_n {int} NOT NULL DEFAULT 0, feedback_sum {real} NOT NULL DEFAULT 0"
+)
+
+MIGRATIONS.append([
+    # 2: the request log (episode, dialect, why each attempt failed), feedback, kept bodies, and
+    # rollups kept up to date as the ledger writes (see rollups.py)
+    "ALTER TABLE requests ADD COLUMN episode TEXT",
+    "ALTER TABLE requests ADD COLUMN dialect TEXT",
+    "ALTER TABLE attempts ADD COLUMN detail TEXT",
+    "CREATE INDEX requests_route_ts ON requests (route, ts)",
+    "CREATE INDEX requests_model_ts ON requests (model, ts)",
+    "CREATE INDEX requests_status_ts ON requests (status, ts)",
+    "CREATE INDEX requests_episode ON requests (episode, ts) WHERE episode IS NOT NULL",
+    """CREATE TABLE feedback (
+        id TEXT PRIMARY KEY,
+        ts {real} NOT NULL,
+        request_id TEXT,
+        episode TEXT,
+        key_id TEXT,
+        metric TEXT NOT NULL,
+        score {real} NOT NULL,
+        comment TEXT,
+        route TEXT,
+        model TEXT,
+        request_ts {real}
+    )""",
+    "CREATE INDEX feedback_request ON feedback (request_id)",
+    "CREATE INDEX feedback_episode ON feedback (episode)",
+    "CREATE INDEX feedback_ts ON feedback (ts)",
+    """CREATE TABLE bodies (
+        request_id TEXT PRIMARY KEY,
+        ts {real} NOT NULL,
+        prompt TEXT,
+        answer TEXT,
+        truncated {int} NOT NULL
+    )""",
+    "CREATE INDEX bodies_ts ON bodies (ts)",
+    f"CREATE TABLE rollup_minute (bucket {{real}} PRIMARY KEY, {_MEASURES}, {HIST})",
+    f"""CREATE TABLE rollup_hour (bucket {{real}} NOT NULL, route TEXT NOT NULL, model TEXT NOT NULL,
+        provider TEXT NOT NULL, key_id TEXT NOT NULL, {_MEASURES}, {HIST},
+        PRIMARY KEY (bucket, route, model, provider, key_id))""",
+    f"""CREATE TABLE rollup_day (bucket {{real}} NOT NULL, dim TEXT NOT NULL, value TEXT NOT NULL, {_MEASURES},
+        PRIMARY KEY (dim, bucket, value))""",
+])
+
 VERSION = len(MIGRATIONS)
 
 

@@ -16,13 +16,13 @@ from dataclasses import replace
 from decimal import Decimal
 from pathlib import Path
 
-from . import schema
+from . import rollups, schema
 from .keys import KeyRecord
 from .records import from_pusd
 from .store import (
     AUDIT_ATTEMPTS, AUDIT_REQUESTS,
-    INSERT_ATTEMPT, INSERT_KEY, INSERT_REQUEST, INSERT_TAG, SELECT_KEY, Entry, SpendRow, Store, key_of, key_row,
-    rows, scope_sql, spend_row, spend_sql,
+    INSERT_ATTEMPT, INSERT_BODY, INSERT_KEY, INSERT_REQUEST, INSERT_TAG, SELECT_KEY, Entry, SpendRow, Store,
+    body_rows, key_of, key_row, new_entries, rows, scope_sql, spend_row, spend_sql,
 )
 
 _DAY = "strftime('%Y-%m-%d', r.ts, 'unixepoch')"
@@ -108,18 +108,30 @@ class SQLiteStore(Store):
 
     # -- ledger --------------------------------------------------------------------------------------
     async def write(self, entries: Sequence[Entry]) -> None:
-        reqs, atts, tags = rows(entries)
-        await self._run(self._write, reqs, atts, tags)
+        await self._run(self._write, entries)
 
-    def _write(self, reqs, atts, tags) -> None:
+    def _write(self, entries: Sequence[Entry]) -> None:
+        reqs, atts, tags = rows(entries)
         db = self._conn()
         db.execute("BEGIN IMMEDIATE")
         try:
+            ids = [r[0] for r in reqs]
+            present = {row[0] for i in range(0, len(ids), 900) for row in db.execute(
+                f"SELECT request_id FROM requests WHERE request_id IN ({','.join('?' * len(ids[i:i + 900]))})",
+                ids[i:i + 900])}
             db.executemany(INSERT_REQUEST, reqs)
             if atts:
                 db.executemany(INSERT_ATTEMPT, atts)
             if tags:
                 db.executemany(INSERT_TAG, tags)
+            bodies = body_rows(entries)
+            if bodies:
+                db.executemany(INSERT_BODY, bodies)
+            minute, hour, day = rollups.rows_for(new_entries(entries, present))
+            db.executemany(rollups.UPSERT_MINUTE, minute)
+            db.executemany(rollups.UPSERT_HOUR, hour)
+            if day:
+                db.executemany(rollups.UPSERT_DAY, day)
             db.execute("COMMIT")
         except BaseException:
             db.execute("ROLLBACK")
@@ -138,6 +150,23 @@ class SQLiteStore(Store):
         sql, args = scope_sql(scope, value)
         got = await self._run(self._query, sql, [*args, since])
         return from_pusd(int(got[0][0] or 0))
+
+    async def fetch(self, sql: str, args: Sequence = ()) -> list[tuple]:
+        return await self._run(self._query, sql, list(args))
+
+    async def transact(self, statements: Sequence[tuple[str, Sequence]]) -> list[int]:
+        return await self._run(self._transact, statements)
+
+    def _transact(self, statements: Sequence[tuple[str, Sequence]]) -> list[int]:
+        db = self._conn()
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            out = [db.execute(sql, list(args)).rowcount for sql, args in statements]
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        return out
 
     def _query(self, sql: str, args: Sequence) -> list[tuple]:
         db = self._conn()

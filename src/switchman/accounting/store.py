@@ -76,6 +76,14 @@ class Store(abc.ABC):
         raise NotImplementedError
 
     @abc.abstractmethod
+    async def fetch(self, sql: str, args: Sequence = ()) -> list[tuple]:
+        """Rows of a read query written with ``?`` placeholders (reports, the request log)."""
+
+    @abc.abstractmethod
+    async def transact(self, statements: Sequence[tuple[str, Sequence]]) -> list[int]:
+        """Run ``(sql, args)`` statements in one transaction; the rows each one changed."""
+
+    @abc.abstractmethod
     async def scope_spend(self, scope: str, value: str | None, since: float) -> Decimal:
         """Total cost since ``since`` of a budget scope: ``global``, ``key`` (an id), ``user`` or
         ``tag`` (``name=value``)."""
@@ -120,11 +128,12 @@ REQUEST_COLUMNS = (
     "request_id", "ts", "key_id", "user_id", "tags", "route", "model", "provider", "status", "error",
     "input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens", "cache_write_1h_tokens",
     "cost_pusd", "baseline_pusd", "latency_ms", "ttft_ms", "cache", "reason", "estimated", "attempts", "stream",
+    "episode", "dialect",
 )
 ATTEMPT_COLUMNS = (
     "request_id", "idx", "ts", "role", "model", "provider", "status", "error", "input_tokens", "output_tokens",
     "cache_read_tokens", "cache_write_tokens", "cache_write_1h_tokens", "cost_pusd", "latency_ms", "ttft_ms",
-    "estimated",
+    "estimated", "detail",
 )
 TAG_COLUMNS = ("request_id", "tag", "ts", "cost_pusd", "baseline_pusd", "input_tokens", "output_tokens")
 KEY_COLUMNS = (
@@ -145,6 +154,20 @@ INSERT_KEY = f"INSERT INTO keys ({', '.join(KEY_COLUMNS)}) VALUES ({', '.join('?
 SELECT_KEY = f"SELECT {', '.join(KEY_COLUMNS)} FROM keys"
 
 
+INSERT_BODY = _insert("bodies", ("request_id", "ts", "prompt", "answer", "truncated"), "request_id")
+
+
+def new_entries(entries: Sequence[Entry], present: set[str]) -> list[Entry]:
+    """The entries of a batch whose request is not in the database yet (only these are rolled up:
+    a replayed spill file must not count twice)."""
+    return [e for e in entries if e[0].request_id not in present] if present else list(entries)
+
+
+def body_rows(entries: Sequence[Entry]) -> list[tuple]:
+    return [(r.request_id, r.time, r.bodies[0], r.bodies[1], int(r.bodies[2])) for r, _ in entries
+            if r.bodies is not None]
+
+
 def rows(entries: Sequence[Entry]) -> tuple[list[tuple], list[tuple], list[tuple]]:
     """The requests, attempts and request_tags rows of a batch."""
     reqs, atts, tags = [], [], []
@@ -156,12 +179,13 @@ def rows(entries: Sequence[Entry]) -> tuple[list[tuple], list[tuple], list[tuple
             r.route, r.model, r.provider, r.status, r.error, r.input_tokens, r.output_tokens,
             r.cache_read_tokens, r.cache_write_tokens, r.cache_write_1h_tokens, cost, base,
             r.latency_ms, r.ttft_ms, r.cache, r.reason, int(r.estimated), r.attempts or len(attempts), int(r.stream),
+            r.episode, r.dialect,
         ))
         for a in attempts:
             atts.append((
                 r.request_id, a.index, a.time or r.time, a.role.value, a.model, a.provider, a.status, a.error,
                 a.input_tokens, a.output_tokens, a.cache_read_tokens, a.cache_write_tokens,
-                a.cache_write_1h_tokens, to_pusd(a.cost), a.latency_ms, a.ttft_ms, int(a.estimated),
+                a.cache_write_1h_tokens, to_pusd(a.cost), a.latency_ms, a.ttft_ms, int(a.estimated), a.detail,
             ))
         for k, v in r.tags.items():
             tags.append((r.request_id, f"{k}={v}", r.time, cost, base, r.input_tokens, r.output_tokens))

@@ -42,6 +42,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, gene
 from prometheus_client import multiprocess
 
 from ..accounting.records import AttemptRecord, RequestRecord
+from ..accounting.rollups import winner
 from .settings import MetricsSettings
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
@@ -142,21 +143,11 @@ class Metrics:
                              *tag_values).inc()
         self.request_duration.labels(route, dialect, "true" if req.stream else "false").observe(req.latency_ms / 1000)
         end = req.time + req.latency_ms / 1000
-        answered = self._answered(req, attempts)
+        answered = winner(req, attempts)
         for i, a in enumerate(attempts):
             self._attempt(a, route, i == answered, req.stream, end)
         if req.baseline_cost is not None and req.baseline_cost > req.cost:
             self.savings.labels(route).inc(float(req.baseline_cost - req.cost))
-
-    @staticmethod
-    def _answered(req: RequestRecord, attempts: Sequence[AttemptRecord]) -> int | None:
-        if req.model is None:
-            return None
-        for i in range(len(attempts) - 1, -1, -1):
-            a = attempts[i]
-            if a.model == req.model and a.error is None and a.role.value != "judge":
-                return i
-        return None
 
     def _attempt(self, a: AttemptRecord, route: str, answered: bool, stream: bool, end: float) -> None:
         model = self.name(a.model)
