@@ -20,6 +20,7 @@ from .dialects import dialect_for
 from .dialects.base import Dialect
 from .errors import (BodyTooLarge, Forbidden, InvalidRequest, MethodNotAllowed, SwitchmanError, Unauthorized,
                      UnknownEndpoint, UnknownResource, UnsupportedMediaType)
+from .dashboard.handler import Dashboard
 from .gateway import Gateway, Reply
 from .http.server import Request, Response, StreamingResponse
 from .metering import Metering, new_request_id as _rid
@@ -43,6 +44,7 @@ class App:
         self.metering = metering  # keys, limits, budgets and the ledger; None: the admin key only
         self.telemetry = telemetry or Telemetry(gateway.config)
         self._wire(self.telemetry)
+        self.dashboard = Dashboard(gateway, metering, self.telemetry, gateway.config.auth.admin_key)
         key = gateway.config.auth.admin_key
         self._key = key.encode() if key else None
         self._routes = {
@@ -71,8 +73,7 @@ class App:
     def _wire(self, t: Telemetry) -> None:
         """Every finished request, decision and upstream call reaches telemetry."""
         self.gateway.decisions.listener = t.decision
-        if t.metrics is not None:
-            self.gateway.executor.on_call = t.calls
+        self.gateway.executor.on_call = t.calls
         if self.metering is not None:
             self.metering.accountant.on_settled = t.request_done
 
@@ -95,6 +96,8 @@ class App:
                 if origin is not None and origin != "null" and not _is_loopback(urlsplit(origin).netloc):
                     raise Forbidden(f"cross-origin request from {origin[:100]!r} refused: with no auth.admin_key "
                                     "set, only pages served from loopback may call")
+            if path == "/dashboard" or path.startswith("/dashboard/"):
+                return None  # its own login (a form) and session cookie
             if req.method == "POST":
                 _json_only(h)
             if path.startswith("/admin/") or path == "/metrics":
@@ -131,6 +134,8 @@ class App:
         h = self._routes.get((req.method, req.path))
         if h is None and self.metering is not None and self.metering.admin.handles(req.path):
             h = self._admin
+        if h is None and Dashboard.handles(req.path) and req.body is not None:
+            return await self.dashboard(req)
         if h is None or req.body is None:
             d = self._anthropic_d if req.path.startswith("/v1/messages") else self._openai_d
             if req.body is None:

@@ -56,8 +56,8 @@ async def overview(store: Store, now: float, hours: int = 24) -> dict:
     tot = (await store.fetch(f"SELECT {_SUMS}, {_HIST} FROM rollup_minute WHERE bucket >= ?", [since]))[0]
     out = {"hours": hours, **_measures(tot), **_quantiles(tot[10:])}
     out["requests_per_s"] = out["requests"] / (hours * 3600)
-    out["series"] = await _series(store, "rollup_minute", 60, now - 3600)
-    out["hourly"] = await _series(store, "rollup_minute", 3600, since)
+    out["series"] = await _series(store, "rollup_minute", 60, now - 3600, now)
+    out["hourly"] = await _series(store, "rollup_minute", 3600, since, now)
     today = await store.fetch("SELECT SUM(cost_pusd), SUM(baseline_pusd) FROM rollup_minute WHERE bucket >= ?",
                               [day_start(now)])
     month = await store.fetch("SELECT SUM(cost_pusd), SUM(baseline_pusd) FROM rollup_day WHERE dim = 'route' "
@@ -69,7 +69,7 @@ async def overview(store: Store, now: float, hours: int = 24) -> dict:
     return out
 
 
-async def _series(store: Store, table: str, step: int, since: float) -> list[dict]:
+async def _series(store: Store, table: str, step: int, since: float, now: float) -> list[dict]:
     """Per ``step`` seconds since ``since``: requests, errors, cost and latency quantiles."""
     rows = await store.fetch(
         f"SELECT bucket, {_SUMS}, {_HIST} FROM {table} WHERE bucket >= ? GROUP BY bucket ORDER BY bucket", [since])
@@ -84,10 +84,16 @@ async def _series(store: Store, table: str, step: int, since: float) -> list[dic
             for i, v in enumerate(vals):
                 cur[i] += v
     out = []
-    for b, v in sorted(acc.items()):
-        m = _measures(v)
-        q = _quantiles(v[10:])
-        out.append({"t": b, "requests": m["requests"], "errors": m["errors"], "cost_usd": m["cost_usd"], **q})
+    b = since - since % step
+    while b <= now:  # every step of the window, empty ones too, so a chart's axis is the window
+        v = acc.get(b)
+        if v is None:
+            out.append({"t": b, "requests": 0, "errors": 0, "cost_usd": "0", "p50": None, "p95": None, "p99": None})
+        else:
+            m = _measures(v)
+            out.append({"t": b, "requests": m["requests"], "errors": m["errors"], "cost_usd": m["cost_usd"],
+                        **_quantiles(v[10:])})
+        b += step
     return out
 
 
