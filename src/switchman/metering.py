@@ -20,6 +20,8 @@ from contextvars import ContextVar
 from dataclasses import replace
 from decimal import Decimal
 
+import orjson
+
 from . import tokens
 from .accounting import requestlog
 from .accounting.admin import AdminApi
@@ -53,7 +55,7 @@ def new_request_id() -> str:
 class Ticket:
     """One admitted request, until it is settled (exactly once)."""
 
-    __slots__ = ("meter", "adm", "rid", "t0", "route", "plan", "warning", "creq", "done")
+    __slots__ = ("meter", "adm", "rid", "t0", "route", "plan", "warning", "creq", "done", "streamed")
 
     def __init__(self, meter: Metering, adm: Admission, rid: str, creq: ChatRequest, plan: Planned) -> None:
         self.meter = meter
@@ -65,6 +67,7 @@ class Ticket:
         self.route = plan.route.name
         self.warning = adm.warning
         self.done = False
+        self.streamed = ""  # a stream's text, for the kept bodies
 
     async def run(self, deadline: float | None = None) -> Reply:
         """Execute the admitted plan. A failure settles the ticket and is raised; a streaming
@@ -122,6 +125,7 @@ class Ticket:
         if self.done:
             return
         self.done = True
+        self.streamed = streamed
         acc = self.meter.accountant
         winner = _winner(reply)
         if usage is not None and winner is not None:
@@ -237,7 +241,18 @@ class Ticket:
             **self._context_fields(),
             **({} if answered else {"status": 200, "error": "degraded"}),
         )
+        if self.meter.keep_bodies:
+            answer = self.streamed or (_answer_text(reply.response) if reply.response is not None else "")
+            req.bodies = self._bodies(answer)
         return req, atts
+
+    def _bodies(self, answer: str) -> tuple[str, str, bool]:
+        """The prompt (the client's own body) and the answer's text, each cut to the configured size."""
+        cap = self.meter.body_cap
+        raw = self.creq.raw
+        prompt = orjson.dumps(raw).decode() if raw is not None else "".join(self.creq.texts())
+        cut = len(prompt) > cap or len(answer) > cap
+        return prompt[:cap], answer[:cap], cut
 
     def _context_fields(self) -> dict:
         c = self.creq
@@ -253,6 +268,8 @@ class Ticket:
                             status=err.status, error=err.kind, latency_ms=(time.time() - self.t0) * 1000,
                             stream=self.creq.stream, reason=f"{self.plan.reason}; failed: {err.message[:200]}",
                             **self._context_fields())
+        if self.meter.keep_bodies:
+            req.bodies = self._bodies("")
         self.meter.accountant.settle_later(self.adm, req, ())
 
 
@@ -295,6 +312,11 @@ class Metering:
         self.config: Config = gateway.config
         self.accountant = accountant
         self.admin = AdminApi(accountant)
+        tele = self.config.telemetry
+        # prompts and answers: kept in the request log (log.bodies) or put on traces (tracing.content)
+        self.keep_bodies = tele is not None and (tele.log.bodies or (tele.tracing.content and bool(tele.tracing.endpoint)))
+        self.body_cap = (tele.log.max_body_kb if tele is not None else 64) * 1024
+        self._pruning: asyncio.Task | None = None
         # Per-model rpm/tpm limits cost a shared-state round trip per model call: only when set.
         if any(m.limits.rpm or m.limits.tpm for m in self.config.models.values()):
             gateway.executor.rate_limit = self._model_limit
@@ -310,8 +332,24 @@ class Metering:
 
     async def start(self) -> None:
         await self.accountant.start()
+        tele = self.config.telemetry
+        if tele is not None and tele.log.bodies and self.accountant.ledger is not None:
+            self._pruning = asyncio.create_task(self._prune(tele.log.retention_days * 86400))
+
+    async def _prune(self, keep: float) -> None:
+        """Delete kept bodies past their retention, at start and every hour."""
+        while True:
+            try:
+                n = await requestlog.prune_bodies(self.accountant.store, self.accountant._now() - keep)
+                if n:
+                    log.info("deleted %d request bodies older than the retention period", n)
+            except Exception as e:  # noqa: BLE001 - the database may be down: try again later
+                log.warning("pruning request bodies failed: %s", e)
+            await asyncio.sleep(3600)
 
     async def close(self) -> None:
+        if self._pruning is not None:
+            self._pruning.cancel()
         await self.accountant.close()  # drains the ledger: nothing written is lost
 
     async def __aenter__(self) -> Metering:

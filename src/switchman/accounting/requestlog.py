@@ -320,3 +320,8 @@ async def _existing(store: Store, fid: str) -> dict | None:
     f = got[0]
     return {"id": f[0], "request_id": f[1], "episode_id": f[2], "metric": f[3], "score": f[4], "comment": f[5],
             "time": iso(f[6])}
+
+
+async def prune_bodies(store: Store, before: float) -> int:
+    """Delete kept request bodies older than ``before``; how many went."""
+    return (await store.transact([("DELETE FROM bodies WHERE ts < ?", [before])]))[0]

@@ -54,8 +54,13 @@ class Telemetry:
         if self.metrics is not None:
             self.metrics.request_done(req, attempts, dialect)
         if self.tracing is not None:
+            content = None
+            if self.settings.tracing.content and req.bodies is not None:
+                content = (req.bodies[0], req.bodies[1])
             self.tracing.request_done(req, attempts, dialect=dialect, traceparent=req.traceparent,
-                                      provider_names=self.providers, servers=self.servers)
+                                      provider_names=self.providers, servers=self.servers, content=content)
+        if not self.settings.log.bodies:
+            req.bodies = None  # captured for the trace only: not kept in the ledger
         if self.settings.log.access and access.isEnabledFor(logging.INFO):
             access.info(orjson.dumps(_line(req)).decode())
 
