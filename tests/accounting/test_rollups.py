@@ -83,3 +83,19 @@ def test_percentiles_fall_in_their_bucket():
         got = percentile(hist, q)
         assert exact / 1.42 <= got <= exact * 1.42, (q, exact, got)  # within one √2 bucket
     assert percentile([0] * len(hist), 0.5) is None
+
+
+async def test_kept_bodies_past_retention_are_deleted(ledger_url):
+    from switchman.accounting.requestlog import get_request, prune_bodies
+
+    led = await started(ledger_url, flush_interval=0.01)
+    old, new = varied(1), varied(2)
+    old[0].time, new[0].time = NOON - 40 * 86_400, NOON
+    old[0].bodies, new[0].bodies = ("old prompt", "old answer", False), ("new prompt", "new answer", False)
+    for r, atts in (old, new):
+        await led.write(r, atts)
+    await led.drain()
+    assert await prune_bodies(led.store, NOON - 30 * 86_400) == 1
+    assert "bodies" not in await get_request(led.store, old[0].request_id)
+    assert (await get_request(led.store, new[0].request_id))["bodies"]["prompt"] == "new prompt"
+    await led.close()

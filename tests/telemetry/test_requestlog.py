@@ -145,3 +145,33 @@ async def test_feedback(gw):
         assert sorted((f["metric"], f["score"]) for f in one["feedback"]) == [
             ("admin", 1.0), ("quality", 0.8), ("tone", 0.0)]
         assert [r["request_id"] for r in (await admin_get(http, s, "/admin/requests?feedback=true"))["data"]] == [rid]
+
+
+async def test_satisfaction_in_spend_and_kept_bodies(tmp_path):
+    s = await serve(tmp_path, extra="log: {bodies: true, max_body_kb: 1}")
+    try:
+        async with aiohttp.ClientSession() as http:
+            long = "tell me everything " * 200  # past the 1 KiB cap
+            rids = [await chat(http, s, s.admin()["authorization"][7:], {**BODY, "messages": [
+                {"role": "user", "content": long}]}) for _ in range(3)]
+            for rid, score in zip(rids, (1, 0.5, 0)):
+                async with http.post(s.base + "/v1/feedback", json={"request_id": rid, "score": score},
+                                     headers=s.admin()) as r:
+                    assert r.status == 201
+            spend = await admin_get(http, s, "/admin/spend?by=model")
+            one = await admin_get(http, s, f"/admin/requests/{rids[0]}")
+    finally:
+        await stop(s)
+    echo = next(r for r in spend["rows"] if r["group"] == "echo")
+    assert echo["feedback"] == 3 and echo["satisfaction"] == pytest.approx(0.5)
+    b = one["bodies"]
+    assert b["truncated"] is True and len(b["prompt"]) == 1024 and b["prompt"].startswith('{"model":"echo"')
+    assert b["answer"]  # the model's reply text
+    # the command line says the same
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-m", "switchman.cli", "spend", "--by", "model", "--config",
+                          str(tmp_path / "switchman.yaml")], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert "SATISFACTION" in out.stdout and "0.50 (n=3)" in out.stdout

@@ -23,7 +23,7 @@ import orjson
 
 from .dates import iso, month_start, parse_when
 from .facade import Accountant
-from .requestlog import BadQuery, get_request, list_requests
+from .requestlog import BadQuery, get_request, list_requests, satisfaction_by
 from .store import GROUPINGS, SpendRow
 
 Answer = tuple[int, dict]
@@ -120,16 +120,21 @@ class AdminApi:
         except ValueError as e:
             return _error(400, "invalid_request", str(e))
         rows = await self.acc.spend(by, since, until)
-        out = spend_report(by, since, until, rows)
+        out = spend_report(by, since, until, rows, await satisfaction_by(self.acc.store, by, since, until))
         led = self.acc.ledger
         if led is not None:  # entries not in these figures yet, and entries set aside (see ledger.py)
             out["ledger"] = {"pending": led.pending, "quarantined": led.stats.quarantined}
         return 200, out
 
 
-def spend_report(by: str, since: float | None, until: float | None, rows: list[SpendRow]) -> dict:
-    """The JSON shape of a spend report (``/admin/spend`` and ``switchman spend --json``)."""
-    out = {"by": by, "since": iso(since), "until": iso(until), "rows": [r.as_dict() for r in rows],
+def spend_report(by: str, since: float | None, until: float | None, rows: list[SpendRow],
+                 satisfaction: dict | None = None) -> dict:
+    """The JSON shape of a spend report (``/admin/spend`` and ``switchman spend --json``), with
+    each group's feedback (metric quality: count and mean score) where there is any."""
+    sat = satisfaction or {}
+    out = {"by": by, "since": iso(since), "until": iso(until),
+           "rows": [{**r.as_dict(), "feedback": sat.get(r.group, (0, None))[0],
+                     "satisfaction": sat.get(r.group, (0, None))[1]} for r in rows],
            "total": total_of(rows).as_dict()}
     if by == "tag":
         out["note"] = "a request with several tags counts under each, so the total may exceed the spend"

@@ -21,6 +21,7 @@ from ..errors import ConfigError
 from .admin import spend_report, total_of
 from .dates import iso, month_start, parse_when
 from .facade import Accountant
+from .requestlog import satisfaction_by
 from .settings import AccountingSettings
 from .state import MemoryState
 from .store import GROUPINGS, SpendRow
@@ -197,28 +198,34 @@ def spend_main(argv: list[str], load: Loader = load_settings) -> int:
 
     async def work(acc: Accountant) -> int:
         rows = await acc.store.spend(a.by, since, until)
+        sat = await satisfaction_by(acc.store, a.by, since, until)
         if a.json:
-            print(orjson.dumps(spend_report(a.by, since, until, rows)).decode())
+            print(orjson.dumps(spend_report(a.by, since, until, rows, sat)).decode())
         else:
             print(f"spend by {a.by}, {iso(since)} to {iso(until) or 'now'} (USD)")
-            print(_spend_table(a.by, rows))
+            print(_spend_table(a.by, rows, sat))
         return 0
 
     return _run(a, load, work)
 
 
-def _spend_table(by: str, rows: list[SpendRow]) -> str:
-    head = (by.upper(), "REQUESTS", "INPUT TOK", "OUTPUT TOK", "COST", "BASELINE", "SAVINGS")
+def _spend_table(by: str, rows: list[SpendRow], sat: dict | None = None) -> str:
+    """The spend table; with feedback, a SATISFACTION column (mean quality score, and how many)."""
+    sat = sat or {}
+    head = (by.upper(), "REQUESTS", "INPUT TOK", "OUTPUT TOK", "COST", "BASELINE", "SAVINGS",
+            *(("SATISFACTION",) if sat else ()))
 
-    def line(r: SpendRow, name: str) -> tuple:
+    def line(r: SpendRow, name: str, total: bool = False) -> tuple:
         pct = f" ({r.savings / r.baseline:.0%})" if r.baseline else ""
+        got = sat.get(r.group)
+        extra = () if not sat else ("" if total or got is None else f"{got[1]:.2f} (n={got[0]})",)
         return (name, f"{r.requests:,}", f"{r.input_tokens:,}", f"{r.output_tokens:,}", _usd(r.cost),
-                _usd(r.baseline), _usd(r.savings) + pct)
+                _usd(r.baseline), _usd(r.savings) + pct, *extra)
 
     body = [line(r, (f"{r.label} ({r.group})" if r.label else r.group) or "-") for r in rows]
     if not body:
         return "no requests in this range"
-    body.append(line(total_of(rows), "total" + (" (over tags)" if by == "tag" else "")))
+    body.append(line(total_of(rows), "total" + (" (over tags)" if by == "tag" else ""), total=True))
     return _table(head, body)
 
 

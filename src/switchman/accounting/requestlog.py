@@ -325,3 +325,24 @@ async def _existing(store: Store, fid: str) -> dict | None:
 async def prune_bodies(store: Store, before: float) -> int:
     """Delete kept request bodies older than ``before``; how many went."""
     return (await store.transact([("DELETE FROM bodies WHERE ts < ?", [before])]))[0]
+
+
+_SAT_COLUMNS = {"model": "r.model", "route": "r.route", "key": "r.key_id", "user": "r.user_id", "provider": "r.provider"}
+
+
+async def satisfaction_by(store: Store, by: str, since: float | None, until: float | None) -> dict[str | None, tuple[int, float]]:
+    """Feedback of metric ``quality`` per group of ``by`` for requests in the range: (count, mean
+    score). Empty for groupings feedback has no column for (tag, day)."""
+    col = _SAT_COLUMNS.get(by)
+    if col is None:
+        return {}
+    where, args = ["f.metric = 'quality'"], []
+    if since is not None:
+        where.append("r.ts >= ?")
+        args.append(since)
+    if until is not None:
+        where.append("r.ts < ?")
+        args.append(until)
+    rows = await store.fetch(f"SELECT {col}, COUNT(*), AVG(f.score) FROM feedback f JOIN requests r "
+                             f"ON r.request_id = f.request_id WHERE {' AND '.join(where)} GROUP BY {col}", args)
+    return {g: (int(n), float(m)) for g, n, m in rows}
