@@ -82,7 +82,7 @@ def _policy_lines(p) -> list[str]:
 def cmd_demo(a: argparse.Namespace) -> int:
     from .demo import main_demo
 
-    return main_demo(a.port, a.exit, a.host)
+    return main_demo(a.port, a.exit, a.host, a.log_level)
 
 
 _OFFLINE = ("eval", "train")  # commands whose own parsers live with the evaluator
@@ -119,6 +119,7 @@ def parser() -> argparse.ArgumentParser:
     d.add_argument("--port", type=int, default=4000)
     d.add_argument("--host", default="127.0.0.1")
     d.add_argument("--exit", action="store_true", help="exit after the sample requests instead of serving")
+    d.add_argument("--log-level", default="WARNING", help="INFO shows one access-log line per request")
     d.set_defaults(func=cmd_demo)
 
     sub.add_parser("eval", help="replay outcome data through routing strategies (switchman eval --help)")

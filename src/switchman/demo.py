@@ -3,23 +3,31 @@
 Four fake upstream models speak the three wire APIs (a cheap fast one, a mid one, a frontier one,
 and a flaky one that fails half the time), priced from the built-in catalog. The demo sends a few
 sample requests through the gateway, prints which model answered, why, and at what cost, then
-keeps serving so a newcomer can point the ``openai`` or ``anthropic`` SDK at it.
+keeps serving so a newcomer can point the ``openai`` or ``anthropic`` SDK at it. A ledger in a temp
+directory (removed on exit) backs the request log, ``/metrics`` and the dashboard.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import re
+import shutil
 import signal
+import sys
+import tempfile
+from dataclasses import replace
 from decimal import Decimal
 
 from . import catalog
+from .accounting.settings import AccountingSettings, LedgerSettings
 from .app import App
 from .config import (AuthSpec, ChecksSpec, Config, ModelSpec, PolicySpec, Price, ProviderSpec, RouteSpec, RuleSpec,
                      ServerSpec)
 from .gateway import Gateway
 from .http.server import HttpServer
-from .serve import _install_loop, check_exposure
+from .metering import Metering
+from .serve import _install_loop, check_exposure, log_off_loop
 from .testing.fake_upstream import FakeUpstream
 from .testing.fleet import demo_models
 
@@ -79,11 +87,11 @@ _SAMPLES = (
 )
 
 
-async def _samples(gw: Gateway) -> None:
+async def _samples(meter: Metering) -> None:
     print(f"\n{'asked':<18} {'answered by':<18} {'tries':>5} {'cost USD':>11}  why")
     for model, prompt in _SAMPLES:
         try:
-            r = await gw.chat(model=model, messages=[{"role": "user", "content": prompt}])
+            r = await meter.chat(model=model, messages=[{"role": "user", "content": prompt}])
         except Exception as e:  # noqa: BLE001 - a demo shows the failure and goes on
             print(f"{model:<18} {'(failed)':<18} {'':>5} {'':>11}  {e}")
             continue
@@ -94,16 +102,20 @@ async def _samples(gw: Gateway) -> None:
 async def _run(port: int, exit_after: bool, host: str) -> int:
     fake = FakeUpstream(demo_models())
     await fake.start()
-    config = demo_config(fake, port, host)
+    ledger_dir = tempfile.mkdtemp(prefix="switchman-demo-")
+    config = replace(demo_config(fake, port, host), accounting=AccountingSettings(
+        ledger=LedgerSettings(url=f"sqlite:///{ledger_dir}/ledger.db", flush_interval=0.05)))
     check_exposure(config, host, allow_public=False)
     gw = Gateway(config)
-    server = HttpServer(App(gw), limits=config.server.limits)
+    meter = Metering.from_config(gw)
+    await meter.start()
+    server = HttpServer(App(gw, meter), limits=config.server.limits)
     actual = await server.start(host, port)
     base = f"http://{host}:{actual}"
     print(f"switchman demo: gateway on {base} over 4 simulated models "
           f"(gpt-4o-mini via OpenAI wire, claude-haiku-4-5 via Anthropic, gemini-2.5-pro via Gemini, "
           f"flaky-llama failing half the time); routes: auto, best, split, smart (rules, then a cascade)")
-    await _samples(gw)
+    await _samples(meter)
     if not exit_after:
         print(f"""
 Try it (any key works: the demo has none configured):
@@ -115,6 +127,8 @@ Try it (any key works: the demo has none configured):
   print(r.headers["x-switchman-model"], r.headers["x-switchman-reason"], r.parse().choices[0].message.content)
   EOF
 
+Dashboard: {base}/dashboard   Metrics: {base}/metrics   Request log: {base}/admin/requests
+
 Ctrl-C to stop.""", flush=True)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
@@ -122,11 +136,16 @@ Ctrl-C to stop.""", flush=True)
             loop.add_signal_handler(sig, stop.set)
         await stop.wait()
     await server.stop(grace=2.0)
+    await meter.close()
     await gw.close()
     await fake.stop()
+    shutil.rmtree(ledger_dir, ignore_errors=True)
     return 0
 
 
-def main_demo(port: int = 4000, exit_after: bool = False, host: str = "127.0.0.1") -> int:
+def main_demo(port: int = 4000, exit_after: bool = False, host: str = "127.0.0.1", log_level: str = "WARNING") -> int:
+    logging.basicConfig(level=log_level.upper(), stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    log_off_loop()
     _install_loop()
     return asyncio.run(_run(port, exit_after, host))
