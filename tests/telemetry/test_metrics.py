@@ -141,3 +141,42 @@ async def test_tag_labels_only_for_named_tags(tmp_path):
     assert total(got, "switchman_requests_total", tag_team="search") == 2
     assert total(got, "switchman_requests_total", tag_team="ads") == 1
     assert not any("feature" in k for _, ls in got for k, _ in ls)  # not named: not a label
+
+
+async def test_the_grafana_dashboard_names_only_what_metrics_exposes(tmp_path):
+    import json
+    import re
+    from importlib import resources
+
+    dash = json.loads(resources.files("switchman.telemetry").joinpath("grafana", "switchman.json").read_text())
+    exprs = [t["expr"] for p in dash["panels"] for t in p["targets"]]
+    exprs += [v["query"]["query"] for v in dash["templating"]["list"] if isinstance(v.get("query"), dict)]
+    def metric_names(e: str) -> set[str]:  # label names (in by (...), selectors, label_values) are not metrics
+        e = re.sub(r"by \([^)]*\)", "", e)
+        e = re.sub(r",\s*[a-z_]+\)", ")", e)
+        return set(re.findall(r"\b((?:gen_ai|switchman)_[a-z0-9_]+)\b(?!\s*[=!])", e))
+
+    wanted = set().union(*(metric_names(e) for e in exprs))
+    s = await serve(tmp_path)
+    try:
+        async with aiohttp.ClientSession() as http:
+            await traffic(http, s.base)
+            async with http.get(s.base + "/metrics", headers={"authorization": f"Bearer {ADMIN}"}) as r:
+                text = await r.text()
+    finally:
+        await stop(s)
+    exposed = set()
+    labels: dict[str, set] = {}
+    for fam in text_string_to_metric_families(text):
+        suffixes = {"counter": ("_total",), "histogram": ("_bucket", "_sum", "_count")}.get(fam.type, ("",))
+        for sfx in suffixes:
+            exposed.add(fam.name + sfx)
+        for smp in fam.samples:
+            labels.setdefault(smp.name, set()).update(smp.labels)
+    assert len(wanted) >= 15
+    assert wanted <= exposed, f"the dashboard names metrics /metrics does not expose: {sorted(wanted - exposed)}"
+    for e in exprs:  # label names in selectors and by() clauses exist on the metric they group
+        for metric, sel in re.findall(r"\b((?:gen_ai|switchman)_[a-z0-9_]+)\{([^}]*)\}", e):
+            if metric in labels:
+                used = set(re.findall(r"([a-z_]+)\s*[=!]~?", sel))
+                assert used <= labels[metric] | {"le"}, (metric, used - labels[metric])
