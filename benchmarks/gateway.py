@@ -57,6 +57,8 @@ LITELLM_VERSION = "1.106.2"
 
 PROXY_CPU, LOAD_CPU = 0, 1
 SERVERS = ("uvicorn", "granian")  # the same App under well-kept servers (benchmarks/servers.py; the bench extra)
+# switchman itself with metrics and the access log off: the same run shows what telemetry costs
+OFF = "telemetry-off"
 MODEL = "gpt-4o-mini"  # the upstream id on the fake, priced from switchman's catalog and LiteLLM's map
 STREAM_MODEL = "gpt-4o-mini-stream"  # the proxies' name for the same model on the streaming fake
 PROMPT = "hello from the switchman benchmark"
@@ -574,6 +576,8 @@ auth: {{admin_key: "{CLIENT_KEY}"}}
 # The ledger is on, as it is by default: every request and attempt is written to SQLite.
 ledger: {{url: "sqlite:///{tmp}/ledger.db"}}
 """)
+    off = tmp / "switchman-off.yaml"
+    off.write_text(sw.read_text() + "metrics: {enabled: false}\nlog: {access: false}\n")
     ll = tmp / "litellm.yaml"
     # LiteLLM 1.106 refuses to start without a master key; both proxies check one, for parity.
     ll.write_text(f"""\
@@ -718,6 +722,17 @@ def run(args: argparse.Namespace) -> int:
         res.rss_idle["switchman"] = tree_rss_mib(p.popen.pid)
         targets.append(Target("switchman", sw_port, sw_port, MODEL, STREAM_MODEL, CLIENT_KEY))
 
+        print("starting switchman with metrics off ...", flush=True)
+        off_port = free_port()
+        cmd = pinned([*switchman_cmd(), "serve", "--config", str(tmp / "switchman-off.yaml"), "--port", str(off_port),
+                      "--workers", "1"], PROXY_CPU, pin)
+        p = start_server(OFF, cmd, off_port, "/health/live", env, tmp / "switchman-off.log", 30)
+        procs[OFF] = p
+        res.ready[OFF] = p.ready_s
+        time.sleep(0.5)
+        res.rss_idle[OFF] = tree_rss_mib(p.popen.pid)
+        targets.append(Target(OFF, off_port, off_port, MODEL, STREAM_MODEL, CLIENT_KEY))
+
         for server in ([] if args.skip_servers else SERVERS):
             print(f"starting the same app under {server} ...", flush=True)
             s_port = free_port()
@@ -785,9 +800,9 @@ def _met(ok: bool | None) -> str:
 
 def report(res: Results, plan: Plan, args: argparse.Namespace, info: dict[str, str], names: list[str]) -> str:
     has_ll = "litellm" in names
-    servers = [n for n in SERVERS if n in names]
+    servers = [n for n in (OFF, *SERVERS) if n in names]
     cols = ["direct", "switchman", *servers] + (["litellm"] if has_ll else [])
-    heads = {"direct": "direct", "switchman": "switchman", "litellm": "LiteLLM",
+    heads = {"direct": "direct", "switchman": "switchman", "litellm": "LiteLLM", OFF: "switchman, metrics off",
              "uvicorn": "same app on uvicorn", "granian": "same app on granian"}
 
     def c1(name, q):
@@ -810,6 +825,8 @@ def report(res: Results, plan: Plan, args: argparse.Namespace, info: dict[str, s
     row("added latency p99 (ms)", {"switchman": _f(a99, 3), **{x: _f(added(x, 99, res.c1), 3) for x in servers},
                                    **({"litellm": _f(added("litellm", 99, res.c1), 1)} if has_ll else {})},
         f"≤ {TARGETS['added_p99_ms']:g}", _met(a99 <= TARGETS["added_p99_ms"]))
+    if OFF in names:
+        row("metrics on − off: added latency p50 (ms)", {"switchman": _f(a50 - added(OFF, 50, res.c1), 3)}, "", "")
     for conc in (16, 64):
         vals = {c: _f(res.rps.get((c, conc), math.nan), 0) for c in cols}
         if has_ll and res.rps.get(("litellm", conc)):

@@ -103,6 +103,9 @@ class PostgresStore(Store):
             for v in range(have + 1, schema.VERSION + 1):
                 for stmt in schema.statements("postgres", v):
                     await conn.execute(stmt)
+                if v == 2:  # the rollups of what an older switchman wrote
+                    for stmt in rollups.backfill("postgres"):
+                        await conn.execute(stmt)
                 await conn.execute("INSERT INTO schema_version (version) VALUES ($1)", v)
 
     async def close(self) -> None:
@@ -154,7 +157,7 @@ class PostgresStore(Store):
         return out
 
     async def scope_spend(self, scope: str, value: str | None, since: float) -> Decimal:
-        sql, args = scope_sql(scope, value)
+        sql, args = scope_sql(scope, value, since)
         got = await self._p().fetchval(numbered(sql), *args, since)
         return from_pusd(int(got or 0))
 

@@ -164,3 +164,42 @@ def percentile(hist: Sequence[int], q: float) -> float | None:
             return lo + (hi - lo) * ((want - seen) / c)
         seen += c
     return LATENCY_BOUNDS[-1]
+
+
+def backfill(dialect: str) -> list[str]:
+    """SQL that builds the rollups from the request table (empty rollups assumed): schema
+    migration 2 runs it, so a ledger written before rollups existed reports its past too. One
+    difference from the write path: a request's failed-but-paid attempts count on the model that
+    answered, not their own (the SQL does not split a request's cost across its attempts)."""
+    mod = (lambda col, n: f"(CAST({col} AS INTEGER) - CAST({col} AS INTEGER) % {n})") if dialect == "sqlite" \
+        else (lambda col, n: f"(floor({col} / {n}) * {n})")
+    hist = ", ".join(
+        f"SUM(CASE WHEN latency_ms <= {b} {'' if i == 0 else f'AND latency_ms > {LATENCY_BOUNDS[i - 1]}'} THEN 1 ELSE 0 END)"
+        for i, b in enumerate(LATENCY_BOUNDS)) + f", SUM(CASE WHEN latency_ms > {LATENCY_BOUNDS[-1]} THEN 1 ELSE 0 END)"
+    def measures(r: str = "") -> str:
+        return (f"COUNT(*), SUM(CASE WHEN {r}status >= 400 OR {r}error IS NOT NULL THEN 1 ELSE 0 END), SUM({r}stream), "
+                f"SUM(CASE WHEN {r}cache IN ('hit', 'semantic-hit') THEN 1 ELSE 0 END), SUM({r}input_tokens), "
+                f"SUM({r}output_tokens), SUM({r}cost_pusd), SUM({r}baseline_pusd), SUM({r}latency_ms), "
+                f"SUM(COALESCE({r}ttft_ms, 0)), SUM(CASE WHEN {r}ttft_ms IS NULL THEN 0 ELSE 1 END), 0, 0")
+
+    sums = measures()
+    cols = ", ".join(MEASURES)
+    hcols = ", ".join(HIST_COLUMNS)
+    day = mod("ts", 86400)
+    day_of_hour = mod("bucket", 86400)
+    dims = ", ".join(f"SUM({m})" for m in MEASURES)
+    return [
+        f"INSERT INTO rollup_minute (bucket, {cols}, {hcols}) SELECT {mod('ts', 60)}, {sums}, {hist} FROM requests "
+        f"GROUP BY {mod('ts', 60)}",
+        f"INSERT INTO rollup_hour (bucket, route, model, provider, key_id, {cols}, {hcols}) SELECT {mod('ts', 3600)}, "
+        f"route, COALESCE(model, ''), COALESCE(provider, ''), COALESCE(key_id, ''), {sums}, {hist} FROM requests "
+        f"GROUP BY {mod('ts', 3600)}, route, COALESCE(model, ''), COALESCE(provider, ''), COALESCE(key_id, '')",
+        *(f"INSERT INTO rollup_day (dim, bucket, value, {cols}) SELECT '{dim}', {day_of_hour}, {col}, {dims} "
+          f"FROM rollup_hour GROUP BY {day_of_hour}, {col}"
+          for dim, col in (("route", "route"), ("model", "model"), ("provider", "provider"), ("key", "key_id"))),
+        f"INSERT INTO rollup_day (dim, bucket, value, {cols}) SELECT 'user', {day}, user_id, {sums} FROM requests "
+        f"WHERE user_id IS NOT NULL GROUP BY {day}, user_id",
+        f"INSERT INTO rollup_day (dim, bucket, value, {cols}) SELECT 'tag', {mod('t.ts', 86400)}, t.tag, "
+        f"{measures('r.')} FROM request_tags t JOIN requests r "
+        f"ON r.request_id = t.request_id GROUP BY {mod('t.ts', 86400)}, t.tag",
+    ]

@@ -89,6 +89,9 @@ class SQLiteStore(Store):
             for v in range(have + 1, schema.VERSION + 1):
                 for stmt in schema.statements("sqlite", v):
                     db.execute(stmt)
+                if v == 2:  # the rollups of what an older switchman wrote
+                    for stmt in rollups.backfill("sqlite"):
+                        db.execute(stmt)
                 db.execute("INSERT INTO schema_version (version) VALUES (?)", (v,))
             db.execute("COMMIT")
         except BaseException:
@@ -147,7 +150,7 @@ class SQLiteStore(Store):
         return int(n), {(r[0], bool(r[1])): int(r[2] or 0) for r in rows}
 
     async def scope_spend(self, scope: str, value: str | None, since: float) -> Decimal:
-        sql, args = scope_sql(scope, value)
+        sql, args = scope_sql(scope, value, since)
         got = await self._run(self._query, sql, [*args, since])
         return from_pusd(int(got[0][0] or 0))
 

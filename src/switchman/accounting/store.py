@@ -237,7 +237,13 @@ def spend_row(row: Sequence) -> SpendRow:
                     from_pusd(int(c or 0)), from_pusd(int(b or 0)), label)
 
 
-def scope_sql(scope: str, value: str | None) -> tuple[str, list]:
+def scope_sql(scope: str, value: str | None, since: float | None = None) -> tuple[str, list]:
+    """The query for a budget scope's spend since ``since`` (its last argument). A budget period
+    starts at a UTC midnight: then the day rollups answer it, not a scan of the month's requests."""
+    if since is not None and since % 86400 == 0 and scope in ("global", "key", "user", "tag"):
+        if scope == "global":
+            return "SELECT SUM(cost_pusd) FROM rollup_day WHERE dim = 'route' AND bucket >= ?", []
+        return "SELECT SUM(cost_pusd) FROM rollup_day WHERE dim = ? AND value = ? AND bucket >= ?", [scope, value]
     if scope == "global":
         return "SELECT SUM(cost_pusd) FROM requests WHERE ts >= ?", []
     if scope == "tag":
