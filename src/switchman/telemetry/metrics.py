@@ -91,6 +91,7 @@ class Metrics:
             os.environ["PROMETHEUS_MULTIPROC_DIR"] = self.dir
             values.ValueClass = values.MultiProcessValue()
         self.registry = CollectorRegistry(auto_describe=True)
+        self._children: dict = {}
         r = self.registry
         tags = tuple(f"tag_{t.replace('.', '_').replace('-', '_')}" for t in settings.tags)
         self._tag_names = settings.tags
@@ -132,6 +133,15 @@ class Metrics:
                               multiprocess_mode="livesum", registry=r)
 
     # -- observing ---------------------------------------------------------------------------------
+    def _child(self, metric, *labels):
+        """``metric.labels(*labels)``, cached: prometheus_client's ``labels()`` validates and locks
+        on every call (about 2 µs); label sets are bounded, so the cache is too."""
+        key = (metric, labels)
+        c = self._children.get(key)
+        if c is None:
+            c = self._children[key] = metric.labels(*labels)
+        return c
+
     def name(self, n: str | None) -> str:
         return n if n in self.names else (_OTHER if n else "")
 
@@ -139,65 +149,65 @@ class Metrics:
         route = self.name(req.route)
         model = self.name(req.model)
         tag_values = [req.tags.get(t, "") for t in self._tag_names]
-        self.requests.labels(route, model, dialect, status_class(req.status), req.cache or "none",
+        self._child(self.requests, route, model, dialect, status_class(req.status), req.cache or "none",
                              *tag_values).inc()
-        self.request_duration.labels(route, dialect, "true" if req.stream else "false").observe(req.latency_ms / 1000)
+        self._child(self.request_duration, route, dialect, "true" if req.stream else "false").observe(req.latency_ms / 1000)
         end = req.time + req.latency_ms / 1000
         answered = winner(req, attempts)
         for i, a in enumerate(attempts):
             self._attempt(a, route, i == answered, req.stream, end)
         if req.baseline_cost is not None and req.baseline_cost > req.cost:
-            self.savings.labels(route).inc(float(req.baseline_cost - req.cost))
+            self._child(self.savings, route).inc(float(req.baseline_cost - req.cost))
 
     def _attempt(self, a: AttemptRecord, route: str, answered: bool, stream: bool, end: float) -> None:
         model = self.name(a.model)
         provider = self.providers.get(a.provider, a.provider)
         outcome = outcome_of(a, answered)
-        self.attempts.labels(model, a.provider, a.role.value, outcome).inc()
+        self._child(self.attempts, model, a.provider, a.role.value, outcome).inc()
         if a.cost:
-            self.cost.labels(route, model).inc(float(a.cost))
+            self._child(self.cost, route, model).inc(float(a.cost))
         failed = outcome == "failed"
         # A streamed answer's call lasts until its last byte, not its first token.
         seconds = (end - a.time) if (answered and stream and a.time) else a.latency_ms / 1000
         op = "chat"
-        self.duration.labels(op, provider, model, "" if failed else model,
+        self._child(self.duration, op, provider, model, "" if failed else model,
                              (a.error or "") if failed else "").observe(max(seconds, 0.0))
         if failed and not a.input_tokens:
             return  # no usage metric when the counts are unknown (semconv)
         labels = (op, provider, model, model)
         if a.input_tokens:
-            self.tokens.labels(*labels, "input").observe(a.input_tokens)
+            self._child(self.tokens, *labels, "input").observe(a.input_tokens)
         if a.output_tokens:
-            self.tokens.labels(*labels, "output").observe(a.output_tokens)
+            self._child(self.tokens, *labels, "output").observe(a.output_tokens)
         if stream and a.ttft_ms is not None:
-            self.ttfc.labels(*labels).observe(a.ttft_ms / 1000)
+            self._child(self.ttfc, *labels).observe(a.ttft_ms / 1000)
             if answered and a.output_tokens > 1:
-                self.tpoc.labels(*labels).observe(max(seconds - a.ttft_ms / 1000, 0.0) / (a.output_tokens - 1))
+                self._child(self.tpoc, *labels).observe(max(seconds - a.ttft_ms / 1000, 0.0) / (a.output_tokens - 1))
 
     def refused(self, route: str | None, dialect: str, status: int, kind: str) -> None:
         """A request answered with an error before any model was called (no ledger row)."""
         name = self.name(route)
-        self.requests.labels(name, "", dialect, status_class(status), "none", *("" for _ in self._tag_names)).inc()
+        self._child(self.requests, name, "", dialect, status_class(status), "none", *("" for _ in self._tag_names)).inc()
         if kind in ("rate_limited", "budget_exceeded"):
-            self.refusals.labels(name, kind).inc()
+            self._child(self.refusals, name, kind).inc()
 
     def decision(self, event: str, model: str) -> None:
         """The executor's decision events: ejections, readmissions, a spent retry budget."""
         m = self.name(model)
         if event == "ejected":
-            self.ejections.labels(m).inc()
-            self.ejected.labels(m).set(1)
+            self._child(self.ejections, m).inc()
+            self._child(self.ejected, m).set(1)
         elif event == "readmitted":
-            self.ejected.labels(m).set(0)
+            self._child(self.ejected, m).set(0)
         elif event == "retry_budget_spent":
-            self.retry_budget.labels(m).inc()
+            self._child(self.retry_budget, m).inc()
 
     def calls(self, model: str, delta: int) -> None:
-        self.inflight.labels(self.name(model)).inc(delta)
+        self._child(self.inflight, self.name(model)).inc(delta)
 
     def budgets(self, used: Iterable[tuple[str, float]]) -> None:
         for name, ratio in used:
-            self.budget_used.labels(name).set(ratio)
+            self._child(self.budget_used, name).set(ratio)
 
     # -- scraping ----------------------------------------------------------------------------------
     def render(self) -> bytes:
