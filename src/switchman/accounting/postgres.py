@@ -123,7 +123,7 @@ class PostgresStore(Store):
         bodies = body_rows(entries)
         async with self._p().acquire() as conn, conn.transaction():
             present = {r[0] for r in await conn.fetch("SELECT request_id FROM requests WHERE request_id = ANY($1::text[])",
-                                                      [r[0] for r in reqs])}
+                                                      [r[0] for r in reqs])} if self.rollups else set()
             await conn.executemany(_REQ, reqs)
             if atts:
                 await conn.executemany(_ATT, atts)
@@ -131,7 +131,8 @@ class PostgresStore(Store):
                 await conn.executemany(_TAG, tags)
             if bodies:
                 await conn.executemany(_BODY, bodies)
-            minute, hour, day = rollups.rows_for(new_entries(entries, present))
+            minute, hour, day = rollups.rows_for(*new_entries(entries, reqs, present)) \
+                if self.rollups else ([], [], [])
             for sql, batch in ((_UP_MINUTE, minute), (_UP_HOUR, hour), (_UP_DAY, day)):
                 if batch:
                     await conn.executemany(sql, batch)

@@ -11,7 +11,7 @@ which keeps budgets exact up to $9 million per counter.
 from __future__ import annotations
 
 import enum
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import ROUND_CEILING, ROUND_HALF_EVEN, Decimal
 
@@ -177,3 +177,14 @@ def check_tags(tags: Mapping[str, str]) -> None:
     for k, v in tags.items():
         if len(k) > MAX_TAG_NAME or len(v) > MAX_TAG_VALUE:
             raise ValueError(f"tag {k[:40]!r}: names are at most {MAX_TAG_NAME} characters, values {MAX_TAG_VALUE}")
+
+
+def answering(r: RequestRecord, attempts: Sequence[AttemptRecord]) -> int | None:
+    """The index of the attempt that answered ``r`` (the last clean one on its model), if any."""
+    if r.model is None:
+        return None
+    for i in range(len(attempts) - 1, -1, -1):
+        a = attempts[i]
+        if a.model == r.model and a.error is None and a.role is not Role.JUDGE:
+            return i
+    return None

@@ -25,9 +25,9 @@ pass only the entries whose request row is new.
 from __future__ import annotations
 
 from bisect import bisect_left
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 
-from .records import AttemptRecord, RequestRecord, to_pusd
+from .records import AttemptRecord, RequestRecord, answering, to_pusd
 from .schema import LATENCY_BOUNDS
 
 NB = len(LATENCY_BOUNDS) + 1
@@ -76,14 +76,19 @@ def _add_request(v: list, r: RequestRecord, cost: int, base: int, hist_at: int |
         v[_M + hist_at] += 1
 
 
-def rows_for(entries: Iterable[tuple[RequestRecord, Sequence[AttemptRecord]]]) -> tuple[list, list, list]:
-    """The minute, hour and day upsert rows of a batch of new entries."""
+def rows_for(entries: Sequence[tuple[RequestRecord, Sequence[AttemptRecord]]],
+             costs: Sequence[tuple[int, int]] | None = None) -> tuple[list, list, list]:
+    """The minute, hour and day upsert rows of a batch of new entries. ``costs``: each entry's
+    (cost, baseline) in picodollars, when the caller has them already."""
     minute: dict[float, list] = {}
     hour: dict[tuple, list] = {}
     day: dict[tuple, list] = {}
-    for r, attempts in entries:
-        cost = to_pusd(r.cost)
-        base = to_pusd(r.baseline_cost) if r.baseline_cost is not None else cost
+    for j, (r, attempts) in enumerate(entries):
+        if costs is not None:
+            cost, base = costs[j]
+        else:
+            cost = to_pusd(r.cost)
+            base = to_pusd(r.baseline_cost) if r.baseline_cost is not None else cost
         h = bisect_left(LATENCY_BOUNDS, r.latency_ms)
         t = r.time
         m = minute.get(mb := t - t % 60)
@@ -92,9 +97,10 @@ def rows_for(entries: Iterable[tuple[RequestRecord, Sequence[AttemptRecord]]]) -
         _add_request(m, r, cost, base, h)
         hb = t - t % 3600
         key = r.key_id or ""
-        won = winner(r, attempts)
         rest = [0, 0, 0]  # cost, input and output tokens booked on the other attempts' models
-        for i, a in enumerate(attempts):
+        one = len(attempts) == 1 and attempts[0].error is None and attempts[0].model == r.model
+        won = 0 if one else answering(r, attempts)
+        for i, a in enumerate(() if one else attempts):
             c = to_pusd(a.cost)
             if i == won or not (c or a.input_tokens or a.output_tokens):
                 continue
@@ -130,17 +136,6 @@ def rows_for(entries: Iterable[tuple[RequestRecord, Sequence[AttemptRecord]]]) -
                 d[i] += v[i]
     return ([(b, *v) for b, v in minute.items()], [(*k, *v) for k, v in hour.items()],
             [(*k, *v) for k, v in day.items()])
-
-
-def winner(r: RequestRecord, attempts: Sequence[AttemptRecord]) -> int | None:
-    """The attempt that answered (the last clean one on the request's model), if any."""
-    if r.model is None:
-        return None
-    for i in range(len(attempts) - 1, -1, -1):
-        a = attempts[i]
-        if a.model == r.model and a.error is None and a.role.value != "judge":
-            return i
-    return None
 
 
 def _day(day: dict, k: tuple, r: RequestRecord, cost: int, base: int) -> None:

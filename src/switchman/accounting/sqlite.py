@@ -118,7 +118,7 @@ class SQLiteStore(Store):
         db = self._conn()
         db.execute("BEGIN IMMEDIATE")
         try:
-            ids = [r[0] for r in reqs]
+            ids = [r[0] for r in reqs] if self.rollups else []
             present = {row[0] for i in range(0, len(ids), 900) for row in db.execute(
                 f"SELECT request_id FROM requests WHERE request_id IN ({','.join('?' * len(ids[i:i + 900]))})",
                 ids[i:i + 900])}
@@ -130,7 +130,8 @@ class SQLiteStore(Store):
             bodies = body_rows(entries)
             if bodies:
                 db.executemany(INSERT_BODY, bodies)
-            minute, hour, day = rollups.rows_for(new_entries(entries, present))
+            minute, hour, day = rollups.rows_for(*new_entries(entries, reqs, present)) \
+                if self.rollups else ([], [], [])
             db.executemany(rollups.UPSERT_MINUTE, minute)
             db.executemany(rollups.UPSERT_HOUR, hour)
             if day:

@@ -52,6 +52,7 @@ class Store(abc.ABC):
 
     dialect: str
     url: str
+    rollups: bool = True  # keep the rollups up to date in each write (benchmarks switch it off to compare)
     # What a write raises for an entry the database refuses (a value out of range, a bad type), as
     # against the database being unreachable: the ledger quarantines such an entry and goes on.
     data_errors: tuple[type[BaseException], ...] = (ArithmeticError, ValueError, TypeError)
@@ -157,10 +158,11 @@ SELECT_KEY = f"SELECT {', '.join(KEY_COLUMNS)} FROM keys"
 INSERT_BODY = _insert("bodies", ("request_id", "ts", "prompt", "answer", "truncated"), "request_id")
 
 
-def new_entries(entries: Sequence[Entry], present: set[str]) -> list[Entry]:
+def new_entries(entries: Sequence[Entry], reqs: Sequence[tuple], present: set[str]) -> tuple[list, list]:
     """The entries of a batch whose request is not in the database yet (only these are rolled up:
-    a replayed spill file must not count twice)."""
-    return [e for e in entries if e[0].request_id not in present] if present else list(entries)
+    a replayed spill file must not count twice), with their (cost, baseline) from ``reqs``' rows."""
+    keep = [i for i, e in enumerate(entries) if e[0].request_id not in present]
+    return [entries[i] for i in keep], [(reqs[i][15], reqs[i][16]) for i in keep]
 
 
 def body_rows(entries: Sequence[Entry]) -> list[tuple]:

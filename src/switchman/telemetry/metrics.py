@@ -41,8 +41,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest, values
 from prometheus_client import multiprocess
 
-from ..accounting.records import AttemptRecord, RequestRecord
-from ..accounting.rollups import winner
+from ..accounting.records import AttemptRecord, RequestRecord, answering
 from .settings import MetricsSettings
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
@@ -153,7 +152,7 @@ class Metrics:
                              *tag_values).inc()
         self._child(self.request_duration, route, dialect, "true" if req.stream else "false").observe(req.latency_ms / 1000)
         end = req.time + req.latency_ms / 1000
-        answered = winner(req, attempts)
+        answered = answering(req, attempts)
         for i, a in enumerate(attempts):
             self._attempt(a, route, i == answered, req.stream, end)
         if req.baseline_cost is not None and req.baseline_cost > req.cost:
