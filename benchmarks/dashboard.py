@@ -247,7 +247,7 @@ def _statements(dialect: str, lo: int, hi: int, t0: float, step: float) -> list[
 
     req, att, tag, fb = _select(dialect, t0, step)
     src = (f"(WITH RECURSIVE s(i) AS (SELECT {lo} UNION ALL SELECT i + 1 FROM s WHERE i < {hi - 1}) SELECT i FROM s)"
-           if dialect == "sqlite" else f"generate_series({lo}, {hi - 1}) AS g(i)")
+           if dialect == "sqlite" else f"generate_series({lo}::bigint, {hi - 1}::bigint) AS g(i)")
     fcols = "id, ts, request_id, episode, key_id, metric, score, comment, route, model, request_ts"
     return [
         f"INSERT INTO requests ({', '.join(REQUEST_COLUMNS)}) SELECT {req} FROM {src}",
@@ -350,7 +350,7 @@ budgets:
     base = f"http://127.0.0.1:{port}"
     out = []
     try:
-        async with aiohttp.ClientSession() as http:
+        async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as http:  # cookies for 127.0.0.1
             async with http.get(base + "/dashboard/login") as r:
                 token = re.search(r'name="csrf" value="([^"]+)"', await r.text()).group(1)
             async with http.post(base + "/dashboard/login", data={"key": ADMIN, "csrf": token}, allow_redirects=False) as r:
