@@ -60,6 +60,7 @@ class App:
             ("GET", "/metrics"): self._metrics,
             ("POST", "/v1/feedback"): self._feedback,
         }
+        self._chat_paths = frozenset(p for (m, p), h in self._routes.items() if h in (self._openai, self._anthropic))
         self._openai_d = dialect_for("openai")
         self._anthropic_d = dialect_for("anthropic")
         # No key at all: only this machine may call (DNS rebinding and CSRF from a browser page),
@@ -114,20 +115,22 @@ class App:
             if self.metering.accountant.identify_cached(cred) is not None:
                 return None
         except SwitchmanError as e:
-            return self._refuse(d, e)
-        return self._identify(d, cred)
+            return self._refuse(d, e, path)
+        return self._identify(d, cred, path)
 
-    async def _identify(self, d: Dialect, cred: str) -> Response | None:
+    async def _identify(self, d: Dialect, cred: str, path: str) -> Response | None:
         try:
             await self.metering.accountant.identify(cred)  # type: ignore[union-attr]
         except SwitchmanError as e:
-            return self._refuse(d, e)
+            return self._refuse(d, e, path)
         return None
 
-    def _refuse(self, d: Dialect, e: SwitchmanError) -> Response:
-        """A request refused on its head (key, Host, content type): counted, then answered."""
+    def _refuse(self, d: Dialect, e: SwitchmanError, path: str) -> Response:
+        """A request refused on its head (key, Host, content type): answered, and counted when it
+        was for a model (not the admin API's or a scraper's)."""
         rid = _rid()
-        self.telemetry.refused(None, d.kind, e.status, e.kind, rid)
+        if path in self._chat_paths:
+            self.telemetry.refused(None, d.kind, e.status, e.kind, rid)
         return self._error(d, e, rid)
 
     async def __call__(self, req: Request) -> Response | StreamingResponse:
