@@ -33,7 +33,7 @@ import orjson
 
 from .dates import iso, parse_when
 from .records import from_pusd, to_pusd
-from .store import Store
+from .store import Store, time_range
 
 MAX_LIMIT = 500
 _LIST_COLUMNS = ("request_id", "ts", "key_id", "user_id", "tags", "route", "model", "provider", "status", "error",
@@ -336,13 +336,8 @@ async def satisfaction_by(store: Store, by: str, since: float | None, until: flo
     col = _SAT_COLUMNS.get(by)
     if col is None:
         return {}
-    where, args = ["f.metric = 'quality'"], []
-    if since is not None:
-        where.append("r.ts >= ?")
-        args.append(since)
-    if until is not None:
-        where.append("r.ts < ?")
-        args.append(until)
+    where, args = time_range(since, until)
+    where.append("f.metric = 'quality'")
     rows = await store.fetch(f"SELECT {col}, COUNT(*), AVG(f.score) FROM feedback f JOIN requests r "
                              f"ON r.request_id = f.request_id WHERE {' AND '.join(where)} GROUP BY {col}", args)
     return {g: (int(n), float(m)) for g, n, m in rows}

@@ -194,6 +194,18 @@ def rows(entries: Sequence[Entry]) -> tuple[list[tuple], list[tuple], list[tuple
     return reqs, atts, tags
 
 
+def time_range(since: float | None, until: float | None, col: str = "r.ts") -> tuple[list[str], list]:
+    """SQL conditions (and their arguments) for ``since <= col < until``, either end open."""
+    where, args = [], []
+    if since is not None:
+        where.append(f"{col} >= ?")
+        args.append(since)
+    if until is not None:
+        where.append(f"{col} < ?")
+        args.append(until)
+    return where, args
+
+
 def spend_sql(by: str, day_expr: str, since: float | None, until: float | None) -> tuple[str, list]:
     """The spend query for ``by``; ``day_expr`` is the dialect's UTC date of ``ts``."""
     if by not in GROUPINGS:
@@ -207,13 +219,7 @@ def spend_sql(by: str, day_expr: str, since: float | None, until: float | None) 
         table, group, label = "requests r LEFT JOIN keys k ON k.id = r.key_id", "r.key_id", "MAX(k.name)"
     else:
         group = {"model": "r.model", "user": "r.user_id", "route": "r.route", "provider": "r.provider"}[by]
-    where, args = [], []
-    if since is not None:
-        where.append("r.ts >= ?")
-        args.append(since)
-    if until is not None:
-        where.append("r.ts < ?")
-        args.append(until)
+    where, args = time_range(since, until)
     cond = f"WHERE {' AND '.join(where)}" if where else ""
     order = "1" if by == "day" else "5 DESC, 1"
     if by in ("model", "provider"):
