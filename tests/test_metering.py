@@ -358,3 +358,25 @@ ledger: {{url: "sqlite:///{tmp_path}/ledger.db"}}
     assert model == got, "the answering model is the one whose answer the client got"
     assert atts == [("slow", 200, 3, 1), ("fast", 200, 3, 1)], "both answered in full, both reported usage"
     assert cost == 4 * 1_000_000 + 4 * 100_000_000, "4 tokens at $1/M plus 4 at $100/M, in picodollars"
+
+
+async def test_a_telemetry_failure_never_fails_a_request_or_loses_its_ledger_row(metered, caplog):
+    fake, gw, meter, base = metered
+    app_telemetry = meter.accountant.on_settled
+
+    def broken(req, attempts):
+        raise RuntimeError("metrics exploded")
+
+    meter.accountant.on_settled = broken
+    try:
+        async with aiohttp.ClientSession() as http:
+            async with http.post(base + "/v1/chat/completions", headers={"authorization": f"Bearer {ADMIN}"},
+                                 json={"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]}) as r:
+                assert r.status == 200
+                rid = r.headers["x-switchman-request-id"]
+        await meter.accountant.flush()
+    finally:
+        meter.accountant.on_settled = app_telemetry
+    rows = await meter.accountant.store.fetch("SELECT status FROM requests WHERE request_id = ?", [rid])
+    assert rows == [(200,)]
+    assert "telemetry failed" in caplog.text
