@@ -43,7 +43,7 @@ def test_resolves_references_env_and_catalog_prices():
     (BASE + "  - name: auto\n    policy: {kind: first, models: [llama]}\n", "s.yaml:13", "routes[1].name", "duplicate"),
     (BASE.replace("input: 0,", "input: cheap,"), "s.yaml:9", "models[1].price.input", "must be a number"),
     (BASE.replace("{kind: ollama}", "{kind: olama}"), "s.yaml:3", "providers.local.kind", "unknown provider kind"),
-    (BASE + "cache: {}\n", "s.yaml:13", "cache", "unknown key"),
+    (BASE + "caches: {}\n", "s.yaml:13", "caches", "unknown key"),
     (BASE.replace('name: llama\n', 'name: 7\n'), "s.yaml:6", "models[1].name", "must be str"),
     (BASE.replace("model: \"llama3.1:8b\"\n    price: {input: 0, output: 0}\n", "model: mystery-model\n"),
      "s.yaml:6", "models[1]", "no price for 'mystery-model'"),

@@ -10,7 +10,7 @@ import ipaddress
 import logging
 import time
 from decimal import Decimal, InvalidOperation
-from urllib.parse import urlsplit
+from urllib.parse import parse_qsl, urlsplit
 
 import orjson
 
@@ -59,6 +59,8 @@ class App:
             ("GET", "/admin/decisions"): self._decisions,
             ("GET", "/metrics"): self._metrics,
             ("POST", "/v1/feedback"): self._feedback,
+            ("GET", "/admin/cache"): self._cache,
+            ("DELETE", "/admin/cache"): self._cache,
         }
         self._chat_paths = frozenset(p for (m, p), h in self._routes.items() if h in (self._openai, self._anthropic))
         self._openai_d = dialect_for("openai")
@@ -203,8 +205,10 @@ class App:
                 creq.episode = episode
             creq.traceparent = req.headers.get("traceparent")
             deadline = _client_deadline(req)
+            control = _cache_control(req)
             if meter is not None:
                 ticket = await meter.admit(rid, creq, _credential(req), creq.tags or {}, user, _max_cost(req))
+                ticket.control = control
                 reply = await ticket.run(deadline)  # settles the ticket, now or when the stream ends
             else:
                 reply = await self.gateway.run(creq, deadline=deadline, request_id=rid)
@@ -303,6 +307,24 @@ class App:
         except SwitchmanError as e:
             return self._error(d, e, _rid())
         return Response(status, orjson.dumps(out), {"content-type": _JSON})
+
+    async def _cache(self, req: Request) -> Response:
+        """``GET /admin/cache``: entries, bytes, hit rate, savings. ``DELETE /admin/cache[?scope=&route=&model=]``:
+        every entry, or those kept for that scope, route or model."""
+        if not self._authorized(req):
+            return self._error(self._openai_d, Unauthorized("the admin API needs auth.admin_key"), _rid())
+        cache = self.metering.cache if self.metering is not None else None
+        if cache is None:
+            return self._error(self._openai_d, UnknownResource("the response cache is off (cache: {enabled: true})"),
+                               _rid())
+        if req.method == "GET":
+            return Response(200, orjson.dumps(await cache.stats()), {"content-type": _JSON})
+        match = {k: v for k, v in parse_qsl(req.query or "") if k in ("scope", "route", "model")}
+        unknown = {k for k, _ in parse_qsl(req.query or "")} - {"scope", "route", "model"}
+        if unknown:
+            return self._error(self._openai_d, InvalidRequest(f"unknown filter(s) {', '.join(sorted(unknown))} "
+                                                              "(scope, route, model)"), _rid())
+        return Response(200, orjson.dumps({"deleted": await cache.clear(match or None)}), {"content-type": _JSON})
 
     async def _metrics(self, req: Request) -> Response:
         t = self.telemetry
@@ -441,7 +463,24 @@ def _headers(rid: str, reply: Reply) -> dict[str, str]:
         "x-switchman-attempts": str(len(reply.outcome.attempts)),
         "x-switchman-reason": reply.reason,
         **({"x-switchman-degraded": "true"} if reply.outcome.degraded else {}),
+        **({"x-switchman-cache": reply.cache} if reply.cache else {}),
     }
+
+
+_CACHE_CONTROLS = ("no-store", "no-cache", "only-if-cached")
+
+
+def _cache_control(req: Request) -> str | None:
+    """``x-switchman-cache``: no-store (do not keep the answer), no-cache (do not serve a kept
+    one), only-if-cached (a kept one or 504): HTTP Cache-Control's meanings."""
+    v = req.headers.get("x-switchman-cache")
+    if v is None:
+        return None
+    v = v.strip().lower()
+    if v not in _CACHE_CONTROLS:
+        raise InvalidRequest(f"x-switchman-cache must be one of {', '.join(_CACHE_CONTROLS)}, not {v[:40]!r}",
+                             param="x-switchman-cache")
+    return v
 
 
 def _stream(d: Dialect, creq, reply: Reply, rid: str) -> Opened[bytes]:

@@ -10,6 +10,7 @@ from .http.limits import Limits as ConnectionLimits
 
 if TYPE_CHECKING:
     from .accounting.settings import AccountingSettings
+    from .cache.settings import CacheSettings
     from .telemetry.settings import TelemetrySettings
 
 
@@ -160,6 +161,7 @@ class RouteSpec:
     escalate_webhook: str | None = None  # POSTed the request id and error chain when all failed
     prefer_other_provider: bool = True  # after a failure, try another provider's model first
     spec: PolicySpec | None = None  # the policy's own settings (None: first/weighted need none)
+    cache: "CacheSettings | None" = None  # the route's own cache settings (None: the top-level ones)
 
 
 @dataclass(frozen=True, slots=True)
@@ -215,4 +217,5 @@ class Config:
     resilience: ResilienceSpec = ResilienceSpec()
     accounting: "AccountingSettings | None" = None  # ledger, state, budgets; None: no accounting
     telemetry: "TelemetrySettings | None" = None  # metrics, tracing, log; None: the defaults
+    cache: "CacheSettings | None" = None  # the response cache; None: off
     source: str = "<defaults>"

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import re
+from dataclasses import replace
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any, Mapping
@@ -190,7 +191,7 @@ def loads(text: str, *, file: str = "<config>", env: Mapping[str, str] | None = 
 def _resolve(doc: _Doc, raw: Any) -> Config:
     top = _Obj(doc, "", raw, ("server", "providers", "models", "routes", "auth", "deadline", "retry", "breaker",
                               "health", "ledger", "state", "budgets", "default_max_output", "metrics", "tracing",
-                              "log"))
+                              "log", "cache"))
     server = _server(doc, top.get("server", dict, {}))
     providers: dict[str, ProviderSpec] = {}
     praw = top.get("providers", dict, {})
@@ -230,8 +231,22 @@ def _resolve(doc: _Doc, raw: Any) -> Config:
     from .telemetry import settings as telemetry
 
     tele = telemetry.parse({k: raw[k] for k in telemetry.SECTIONS if k in raw}, doc.error)
+    cache, routes = _cache(doc, raw, routes, acct)
     return Config(server=server, providers=providers, models=models, routes=routes, auth=auth,
-                  resilience=_resilience(doc, top), accounting=acct, telemetry=tele, source=doc.file)
+                  resilience=_resilience(doc, top), accounting=acct, telemetry=tele, cache=cache, source=doc.file)
+
+
+def _cache(doc: _Doc, raw: dict, routes: dict[str, RouteSpec], acct) -> tuple:
+    """The top-level cache section, and each route's own over it."""
+    from .cache import settings as cache
+
+    state = acct.state.url if acct is not None and acct.state.backend == "redis" else None
+    top = cache.parse(raw.get("cache"), doc.error, state)
+    out = {}
+    for i, (name, r) in enumerate(routes.items()):
+        own = cache.for_route(r.cache, f"routes[{i}].cache", doc.error, top) if r.cache is not None else None
+        out[name] = replace(r, cache=own)
+    return top, out
 
 
 def _resilience(doc: _Doc, top: _Obj) -> ResilienceSpec:
@@ -364,7 +379,7 @@ def _model(doc: _Doc, path: str, v: Any, providers: dict[str, ProviderSpec], def
 
 
 _ROUTE_KEYS = ("name", "policy", "fallbacks", "hedge", "fallback_on", "stream", "degrade", "escalate",
-               "prefer_other_provider")
+               "prefer_other_provider", "cache")
 _FALLBACK_ON = ("content_filter", "bad_request")
 
 
@@ -390,6 +405,7 @@ def _route(doc: _Doc, path: str, v: Any) -> RouteSpec:
         hedge=_hedge(doc, f"{path}.hedge", o.get("hedge", dict)), fallback_on=frozenset(fallback_on),
         on_cut=on_cut, degrade_reply=do.get("reply", str), escalate_webhook=hook,
         prefer_other_provider=o.get("prefer_other_provider", bool, True),
+        cache=o.get("cache", dict),  # raw here; resolved against the top-level cache section
     )
 
 

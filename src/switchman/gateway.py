@@ -46,6 +46,7 @@ class Reply:
     route: str  # the route's name, or the model's when the client named a model
     reason: str
     outcome: Outcome
+    cache: str | None = None  # hit | miss | bypass, when the response cache is on
 
     @property
     def response(self) -> ChatResponse | None:
@@ -56,6 +57,8 @@ class Reply:
         return self.outcome.events
 
     def cost(self) -> Decimal | None:
+        if self.cache == "hit":
+            return Decimal(0)  # served from the cache: no model was called
         return self.outcome.cost()
 
 

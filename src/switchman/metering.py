@@ -27,12 +27,15 @@ from .accounting import requestlog
 from .accounting.admin import AdminApi
 from .accounting.facade import Accountant, Admission, AdmissionContext
 from .accounting.records import AttemptRecord, RequestRecord, Role
+from .cache.exact import ExactCache, Lookup
 from .config import Config, ModelSpec
 from .dialects import dialect_for
 from .errors import Forbidden, SwitchmanError
+from .executor import Outcome, cost_of, replay
 from .gateway import Gateway, Planned, Reply
 from .streams import Opened
-from .types import ChatRequest, Finish, StreamEvent, TextDelta, ToolCallDelta, ToolCallStart, Usage, UsageEvent
+from .types import (ChatRequest, ChatResponse, Finish, ResponseBuilder, StreamEvent, TextDelta, ToolCallDelta, ToolCallStart,
+                    Usage, UsageEvent)
 
 log = logging.getLogger("switchman.accounting")
 
@@ -55,7 +58,8 @@ def new_request_id() -> str:
 class Ticket:
     """One admitted request, until it is settled (exactly once)."""
 
-    __slots__ = ("meter", "adm", "rid", "t0", "route", "plan", "warning", "creq", "done", "streamed")
+    __slots__ = ("meter", "adm", "rid", "t0", "route", "plan", "warning", "creq", "done", "streamed", "cache",
+                 "lookup", "control")
 
     def __init__(self, meter: Metering, adm: Admission, rid: str, creq: ChatRequest, plan: Planned) -> None:
         self.meter = meter
@@ -68,21 +72,66 @@ class Ticket:
         self.warning = adm.warning
         self.done = False
         self.streamed = ""  # a stream's text, for the kept bodies
+        self.cache: str | None = None  # hit | miss | bypass, when the cache is on
+        self.lookup: Lookup | None = None
+        self.control: str | None = None  # x-switchman-cache: no-store | no-cache | only-if-cached
 
     async def run(self, deadline: float | None = None) -> Reply:
-        """Execute the admitted plan. A failure settles the ticket and is raised; a streaming
-        reply's events settle it when they end, however they end."""
+        """Execute the admitted plan (or answer from the cache). A failure settles the ticket and
+        is raised; a streaming reply's events settle it when they end, however they end."""
+        cache = self.meter.cache
+        if cache is not None:
+            s = self.plan.route.cache or cache.settings
+            lk = self.lookup = await cache.lookup(self.creq, s, _scope(s.scope, self.adm, self.creq), self.control)
+            self.cache = lk.state
+            if lk.state == "hit":
+                return self._hit(lk)
+            if self.control == "only-if-cached":
+                e = SwitchmanError("no answer in the cache for this request (x-switchman-cache: only-if-cached)",
+                                   status=504, kind="cache_miss")
+                self._cached(None, None)
+                self.failed(e)
+                raise e
         try:
             reply = await self.meter.gateway.run(self.creq, deadline=deadline, request_id=self.rid, plan=self.plan)
         except BaseException as e:
+            self._cached(None, None)
             if isinstance(e, asyncio.CancelledError):  # the client went away: still release the reservation
                 e = SwitchmanError("the client went away", status=499, kind="cancelled")
             self.failed(e if isinstance(e, SwitchmanError) else SwitchmanError("internal error"))
             raise
+        reply.cache = self.cache
         if reply.outcome.events is not None:
             reply.outcome.events = self.stream(reply, reply.outcome.events)
         else:
             self.answered(reply, reply.response.usage if reply.response is not None else None)
+            self._cached(reply.response if not reply.outcome.degraded else None, reply.outcome.model.name)
+        return reply
+
+    def _cached(self, resp: ChatResponse | None, model: str | None) -> None:
+        """The miss is over: keep its answer (if complete), release identical requests waiting."""
+        lk, cache = self.lookup, self.meter.cache
+        if lk is not None and cache is not None and (lk.key is not None or lk.leader is not None):
+            cache.done(lk, resp, model, (self.plan.route.cache or cache.settings).ttl)
+            self.lookup = None
+
+    def _hit(self, lk: Lookup) -> Reply:
+        """Answer from the cache: no model called, $0 in the ledger, the answer's price as saved."""
+        models = self.meter.config.models
+        m = models.get(lk.model or "") or (self.plan.models[0] if self.plan.models else None)
+        resp = lk.response
+        outcome = Outcome(m, [], [], response=None if self.creq.stream else resp,
+                          events=replay(resp) if self.creq.stream else None)
+        reason = f"cache hit (exact): answered by {lk.model} before"
+        reply = Reply(self.route, reason, outcome, cache="hit")
+        saved = cost_of(m, resp.usage or Usage()) if m is not None else Decimal(0)
+        self.meter.cache.saved += saved
+        self.done = True
+        req = RequestRecord(request_id=self.rid, time=self.t0, route=self.route, model=m.name if m else None,
+                            provider=m.provider.name if m else None, status=200, baseline_cost=saved, cache="hit",
+                            latency_ms=(time.time() - self.t0) * 1000, reason=reason, stream=self.creq.stream,
+                            **self._context_fields())
+        self.meter.accountant.settle_later(self.adm, req, ())
         return reply
 
     def stream(self, reply: Reply, events: AsyncIterator[StreamEvent]) -> Opened[StreamEvent]:
@@ -92,6 +141,9 @@ class Ticket:
         async def unread() -> None:
             await events.aclose()  # type: ignore[attr-defined]
             self.answered(reply, None, "", complete=False)
+            self._cached(None, None)
+
+        keep = ResponseBuilder() if self.lookup is not None and not reply.outcome.degraded else None
 
         async def gen() -> AsyncIterator[StreamEvent]:
             usage = None
@@ -99,6 +151,8 @@ class Ticket:
             complete = False
             try:
                 async for ev in events:
+                    if keep is not None:
+                        keep.add(ev)
                     t = type(ev)
                     if t is UsageEvent:
                         usage = ev.usage
@@ -114,6 +168,7 @@ class Ticket:
             finally:
                 await events.aclose()  # type: ignore[attr-defined]
                 self.answered(reply, usage, "".join(out), complete=complete)
+                self._cached(keep.build() if keep is not None and complete else None, reply.outcome.model.name)
 
         return Opened(gen(), unread)
 
@@ -238,7 +293,7 @@ class Ticket:
         req = RequestRecord.from_attempts(
             self.rid, self.t0, self.route, atts, answered,
             latency_ms=(time.time() - self.t0) * 1000, reason=reply.reason, stream=self.creq.stream,
-            **self._context_fields(),
+            cache=self.cache, **self._context_fields(),
             **({} if answered else {"status": 200, "error": "degraded"}),
         )
         if self.meter.keep_bodies:
@@ -267,10 +322,23 @@ class Ticket:
         req = RequestRecord(request_id=self.rid, time=self.t0, route=self.route, model=None, provider=None,
                             status=err.status, error=err.kind, latency_ms=(time.time() - self.t0) * 1000,
                             stream=self.creq.stream, reason=f"{self.plan.reason}; failed: {err.message[:200]}",
-                            **self._context_fields())
+                            cache=self.cache, **self._context_fields())
         if self.meter.keep_bodies:
             req.bodies = self._bodies("")
         self.meter.accountant.settle_later(self.adm, req, ())
+
+
+def _scope(kind: str, adm: Admission, creq: ChatRequest) -> str:
+    """Whose answers a cached one may be served to: this key's (the default), this user's, this
+    team's (the ``team`` tag) or everyone's. Without a user or team, the key's."""
+    if kind == "global":
+        return "global"
+    if kind == "team" and (adm.tags or {}).get("team"):
+        return f"team:{adm.tags['team']}"
+    user = creq.end_user or creq.user
+    if kind == "user" and user:
+        return f"user:{adm.key_id or '-'}:{user}"
+    return f"key:{adm.key_id or '-'}"
 
 
 def _winner(reply: Reply) -> int | None:
@@ -317,6 +385,10 @@ class Metering:
         self.keep_bodies = tele is not None and (tele.log.bodies or (tele.tracing.content and bool(tele.tracing.endpoint)))
         self.body_cap = (tele.log.max_body_kb if tele is not None else 64) * 1024
         self._pruning: asyncio.Task | None = None
+        c = self.config.cache
+        on = c is not None and (c.enabled or any(r.cache is not None and r.cache.enabled
+                                                 for r in self.config.routes.values()))
+        self.cache: ExactCache | None = ExactCache(c) if on else None
         # Per-model rpm/tpm limits cost a shared-state round trip per model call: only when set.
         if any(m.limits.rpm or m.limits.tpm for m in self.config.models.values()):
             gateway.executor.rate_limit = self._model_limit
@@ -350,6 +422,8 @@ class Metering:
     async def close(self) -> None:
         if self._pruning is not None:
             self._pruning.cancel()
+        if self.cache is not None:
+            await self.cache.close()
         await self.accountant.close()  # drains the ledger: nothing written is lost
 
     async def __aenter__(self) -> Metering:

@@ -156,7 +156,11 @@ class Metrics:
         for i, a in enumerate(attempts):
             self._attempt(a, route, i == answered, req.stream, end)
         if req.baseline_cost is not None and req.baseline_cost > req.cost:
-            self._child(self.savings, route).inc(float(req.baseline_cost - req.cost))
+            saved = float(req.baseline_cost - req.cost)
+            if req.cache in ("hit", "semantic-hit"):  # no model called: all it would have cost
+                self._child(self.cache_savings, route).inc(saved)
+            else:
+                self._child(self.savings, route).inc(saved)
 
     def _attempt(self, a: AttemptRecord, route: str, answered: bool, stream: bool, end: float) -> None:
         model = self.name(a.model)

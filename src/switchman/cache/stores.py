@@ -1,0 +1,133 @@
+"""Where kept answers live: in this process (an LRU bounded in bytes, the default) or in Redis
+(every worker and replica sees the same entries; each entry expires by Redis's own TTL).
+
+Values are the encoded answer (``exact.encode_answer``), which carries the scope, route and model
+it was kept for, so the admin API can clear by any of them.
+"""
+
+from __future__ import annotations
+
+import abc
+import time
+from collections import OrderedDict
+
+import orjson
+
+from .settings import CacheSettings
+
+_OVERHEAD = 200  # bytes an entry costs beyond its key and value (the dict, the tuple, the floats)
+
+
+class CacheStore(abc.ABC):
+    @abc.abstractmethod
+    async def get(self, key: str) -> bytes | None: ...
+
+    @abc.abstractmethod
+    async def put(self, key: str, value: bytes, ttl: float) -> None: ...
+
+    @abc.abstractmethod
+    async def size(self) -> dict: ...
+
+    @abc.abstractmethod
+    async def clear(self, match: dict | None = None) -> int:
+        """Remove every entry, or those whose ``scope``/``route``/``model`` equal ``match``'s."""
+
+    async def close(self) -> None:
+        return None
+
+
+def _matches(value: bytes, match: dict | None) -> bool:
+    if not match:
+        return True
+    try:
+        d = orjson.loads(value)
+    except orjson.JSONDecodeError:
+        return True  # undecodable: clearing it is no loss
+    return all(d.get(k) == v for k, v in match.items())
+
+
+class MemoryStore(CacheStore):
+    def __init__(self, max_bytes: int) -> None:
+        self.max_bytes = max_bytes
+        self.bytes = 0
+        self._d: OrderedDict[str, tuple[float, bytes]] = OrderedDict()
+
+    async def get(self, key: str) -> bytes | None:
+        got = self._d.get(key)
+        if got is None:
+            return None
+        if got[0] <= time.monotonic():
+            self._drop(key)
+            return None
+        self._d.move_to_end(key)
+        return got[1]
+
+    async def put(self, key: str, value: bytes, ttl: float) -> None:
+        cost = len(key) + len(value) + _OVERHEAD
+        if cost > self.max_bytes:
+            return
+        if key in self._d:
+            self._drop(key)
+        self._d[key] = (time.monotonic() + ttl, value)
+        self.bytes += cost
+        while self.bytes > self.max_bytes:
+            self._drop(next(iter(self._d)))  # least recently used first
+
+    def _drop(self, key: str) -> None:
+        _, v = self._d.pop(key)
+        self.bytes -= len(key) + len(v) + _OVERHEAD
+
+    async def size(self) -> dict:
+        return {"entries": len(self._d), "bytes": self.bytes, "max_bytes": self.max_bytes}
+
+    async def clear(self, match: dict | None = None) -> int:
+        doomed = [k for k, (_, v) in self._d.items() if _matches(v, match)]
+        for k in doomed:
+            self._drop(k)
+        return len(doomed)
+
+
+class RedisStore(CacheStore):
+    def __init__(self, url: str, prefix: str = "{switchman}:cache:", timeout: float = 0.25) -> None:
+        try:
+            import redis.asyncio as aioredis
+        except ImportError:  # pragma: no cover - the redis extra
+            raise ImportError("cache: {backend: redis} needs the redis extra: pip install 'switchman[redis]'") from None
+        self.prefix = prefix
+        self.r = aioredis.from_url(url, socket_timeout=timeout, socket_connect_timeout=timeout)
+
+    async def get(self, key: str) -> bytes | None:
+        return await self.r.get(self.prefix + key)
+
+    async def put(self, key: str, value: bytes, ttl: float) -> None:
+        await self.r.set(self.prefix + key, value, px=max(1, int(ttl * 1000)))
+
+    async def _keys(self) -> list[bytes]:
+        return [k async for k in self.r.scan_iter(match=self.prefix + "*", count=1000)]
+
+    async def size(self) -> dict:
+        keys = await self._keys()
+        used = 0
+        for i in range(0, len(keys), 500):
+            used += sum(len(v or b"") for v in await self.r.mget(keys[i:i + 500]))
+        return {"entries": len(keys), "bytes": used}
+
+    async def clear(self, match: dict | None = None) -> int:
+        keys = await self._keys()
+        n = 0
+        for i in range(0, len(keys), 500):
+            chunk = keys[i:i + 500]
+            doomed = chunk if not match else [k for k, v in zip(chunk, await self.r.mget(chunk))
+                                              if v is not None and _matches(v, match)]
+            if doomed:
+                n += await self.r.delete(*doomed)
+        return n
+
+    async def close(self) -> None:
+        await self.r.aclose()
+
+
+def open_cache_store(s: CacheSettings) -> CacheStore:
+    if s.backend == "redis":
+        return RedisStore(s.url or "redis://127.0.0.1:6379/0")
+    return MemoryStore(int(s.max_mb * 1024 * 1024))
