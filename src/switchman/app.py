@@ -362,6 +362,11 @@ class App:
                     down.append("state backend unreachable (on_error: closed)")
                 else:
                     body["status"] = "degraded: state backend unreachable, limits not enforced (on_error: open)"
+        cache = self.metering.cache if self.metering is not None else None
+        if cache is not None:
+            body["cache"] = "ok" if await cache.store.ping() else "down"
+            if body["cache"] == "down" and body["status"] == "ready":
+                body["status"] = "degraded: cache backend unreachable, every request a miss"
         if down:
             body["status"] = "not ready: " + "; ".join(down)
         return Response(503 if down else 200, orjson.dumps(body), {"content-type": _JSON})

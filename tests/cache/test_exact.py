@@ -134,3 +134,47 @@ async def test_single_flight_and_the_ledger(gw):
             assert (await r.json())["deleted"] == 1
     h, _ = await ask(client, messages=msg)
     assert h["x-switchman-cache"] == "miss"
+
+
+async def test_redis_shared_by_two_workers_and_redis_down_is_a_miss(tmp_path):
+    import uuid
+
+    import redis.asyncio as aioredis
+
+    r = aioredis.from_url("redis://127.0.0.1:6379/0")
+    try:
+        await r.ping()
+    except Exception:  # noqa: BLE001
+        pytest.skip("needs Redis on 127.0.0.1:6379 (.ci/run starts it)")
+    await r.aclose()
+    s = await serve(tmp_path, workers=2, extra="cache: {enabled: true, backend: redis}\n"
+                                               f"state: {{backend: redis, prefix: 'sm-test-{uuid.uuid4().hex[:8]}:'}}")
+    try:
+        msg = [{"role": "user", "content": f"shared {uuid.uuid4().hex}"}]
+        states = []
+        for _ in range(12):  # new connections: the kernel spreads them over both workers
+            client = oa(s)
+            h, _ = await ask(client, messages=msg)
+            states.append(h["x-switchman-cache"])
+            await client.close()
+            await asyncio.sleep(0.05)  # the first answer's write reaches Redis
+        assert states[0] == "miss" and states[1:] == ["hit"] * 11
+        assert s.fake.stats["echo"].requests == 1
+    finally:
+        async with aiohttp.ClientSession() as http:
+            async with http.delete(s.base + "/admin/cache", headers=s.admin()) as resp:
+                assert resp.status == 200
+        await stop(s)
+    # a Redis that is not there: every request a miss, none fails
+    s = await serve(tmp_path, extra="cache: {enabled: true, backend: redis, url: 'redis://127.0.0.1:1/0'}")
+    try:
+        for _ in range(3):
+            h, r = await ask(oa(s))
+            assert h["x-switchman-cache"] == "miss" and r.choices[0].message.content
+        assert "cache read failed" in s.log.read_text()
+        async with aiohttp.ClientSession() as http:
+            async with http.get(s.base + "/health/ready") as resp:
+                ready = await resp.json()
+        assert resp.status == 200 and ready["cache"] == "down" and ready["status"].startswith("degraded")
+    finally:
+        await stop(s)

@@ -17,7 +17,7 @@ import orjson
 from .keys import KeyRecord
 from .records import AttemptRecord, RequestRecord, from_pusd, to_pusd
 
-GROUPINGS = ("model", "key", "user", "tag", "route", "day", "provider")
+GROUPINGS = ("model", "key", "user", "tag", "route", "day", "provider", "cache")
 
 # One ledger entry: a request and its attempts, written together.
 Entry = tuple[RequestRecord, Sequence[AttemptRecord]]
@@ -218,7 +218,8 @@ def spend_sql(by: str, day_expr: str, since: float | None, until: float | None) 
     elif by == "key":
         table, group, label = "requests r LEFT JOIN keys k ON k.id = r.key_id", "r.key_id", "MAX(k.name)"
     else:
-        group = {"model": "r.model", "user": "r.user_id", "route": "r.route", "provider": "r.provider"}[by]
+        group = {"model": "r.model", "user": "r.user_id", "route": "r.route", "provider": "r.provider",
+                 "cache": "r.cache"}[by]
     where, args = time_range(since, until)
     cond = f"WHERE {' AND '.join(where)}" if where else ""
     order = "1" if by == "day" else "5 DESC, 1"

@@ -35,6 +35,9 @@ class CacheStore(abc.ABC):
     async def close(self) -> None:
         return None
 
+    async def ping(self) -> bool:
+        return True
+
 
 def _matches(value: bytes, match: dict | None) -> bool:
     if not match:
@@ -125,6 +128,12 @@ class RedisStore(CacheStore):
 
     async def close(self) -> None:
         await self.r.aclose()
+
+    async def ping(self) -> bool:
+        try:
+            return bool(await self.r.ping())
+        except Exception:  # noqa: BLE001 - down is an answer here
+            return False
 
 
 def open_cache_store(s: CacheSettings) -> CacheStore:
