@@ -76,7 +76,8 @@ class App:
     def _wire(self, t: Telemetry) -> None:
         """Every finished request, decision and upstream call reaches telemetry."""
         self.gateway.decisions.listener = t.decision
-        self.gateway.executor.on_call = t.calls
+        if t.metrics is not None:
+            self.gateway.executor.on_call = t.calls
         if self.metering is not None:
             self.metering.accountant.on_settled = t.request_done
 

@@ -145,12 +145,16 @@ class PolicySpec:
     default: RuleSpec | None = None  # rules: where a request no rule matches goes
     checks: ChecksSpec | None = None  # cascade
     start: PolicySpec | None = None  # cascade: a policy choosing where in the chain to begin
+    weights: tuple[tuple[str, float], ...] = ()  # least-latency, least-busy: ties split (draws made) by weight
+    tolerance: float = 0.2  # least-latency: models this share slower than the fastest count as tied
+    explore: float = 0.05  # least-latency: the share of requests that measure another model first
+    stale: float = 60.0  # least-latency: seconds after which a model's figure is measured again
 
 
 @dataclass(frozen=True, slots=True)
 class RouteSpec:
     name: str
-    policy: str  # kind: first | weighted | cheapest | rules | learned | cascade
+    policy: str  # kind: first | weighted | cheapest | rules | learned | cascade | least-latency | least-busy
     models: tuple[str, ...]
     weights: tuple[float, ...] = ()
     fallbacks: tuple[str, ...] = ()

@@ -39,7 +39,7 @@ from .http.limits import Limits as ConnectionLimits
 from .providers import AUTH_STYLES, ENV_DEFAULT_MODELS, KINDS
 
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
-POLICY_KINDS = ("first", "weighted", "cheapest", "rules", "learned", "cascade")
+POLICY_KINDS = ("first", "weighted", "cheapest", "rules", "learned", "cascade", "least-latency", "least-busy")
 
 
 class _Doc:
@@ -416,6 +416,8 @@ _POLICY_KEYS = {
     "learned": ("kind", "models", "router", "min_quality", "tradeoff", "aliases", "task_tag"),
     "rules": ("kind", "models", "rules", "default"),
     "cascade": ("kind", "models", "checks", "start"),
+    "least-latency": ("kind", "models", "tolerance", "explore", "stale"),
+    "least-busy": ("kind", "models"),
 }
 _RULE_CONDITIONS = ("tags", "user", "tokens_over", "tokens_under", "tools", "images", "json", "keywords", "regex")
 _CHECK_KEYS = ("refusal", "json", "tools", "arithmetic", "agree", "logprob", "scorer", "judge")
@@ -443,6 +445,8 @@ def _policy(doc: _Doc, path: str, v: Any, chain: tuple[str, ...] | None = None
         if not wm or sum(weights) <= 0:
             raise doc.error(f"{path}.models", "needs at least one model with a weight above 0")
         return kind, tuple(wm), tuple(weights), None
+    if kind in ("least-latency", "least-busy"):
+        return _live_policy(doc, path, kind, po)
     models = po.names("models") or chain or ()
     if not models and kind != "rules":
         raise doc.error(f"{path}.models", "needs at least one model")
@@ -501,6 +505,29 @@ def _policy(doc: _Doc, path: str, v: Any, chain: tuple[str, ...] | None = None
                 raise doc.error(f"{path}.start.models", f"{', '.join(bad)} not in the cascade's models")
         if len(models) < 2:
             raise doc.error(f"{path}.models", "a cascade needs at least two models, cheapest first")
+    return kind, models, (), PolicySpec(**spec)
+
+
+def _live_policy(doc: _Doc, path: str, kind: str, po: _Obj) -> tuple:
+    """``least-latency`` / ``least-busy``: ``models`` a list, or a mapping of model to weight."""
+    raw = po.v.get("models")
+    if isinstance(raw, dict):
+        for m, w in raw.items():
+            if isinstance(w, bool) or not isinstance(w, (int, float)) or w <= 0:
+                raise doc.error(f"{path}.models.{m}", "weights must be numbers above 0")
+        models, weights = tuple(raw), tuple((m, float(w)) for m, w in raw.items())
+    else:
+        models, weights = po.names("models"), ()
+    if not models:
+        raise doc.error(f"{path}.models", "needs at least one model")
+    spec: dict[str, Any] = {"kind": kind, "models": models, "weights": weights}
+    if kind == "least-latency":
+        spec["tolerance"] = po.get("tolerance", float, 0.2)
+        if spec["tolerance"] < 0:
+            raise doc.error(f"{path}.tolerance", "must be 0 or more")
+        spec["explore"] = _share(doc, po, "explore")
+        spec["explore"] = 0.05 if spec["explore"] is None else spec["explore"]
+        spec["stale"] = po.positive("stale", float, 60.0)
     return kind, models, (), PolicySpec(**spec)
 
 

@@ -39,6 +39,7 @@ from .errors import (
 from .http.client import MAX_ERROR_BODY, HttpClient
 from .resilience.cooldown import Cooldowns
 from .resilience.latency import LatencyTracker
+from .resilience.live import LiveStats
 from .resilience.limiter import ConcurrencyLimit
 from .resilience.outlier import EjectionPolicy, HealthState, OutlierDetector
 from .resilience.retry import Backoff, RetryBudget
@@ -170,6 +171,7 @@ class Executor:
         )
         self.cooldowns = Cooldowns(self.clock, self.spec.retry.max_retry_after)
         self.latency = LatencyTracker()
+        self.live = LiveStats(self.clock)  # latency estimates and in-flight calls, for least-latency / least-busy
         r = self.spec.retry
         self.backoff = Backoff(r.backoff, r.max_backoff, rng or random.Random())
         self.budget = RetryBudget(r.budget, r.min_retries)
@@ -384,9 +386,12 @@ class Executor:
             raise _Skip("at its concurrency limit", model=model.name, retry_after=1.0)
         run.attempts.append(att)
         att.started = time.time()
-        on_call = self.on_call
-        if on_call is not None:
-            on_call(model.name, 1)
+        live = self.live
+        live.inflight[model.name] += 1
+        hook = self.on_call
+        on_call = (lambda name, d: (live.calls(name, d), hook(name, d))) if hook is not None else live.calls
+        if hook is not None:
+            hook(model.name, 1)
         start = self.clock.now()
         t = model.timeout
         deadline = min(run.deadline, start + t.total)
@@ -415,7 +420,7 @@ class Executor:
                 events = _decode(resp.chunks(_loop_time(self.clock, deadline)), decoder, model)
                 head = await _first_content(events, _loop_time(self.clock, first), first - start, model)
                 released = True  # the stream holds the slot until it ends
-                stream = _hold(_chain(head, events), limit, on_call and (lambda: on_call(model.name, -1)))
+                stream = _hold(_chain(head, events), limit, lambda: on_call(model.name, -1))
                 if run.route.on_cut == "resume":
                     stream = self._resumable(run, model, stream)
                 outcome = Outcome(model, run.attempts, run.skipped, events=stream)
@@ -434,10 +439,10 @@ class Executor:
             if not released:
                 if limit is not None:
                     limit.release()
-                if on_call is not None:
-                    on_call(model.name, -1)
+                on_call(model.name, -1)
         att.latency = self.clock.now() - start
         self.latency.observe(model.name, att.latency)
+        live.observe(model.name, att.latency, req.stream)
         self.outliers.record_success(model.name)
         outcome.attempt = att
         return outcome

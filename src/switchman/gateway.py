@@ -96,10 +96,11 @@ class Gateway:
                                  on_decision=lambda model, event, why: self.decisions.record(event, model, why))
         self.health = HealthChecker(self.executor, config.models, self.clock, config.resilience.health_interval)
         self._escalations: set[asyncio.Task] = set()
-        ctx = RouteContext(models=dict(config.models))
+        live = self.executor.live
+        ctx = RouteContext(models=dict(config.models), live=live)
         self._targets: dict[str, _Target] = {}
         for r in config.routes.values():
-            own = RouteContext({n: config.models[n] for n in r.models}) if r.models else ctx
+            own = RouteContext({n: config.models[n] for n in r.models}, live) if r.models else ctx
             self._targets[r.name] = _Target(r, build_policy(r, self._route_plan), own)
         for m in config.models.values():
             spec = RouteSpec(name=m.name, policy="first", models=(m.name,), fallbacks=m.fallbacks)

@@ -39,7 +39,7 @@ class Served:
         return {"authorization": f"Bearer {ADMIN}"}
 
 
-def yaml(fake_port: int, tmp: Path, extra: str = "") -> str:
+def yaml(fake_port: int, tmp: Path, extra: str = "", extra_models: str = "", routes: str = "") -> str:
     return f"""\
 providers:
   fake: {{kind: openai, base_url: "http://127.0.0.1:{fake_port}/v1", api_key: "up"}}
@@ -48,8 +48,9 @@ models:
   - {{name: echo, provider: fake, model: echo, price: {{input: 1, output: 2}}}}
   - {{name: broken, provider: fake, model: broken, price: {{input: 1, output: 2}}}}
   - {{name: claude, provider: fake-an, model: claude, price: {{input: 3, output: 15}}}}
-routes:
+{extra_models}routes:
   - {{name: auto, policy: {{kind: first, models: [broken, echo]}}}}
+{routes}
 auth: {{admin_key: "{ADMIN}"}}
 retry: {{attempts: 1}}
 ledger: {{url: "sqlite:///{tmp}/ledger.db"}}
@@ -58,13 +59,13 @@ ledger: {{url: "sqlite:///{tmp}/ledger.db"}}
 
 
 async def serve(tmp: Path, workers: int = 1, extra: str = "", models: dict | None = None,
-                args: tuple[str, ...] = ()) -> Served:
+                args: tuple[str, ...] = (), extra_models: str = "", routes: str = "") -> Served:
     fake = FakeUpstream({"echo": FakeModel(chunks=3), "broken": FakeModel(error_status=500),
                          "claude": FakeModel(chunks=3), **(models or {})})
     fake_port = await fake.start()
     port = free_port()
     path = tmp / "switchman.yaml"
-    path.write_text(yaml(fake_port, tmp, extra))
+    path.write_text(yaml(fake_port, tmp, extra, extra_models, routes))
     log = tmp / "gateway.log"
     proc = subprocess.Popen([sys.executable, "-m", "switchman.cli", "serve", "--config", str(path), "--port", str(port),
                              "--workers", str(workers), *args], stdout=subprocess.DEVNULL, stderr=open(log, "wb"))

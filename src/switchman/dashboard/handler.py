@@ -140,7 +140,7 @@ class Dashboard:
         names = list(self.gateway.config.models)
         state = {"pid": os.getpid(), "models": ex.outliers.snapshot(names),
                  "cooling": {m: ex.cooldowns.remaining(m) for m in names if ex.cooldowns.remaining(m) > 0},
-                 "inflight": dict(self.telemetry.inflight),
+                 "inflight": dict(ex.live.inflight),
                  "limits": {m: f"{lim._in_flight}/{lim.limit}" for m, lim in ex.limits.items()}}
         return self._html(pages.live(state, csrf))
 

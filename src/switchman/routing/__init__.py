@@ -1,7 +1,8 @@
 """Policies: a request and live state in, an ordered plan with a reason out (:mod:`.base`).
 
 ``build_policy`` turns a route's config into its policy; the kinds are ``first`` and
-``weighted`` (:mod:`.simple`), ``cheapest``, ``rules``, ``learned`` and ``cascade``.
+``weighted`` (:mod:`.simple`), ``cheapest``, ``rules``, ``learned``, ``cascade``, and
+``least-latency`` and ``least-busy`` (:mod:`.live`).
 """
 
 from __future__ import annotations
@@ -32,6 +33,12 @@ def _build(spec: PolicySpec, route_plan: RoutePlanner) -> Policy:
     # load only for the configs that use them.
     if spec.kind == "first":
         return First(spec.models)
+    if spec.kind in ("least-latency", "least-busy"):
+        from .live import LeastBusy, LeastLatency
+
+        if spec.kind == "least-busy":
+            return LeastBusy(spec.models, dict(spec.weights))
+        return LeastLatency(spec.models, dict(spec.weights), spec.tolerance, spec.explore, spec.stale)
     if spec.kind == "rules":
         from .rules import Rules
 

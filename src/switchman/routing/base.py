@@ -15,6 +15,7 @@ from ..types import ChatRequest, TextPart, ToolResultPart
 
 if TYPE_CHECKING:
     from ..config import ModelSpec
+    from ..resilience.live import LiveStats
     from .checks import Checks
 
 
@@ -27,9 +28,11 @@ class Plan:
 
 @dataclass(slots=True)
 class RouteContext:
-    """What a policy may look at besides the request: the models it may choose among."""
+    """What a policy may look at besides the request: the models it may choose among, and what
+    the executor observes of them now (latency estimates, calls in flight)."""
 
     models: dict[str, "ModelSpec"]
+    live: "LiveStats | None" = None
 
 
 class Policy(ABC):

@@ -16,7 +16,6 @@ The access log is one JSON object per request on logger ``switchman.access`` at 
 from __future__ import annotations
 
 import logging
-from collections import Counter
 from collections.abc import Sequence
 from datetime import datetime, timezone
 
@@ -43,7 +42,6 @@ class Telemetry:
         self.metrics = Metrics(self.settings.metrics, names, providers, metrics_dir) \
             if self.settings.metrics.enabled else None
         self.tracing = None
-        self.inflight: Counter[str] = Counter()  # upstream calls in flight per model, this process
         if self.settings.tracing.endpoint:
             from .tracing import Tracing  # the otel extra: a clear ImportError naming it when missing
 
@@ -76,7 +74,6 @@ class Telemetry:
             self.metrics.decision(event, model)
 
     def calls(self, model: str, delta: int) -> None:
-        self.inflight[model] += delta
         if self.metrics is not None:
             self.metrics.calls(model, delta)
 

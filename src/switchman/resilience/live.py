@@ -1,0 +1,49 @@
+"""What the executor sees of each model right now, for policies that route on it: a decaying
+estimate of its latency, and the calls in flight to it (this process).
+
+Latency is an exponentially weighted moving average (``alpha`` per observation) of the whole call
+for plain requests and of the time to the first token for streams, kept apart because they differ
+by the answer's length. Each estimate remembers when it was last fed, so a policy can tell a fresh
+figure from an old one (a model not called for a while is worth measuring again).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+
+from ..clock import Clock, SystemClock
+
+
+class _Ewma:
+    __slots__ = ("value", "n", "at")
+
+    def __init__(self) -> None:
+        self.value = 0.0
+        self.n = 0
+        self.at = 0.0
+
+
+class LiveStats:
+    def __init__(self, clock: Clock | None = None, alpha: float = 0.3) -> None:
+        self.clock = clock or SystemClock()
+        self.alpha = alpha
+        self.inflight: Counter[str] = Counter()
+        self._lat: dict[tuple[str, bool], _Ewma] = {}
+
+    def observe(self, model: str, seconds: float, stream: bool) -> None:
+        e = self._lat.get((model, stream))
+        if e is None:
+            e = self._lat[(model, stream)] = _Ewma()
+        e.value = seconds if e.n == 0 else e.value + self.alpha * (seconds - e.value)
+        e.n += 1
+        e.at = self.clock.now()
+
+    def latency(self, model: str, stream: bool) -> tuple[float, int, float] | None:
+        """(estimate in seconds, observations, seconds since the last), or None if never measured."""
+        e = self._lat.get((model, stream))
+        if e is None:
+            return None
+        return e.value, e.n, self.clock.now() - e.at
+
+    def calls(self, model: str, delta: int) -> None:
+        self.inflight[model] += delta

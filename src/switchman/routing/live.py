@@ -1,0 +1,74 @@
+"""Policies that route on what the executor observes now (``resilience/live.py``):
+
+* ``least-latency``: the model with the lowest decaying latency estimate (the whole call for plain
+  requests, the time to first token for streams). Models within ``tolerance`` of the fastest count
+  as tied, and a tie is split by ``weights``. A share ``explore`` of requests goes first to another
+  model, least recently measured first, so a model never measured is not taken for instant (nor
+  left unmeasured for ever) and one that was slow is measured again; a model whose figure is older
+  than ``stale`` seconds is measured again too.
+* ``least-busy``: power of two choices on calls in flight: two models drawn at random (by
+  ``weights``), the one with fewer calls in flight first (this process's counts).
+
+The rest of the plan follows by the same measure, so a failure falls back to the next best.
+"""
+
+from __future__ import annotations
+
+import random
+
+from ..resilience.live import LiveStats
+from ..types import ChatRequest
+from .base import Plan, Policy, RouteContext
+
+
+class LeastLatency(Policy):
+    def __init__(self, models: tuple[str, ...], weights: dict[str, float], tolerance: float = 0.2,
+                 explore: float = 0.05, stale: float = 60.0, rng: random.Random | None = None) -> None:
+        self.models = tuple(models)
+        self.weights = {m: weights.get(m, 1.0) for m in models}
+        self.tolerance = tolerance
+        self.explore = explore
+        self.stale = stale
+        self.rng = rng or random.Random()
+
+    def plan(self, req: ChatRequest, ctx: RouteContext) -> Plan:
+        live: LiveStats | None = ctx.live
+        est = {m: live.latency(m, req.stream) if live is not None else None for m in self.models}
+        unknown = [m for m, e in est.items() if e is None]
+        stale = [m for m, e in est.items() if e is not None and e[2] > self.stale]
+        known = sorted((m for m, e in est.items() if e is not None), key=lambda m: est[m][0])
+        if known and (unknown or stale) and self.rng.random() < self.explore:
+            pick = unknown[0] if unknown else max(stale, key=lambda m: est[m][2])
+            why = "never measured" if pick in unknown else f"last measured {est[pick][2]:.0f}s ago"
+            rest = [m for m in known if m != pick] + [m for m in unknown if m != pick]
+            return Plan((pick, *rest), f"least-latency: exploring {pick} ({why})")
+        if not known:  # nothing measured yet: by weight, and each call measures one
+            pick = self.rng.choices(self.models, [self.weights[m] for m in self.models])[0]
+            return Plan((pick, *(m for m in self.models if m != pick)), f"least-latency: {pick} (no measurements yet)")
+        best = est[known[0]][0]
+        tied = [m for m in known if est[m][0] <= best * (1 + self.tolerance)]
+        pick = tied[0] if len(tied) == 1 else self.rng.choices(tied, [self.weights[m] for m in tied])[0]
+        rest = [m for m in known if m != pick] + unknown
+        ties = f", tied with {len(tied) - 1} within {self.tolerance:.0%}" if len(tied) > 1 else ""
+        return Plan((pick, *rest), f"least-latency: {pick} ~{est[pick][0] * 1000:.0f}ms{ties}")
+
+
+class LeastBusy(Policy):
+    def __init__(self, models: tuple[str, ...], weights: dict[str, float], rng: random.Random | None = None) -> None:
+        self.models = tuple(models)
+        self.weights = [weights.get(m, 1.0) for m in models]
+        self.rng = rng or random.Random()
+
+    def plan(self, req: ChatRequest, ctx: RouteContext) -> Plan:
+        busy = ctx.live.inflight if ctx.live is not None else {}
+        if len(self.models) == 1:
+            return Plan(self.models, "least-busy: one model")
+        a = self.rng.choices(self.models, self.weights)[0]
+        b = a
+        while b == a:  # two distinct draws by weight
+            b = self.rng.choices(self.models, self.weights)[0]
+        pick = a if busy.get(a, 0) <= busy.get(b, 0) else b
+        other = b if pick == a else a
+        rest = sorted((m for m in self.models if m != pick), key=lambda m: busy.get(m, 0))
+        return Plan((pick, *rest), f"least-busy: {pick} ({busy.get(pick, 0)} in flight) over {other} "
+                                   f"({busy.get(other, 0)})")

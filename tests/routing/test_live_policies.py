@@ -1,0 +1,129 @@
+"""least-latency and least-busy: unit behaviour on fed observations (injected clock and random
+source), then over real HTTP against fake models with injected latencies."""
+
+from __future__ import annotations
+
+import random
+from collections import Counter
+
+import aiohttp
+import pytest
+
+from switchman import configfile
+from switchman.clock import VirtualClock
+from switchman.errors import ConfigError
+from switchman.resilience.live import LiveStats
+from switchman.routing.base import RouteContext
+from switchman.routing.live import LeastBusy, LeastLatency
+from switchman.testing.fake_upstream import FakeModel
+from switchman.types import ChatRequest, Message, Role, TextPart
+
+REQ = ChatRequest(model="fast", messages=[Message(Role.USER, [TextPart("hi")])])
+
+
+def ctx(live: LiveStats) -> RouteContext:
+    return RouteContext(models={}, live=live)
+
+
+def test_least_latency_picks_the_fastest_and_splits_ties_by_weight():
+    live = LiveStats(VirtualClock())
+    for m, s in (("a", 0.050), ("b", 0.055), ("c", 0.200)):
+        live.observe(m, s, stream=False)
+    p = LeastLatency(("a", "b", "c"), {"a": 3, "b": 1}, tolerance=0.2, explore=0.0, rng=random.Random(1))
+    picks = Counter(p.plan(REQ, ctx(live)).models[0] for _ in range(4000))
+    assert picks["c"] == 0 and 0.70 < picks["a"] / 4000 < 0.80  # a and b tied, 3:1
+    plan = p.plan(REQ, ctx(live))
+    assert plan.models[-1] == "c" and "least-latency" in plan.reason and "tied" in plan.reason
+    # streams are judged on their own figure (time to first token)
+    live.observe("c", 0.010, stream=True)
+    assert p.plan(ChatRequest(model="x", messages=REQ.messages, stream=True), ctx(live)).models[0] == "c"
+
+
+def test_least_latency_measures_what_it_does_not_know_and_what_went_stale():
+    clock = VirtualClock()
+    live = LiveStats(clock)
+    live.observe("a", 0.05, stream=False)
+    p = LeastLatency(("a", "new"), {}, explore=0.1, stale=60, rng=random.Random(2))
+    picks = [p.plan(REQ, ctx(live)) for _ in range(2000)]
+    explored = [x for x in picks if x.models[0] == "new"]
+    assert 0.07 < len(explored) / 2000 < 0.13 and "never measured" in explored[0].reason
+    live.observe("new", 0.5, stream=False)  # measured: slow, so left alone but for exploring stale ones
+    clock.advance(120)
+    live.observe("a", 0.05, stream=False)
+    picks = [p.plan(REQ, ctx(live)) for _ in range(2000)]
+    again = [x for x in picks if x.models[0] == "new"]
+    assert again and "last measured 120s ago" in again[0].reason
+    assert sum(x.models[0] == "a" for x in picks) > 1700
+
+
+def test_a_slowdown_moves_traffic_within_a_few_observations():
+    live = LiveStats(VirtualClock())
+    p = LeastLatency(("a", "b"), {}, explore=0.0, rng=random.Random(3))
+    for _ in range(20):
+        live.observe("a", 0.05, stream=False)
+        live.observe("b", 0.10, stream=False)
+    assert p.plan(REQ, ctx(live)).models[0] == "a"
+    for n in range(1, 10):  # a slows 5x: the decaying estimate passes b's within a few calls
+        live.observe("a", 0.25, stream=False)
+        if p.plan(REQ, ctx(live)).models[0] == "b":
+            break
+    assert n <= 3
+
+
+def test_least_busy_is_power_of_two_choices():
+    live = LiveStats(VirtualClock())
+    live.inflight.update({"a": 5, "b": 0, "c": 1})
+    p = LeastBusy(("a", "b", "c"), {}, rng=random.Random(4))
+    picks = Counter(p.plan(REQ, ctx(live)).models[0] for _ in range(3000))
+    assert picks["a"] == 0  # the busiest never wins a draw of two
+    assert picks["b"] > picks["c"] > 0
+    plan = p.plan(REQ, ctx(live))
+    assert "in flight" in plan.reason and plan.models[-1] == "a"
+
+
+@pytest.mark.parametrize("policy,key,words", [
+    ("{kind: least-latency, models: [a], tolerance: -1}", "tolerance", "must be 0 or more"),
+    ("{kind: least-latency, models: [a], explore: 2}", "explore", "between 0 and 1"),
+    ("{kind: least-busy, models: {a: 0}}", "models.a", "above 0"),
+    ("{kind: least-busy, models: [zz]}", "models", "unknown model 'zz'"),
+])
+def test_config_errors(policy, key, words):
+    text = f"""providers: {{p: {{kind: openai, api_key: k}}}}
+models: [{{name: a, provider: p, model: gpt-4o-mini}}]
+routes: [{{name: r, policy: {policy}}}]
+"""
+    with pytest.raises(ConfigError) as e:
+        configfile.loads(text, file="s.yaml", env={})
+    assert key in str(e.value) and words in str(e.value)
+
+
+async def test_least_latency_over_http(tmp_path):
+    from telemetry.serving import serve, stop
+
+    models = {"fast": FakeModel(latency=0.01), "mid": FakeModel(latency=0.05), "slow": FakeModel(latency=0.1)}
+    s = await serve(tmp_path, models=models, extra_models="""\
+  - {name: f, provider: fake, model: fast, price: {input: 1, output: 2}}
+  - {name: m, provider: fake, model: mid, price: {input: 1, output: 2}}
+  - {name: s, provider: fake, model: slow, price: {input: 1, output: 2}}
+""", routes="  - {name: quick, policy: {kind: least-latency, models: [f, m, s], explore: 0.05}}\n")
+    try:
+        answered = Counter()
+        reasons = []
+        async with aiohttp.ClientSession() as http:
+            for i in range(60):
+                async with http.post(s.base + "/v1/chat/completions", headers=s.admin(),
+                                     json={"model": "quick", "messages": [{"role": "user", "content": f"q{i}"}]}) as r:
+                    assert r.status == 200
+                    answered[r.headers["x-switchman-model"]] += 1
+                    reasons.append(r.headers["x-switchman-reason"])
+            assert answered["f"] > 40, answered  # all three measured early, then the fast one
+            s.fake.models["fast"].latency = 0.3  # the fast one slows down
+            late = Counter()
+            for i in range(40):
+                async with http.post(s.base + "/v1/chat/completions", headers=s.admin(),
+                                     json={"model": "quick", "messages": [{"role": "user", "content": f"z{i}"}]}) as r:
+                    late[r.headers["x-switchman-model"]] += 1
+        assert late["f"] < 8, late  # traffic left it within a few calls (exploration aside)
+        assert any("least-latency: f" in x for x in reasons)
+    finally:
+        await stop(s)
