@@ -109,9 +109,17 @@ async def by_dim(store: Store, dim: str, since: float, until: float | None) -> l
     if dim not in DIMS:
         raise ValueError(f"by must be one of {', '.join(DIMS)} or day, not {dim!r}")
     cond, args = _range(since, until)
-    rows = await store.fetch(f"SELECT value, {_SUMS} FROM rollup_day WHERE dim = ? {cond} GROUP BY value "
-                             "ORDER BY SUM(cost_pusd) DESC, value LIMIT 200", [dim, *args])
-    return [{"group": r[0] or None, **_measures(r[1:])} for r in rows]
+    # Two steps: the dearest 200 values by one sum (a month of 10,000 users is 300,000 rows, and
+    # each summed column costs SQLite about 40 ms over them), then every figure of just those.
+    top = await store.fetch(f"SELECT value FROM rollup_day WHERE dim = ? {cond} GROUP BY value "
+                            "ORDER BY SUM(cost_pusd) DESC, value LIMIT 200", [dim, *args])
+    if not top:
+        return []
+    values = [r[0] for r in top]
+    rows = await store.fetch(f"SELECT value, {_SUMS} FROM rollup_day WHERE dim = ? {cond} AND value IN "
+                             f"({', '.join('?' for _ in values)}) GROUP BY value", [dim, *args, *values])
+    got = {r[0]: r for r in rows}
+    return [{"group": v or None, **_measures(got[v][1:])} for v in values]
 
 
 def _range(since: float | None, until: float | None) -> tuple[str, list]:

@@ -101,12 +101,15 @@ def _conditions(q: Mapping[str, str], now: float) -> tuple[list[str], list]:
 
 def _status(v: str, args: list) -> str:
     v = v.strip().lower()
+    # A class is a range: written ``+r.status`` so the planner walks the time (or route, model,
+    # key) index newest first and filters, rather than sorting every 2xx row by time (at 10M rows:
+    # 5 s against 2 ms).
     if v == "error":
-        return "(r.status >= 400 OR r.error IS NOT NULL)"
+        return "(+r.status >= 400 OR r.error IS NOT NULL)"
     if len(v) == 3 and v[0] in "12345" and v[1:] == "xx":
         lo = int(v[0]) * 100
         args.extend([lo, lo + 100])
-        return "r.status >= ? AND r.status < ?"
+        return "+r.status >= ? AND +r.status < ?"
     if v.isdigit() and 100 <= int(v) < 600:
         args.append(int(v))
         return "r.status = ?"
