@@ -311,6 +311,7 @@ async def build(dialect: str, url: str, n: int, now: float) -> float:
 PAGES = [
     ("overview", "/dashboard"), ("spend by model", "/dashboard/spend?by=model"),
     ("spend by key", "/dashboard/spend?by=key"), ("spend by user (10,000)", "/dashboard/spend?by=user"),
+    ("spend by user, last 30 days (300,000 user-days)", "/dashboard/spend?by=user&since=30d"),
     ("spend by tag", "/dashboard/spend?by=tag"), ("spend by day", "/dashboard/spend?by=day"),
     ("requests (newest 50)", "/dashboard/requests"), ("requests, route filter", "/dashboard/requests?route=best"),
     ("requests, model filter", "/dashboard/requests?model=gpt-4o"),
