@@ -397,7 +397,7 @@ def _asked(req: Request) -> str | None:
         m = orjson.loads(req.body).get("model") if req.body else None
     except (orjson.JSONDecodeError, AttributeError):
         return None
-    return m if isinstance(m, str) else None
+    return m[:200] if isinstance(m, str) else None
 
 
 def _used(budgets: list[dict]) -> list[tuple[str, float]]:
