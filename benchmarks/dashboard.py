@@ -168,6 +168,9 @@ async def rollup_part(tmp: Path, pg: bool) -> list[tuple]:
                 entries = _entries(n, 1_795_000_000.0 + rep * 10_000)
                 url = f"sqlite:///{tmp}/rollup-{rep}-{on}.db" if db == "sqlite" else \
                     f"{PG}?schema=sm_bench_rollup_{rep}_{int(on)}_{os.getpid()}"
+                if db == "sqlite":  # a fresh file: entries already there would be skipped, rollups and all
+                    for suffix in ("", "-wal", "-shm"):
+                        Path(f"{tmp}/rollup-{rep}-{on}.db{suffix}").unlink(missing_ok=True)
                 got.setdefault(on, []).append(await _write_rate(url, entries, on))
                 if db == "postgres":
                     await _drop_schema(url)

@@ -80,6 +80,7 @@ class ModelSpec:
     timeout: Timeout = Timeout()
     fallbacks: tuple[str, ...] = ()
     priced_by: str = "config"  # config | catalog | unknown
+    prompt_cache: str = "auto"  # auto: ask the provider to cache a long repeated prefix (Anthropic, OpenAI) | off
 
     def output_cap(self, requested: int | None) -> int:
         """The output tokens a call may produce, sent upstream as its cap and reserved by budgets

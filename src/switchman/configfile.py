@@ -339,7 +339,10 @@ def _provider(doc: _Doc, path: str, name: str, v: Any) -> ProviderSpec:
 
 def _model(doc: _Doc, path: str, v: Any, providers: dict[str, ProviderSpec], default_output: int = 4096) -> ModelSpec:
     o = _Obj(doc, path, v, ("name", "provider", "model", "price", "context_window", "max_output", "vision",
-                            "limits", "timeout", "fallbacks"), ("name", "provider"))
+                            "limits", "timeout", "fallbacks", "prompt_cache"), ("name", "provider"))
+    prompt_cache = o.get("prompt_cache", str, "auto")
+    if prompt_cache not in ("auto", "off"):
+        raise doc.error(f"{path}.prompt_cache", f"must be auto or off, not '{prompt_cache}'")
     name = o.get("name", str)
     pname = o.get("provider", str)
     if pname not in providers:
@@ -375,6 +378,7 @@ def _model(doc: _Doc, path: str, v: Any, providers: dict[str, ProviderSpec], def
         fallbacks=o.names("fallbacks"),
         priced_by=priced_by,
         default_output=default_output,
+        prompt_cache=prompt_cache,
     )
 
 

@@ -27,6 +27,7 @@ from .accounting import requestlog
 from .accounting.admin import AdminApi
 from .accounting.facade import Accountant, Admission, AdmissionContext
 from .accounting.records import AttemptRecord, RequestRecord, Role
+from .adapters.anthropic import auto_cache
 from .cache.exact import ExactCache, Lookup
 from .config import Config, ModelSpec
 from .dialects import dialect_for
@@ -468,7 +469,7 @@ class Metering:
             input_tokens=creq.estimated_tokens(), max_tokens=creq.max_tokens,
             tags=tags, user=user or creq.user, max_cost_usd=max_cost,
             direct=creq.model in self.config.models, checked=plan.checked if plan.checks else 0,
-            caller=caller, cache_writes=creq.cache_marked,
+            caller=caller, cache_writes=creq.cache_marked or any(auto_cache(creq, m) for m in plan.models),
             judge=self.config.models.get(judge) if judge else None,
             hedge=route.hedge.max if route.hedge is not None else 0,
             resume=creq.stream and route.on_cut == "resume",

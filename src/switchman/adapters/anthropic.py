@@ -272,6 +272,30 @@ def _encode(req: ChatRequest, model: ModelSpec, sampling: bool) -> dict:
     return body
 
 
+# The least prefix Anthropic caches, by model family (platform.claude.com prompt-caching docs, as
+# quoted in anthropics/anthropic-sdk-python#1194; below it nothing is cached and no error is raised).
+_MIN_CACHE_TOKENS = (("haiku-4-5", 4096), ("opus-4-5", 4096), ("opus-4-6", 4096), ("haiku-3", 2048),
+                     ("sonnet-4-6", 2048))
+_DEFAULT_MIN_CACHE = 1024
+
+
+def min_cache_tokens(model: ModelSpec) -> int:
+    name = model.upstream
+    return next((n for part, n in _MIN_CACHE_TOKENS if part in name), _DEFAULT_MIN_CACHE)
+
+
+def auto_cache(req: ChatRequest, model: ModelSpec) -> bool:
+    """Whether to ask Anthropic to cache this request's prefix (its automatic mode, one top-level
+    ``cache_control``): a request to Anthropic itself that carries no breakpoint of the client's,
+    has a prefix others will repeat (a system prompt, tools, or earlier turns) and is long enough
+    to be cached at all. A cache write costs 1.25x input once; each read after costs 0.1x."""
+    if model.provider.kind != "anthropic" or req.cache_marked or model.prompt_cache == "off":
+        return False
+    if not (req.system or req.tools or len(req.messages) > 1):
+        return False
+    return req.estimated_tokens() >= min_cache_tokens(model)
+
+
 def _headers(req: ChatRequest, model: ModelSpec, same_kind: bool) -> dict[str, str]:
     p = model.provider
     h = {"content-type": "application/json", "accept-encoding": "identity"}
@@ -353,6 +377,8 @@ class AnthropicAdapter(Adapter):
                 body.pop("stream", None)
         else:
             body = _encode(req, model, headers["anthropic-version"] < _NO_SAMPLING_SINCE)
+        if auto_cache(req, model) and "cache_control" not in body:
+            body["cache_control"] = {"type": "ephemeral"}  # automatic mode: the API places the breakpoint
         url = model.provider.base_url.rstrip("/") + "/v1/messages"
         return UpstreamCall("POST", url, headers, orjson.dumps(body))
 

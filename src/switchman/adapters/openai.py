@@ -9,6 +9,7 @@ known deviations are handled where they are read, each with its source.
 
 from __future__ import annotations
 
+import hashlib
 import re
 import secrets
 from typing import TYPE_CHECKING
@@ -161,6 +162,21 @@ def _messages(req: ChatRequest) -> list[dict]:
         if rest:
             out.append({"role": "user", "content": _content(rest)})
     return out
+
+
+def cache_key(req: ChatRequest, model: ModelSpec) -> str | None:
+    """A ``prompt_cache_key`` for OpenAI itself (not compatible servers, which may refuse the
+    field): requests sharing a prefix (the episode, else the system prompt and tools, else the
+    first message) reach the same cache machine. Only for prompts OpenAI caches at all (1,024+ tokens)."""
+    if model.provider.kind != "openai" or model.prompt_cache == "off" or req.estimated_tokens() < 1024:
+        return None
+    if req.episode:
+        basis = b"episode\0" + req.episode.encode()
+    elif req.system or req.tools:  # the prefix conversations share
+        basis = orjson.dumps([[p.text for p in req.system], [t.name for t in req.tools or ()]])
+    else:  # a conversation's own: its first message
+        basis = orjson.dumps([getattr(p, "text", "") for p in (req.messages[0].parts if req.messages else [])])
+    return "sm-" + hashlib.sha256(basis).hexdigest()[:32]
 
 
 def _encode(req: ChatRequest, model: ModelSpec) -> dict:
@@ -353,6 +369,9 @@ class OpenAIAdapter(Adapter):
             body = _passthrough(req, model)
         else:
             body = _encode(req, model)
+        key = cache_key(req, model)
+        if key is not None and "prompt_cache_key" not in body:
+            body["prompt_cache_key"] = key
         return UpstreamCall("POST", _url(model), _headers(req, model), orjson.dumps(body))
 
     def parse(self, body: bytes, model: ModelSpec) -> ChatResponse:

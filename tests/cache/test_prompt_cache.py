@@ -1,0 +1,71 @@
+"""Provider prompt caching, asked for automatically: Anthropic's automatic mode (one top-level
+``cache_control``) on a long repeated prefix, OpenAI's ``prompt_cache_key`` by prefix or episode,
+as the fake upstream received them; never where it cannot pay, nor over the client's own markers."""
+
+from __future__ import annotations
+
+import aiohttp
+
+from switchman.testing.fake_upstream import FakeModel
+
+from telemetry.serving import serve, stop
+
+LONG = "You are a meticulous support agent for a large retailer. " * 400  # ~22k characters: 5k+ tokens
+MODELS = """\
+  - {name: sonnet, provider: fake-an, model: claude-sonnet-4-5, price: {input: 3, output: 15}}
+  - {name: haiku-off, provider: fake-an, model: claude-haiku-4-5, price: {input: 1, output: 5}, prompt_cache: off}
+  - {name: gpt, provider: fake, model: gpt-4.1-mini, price: {input: 0.4, output: 1.6}}
+"""
+
+
+async def post(http, s, path: str, body: dict, **headers) -> None:
+    async with http.post(s.base + path, json=body, headers={**s.admin(), **headers}) as r:
+        assert r.status == 200, await r.text()
+
+
+async def test_anthropic_automatic_mode_where_it_pays(tmp_path):
+    s = await serve(tmp_path, extra_models=MODELS,
+                    models={"claude-sonnet-4-5": FakeModel(), "claude-haiku-4-5": FakeModel()})
+    try:
+        async with aiohttp.ClientSession() as http:
+            turns = [{"role": "user", "content": "Where is my order?"}]
+            await post(http, s, "/v1/chat/completions", {"model": "sonnet", "messages": [
+                {"role": "system", "content": LONG}, *turns]})
+            await post(http, s, "/v1/chat/completions", {"model": "sonnet", "messages": turns})  # short, no prefix
+            await post(http, s, "/v1/messages", {"model": "sonnet", "max_tokens": 100, "system": [
+                {"type": "text", "text": LONG, "cache_control": {"type": "ephemeral", "ttl": "1h"}}], "messages": turns})
+            await post(http, s, "/v1/chat/completions", {"model": "haiku-off", "messages": [
+                {"role": "system", "content": LONG}, *turns]})
+    finally:
+        await stop(s)
+    sent = [r.json for r in s.fake.requests if r.wire == "anthropic"]
+    assert sent[0]["cache_control"] == {"type": "ephemeral"}  # long system prompt: cache it
+    assert "cache_control" not in sent[1]  # nothing repeated worth caching
+    assert "cache_control" not in sent[2]  # the client placed its own breakpoint: left as it is
+    assert sent[2]["system"][0]["cache_control"] == {"type": "ephemeral", "ttl": "1h"}
+    assert "cache_control" not in sent[3]  # prompt_cache: off
+
+
+async def test_openai_prompt_cache_key_by_prefix_and_episode(tmp_path):
+    s = await serve(tmp_path, extra_models=MODELS, models={"gpt-4.1-mini": FakeModel()})
+    try:
+        async with aiohttp.ClientSession() as http:
+            for q in ("one", "two"):
+                await post(http, s, "/v1/chat/completions", {"model": "gpt", "messages": [
+                    {"role": "system", "content": LONG}, {"role": "user", "content": q}]})
+            await post(http, s, "/v1/chat/completions", {"model": "gpt", "messages": [
+                {"role": "system", "content": LONG}, {"role": "user", "content": "one"}]},
+                **{"x-switchman-episode": "ep-42"})
+            await post(http, s, "/v1/chat/completions", {"model": "gpt", "messages": [
+                {"role": "user", "content": "short"}]})
+            await post(http, s, "/v1/chat/completions", {"model": "gpt", "prompt_cache_key": "mine", "messages": [
+                {"role": "system", "content": LONG}, {"role": "user", "content": "one"}]})
+    finally:
+        await stop(s)
+    sent = [r.json for r in s.fake.requests if r.json and r.json.get("model") == "gpt-4.1-mini"]
+    keys = [b.get("prompt_cache_key") for b in sent]
+    assert keys[0] and keys[0].startswith("sm-")
+    assert keys[1] == keys[0]  # another conversation over the same system prompt: the same machine
+    assert keys[2] != keys[0] and keys[2].startswith("sm-")  # an episode has its own key
+    assert keys[3] is None  # too short to be cached at all
+    assert keys[4] == "mine"  # the client's own key wins
