@@ -340,7 +340,9 @@ def _provider(doc: _Doc, path: str, name: str, v: Any) -> ProviderSpec:
 def _model(doc: _Doc, path: str, v: Any, providers: dict[str, ProviderSpec], default_output: int = 4096) -> ModelSpec:
     o = _Obj(doc, path, v, ("name", "provider", "model", "price", "context_window", "max_output", "vision",
                             "limits", "timeout", "fallbacks", "prompt_cache"), ("name", "provider"))
-    prompt_cache = o.get("prompt_cache", str, "auto")
+    prompt_cache = o.get("prompt_cache", (str, bool), "auto")
+    if isinstance(prompt_cache, bool):  # YAML reads a bare off / on as a boolean
+        prompt_cache = "auto" if prompt_cache else "off"
     if prompt_cache not in ("auto", "off"):
         raise doc.error(f"{path}.prompt_cache", f"must be auto or off, not '{prompt_cache}'")
     name = o.get("name", str)
