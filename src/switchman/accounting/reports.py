@@ -7,6 +7,7 @@ never a scan of the request table, so they take the same time at 10M requests as
 from __future__ import annotations
 
 import datetime as dt
+import time
 from decimal import Decimal
 
 from .records import from_pusd
@@ -116,8 +117,16 @@ async def by_dim(store: Store, dim: str, since: float, until: float | None) -> l
     if not top:
         return []
     values = [r[0] for r in top]
-    rows = await store.fetch(f"SELECT value, {_SUMS} FROM rollup_day WHERE dim = ? {cond} AND value IN "
-                             f"({', '.join('?' for _ in values)}) GROUP BY value", [dim, *args, *values])
+    # point lookups on the key (dim, bucket, value): every day of the range times these values
+    last = until if until is not None else max(time.time(), since or 0) + 86400
+    days = [float(b) for b in range(int(day_start(since or 0)), int(last), 86400)] if since is not None else None
+    if days is not None and len(days) <= 1000:
+        rows = await store.fetch(f"SELECT value, {_SUMS} FROM rollup_day WHERE dim = ? AND bucket IN "
+                                 f"({', '.join('?' for _ in days)}) AND value IN ({', '.join('?' for _ in values)}) "
+                                 "GROUP BY value", [dim, *days, *values])
+    else:
+        rows = await store.fetch(f"SELECT value, {_SUMS} FROM rollup_day WHERE dim = ? {cond} AND value IN "
+                                 f"({', '.join('?' for _ in values)}) GROUP BY value", [dim, *args, *values])
     got = {r[0]: r for r in rows}
     return [{"group": v or None, **_measures(got[v][1:])} for v in values]
 
