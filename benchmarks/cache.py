@@ -8,7 +8,9 @@
    instant upstream), one worker, concurrency 16;
 3. 50 concurrent identical misses against an upstream taking 200 ms: upstream calls made.
 
-The semantic cache and provider prompt caching are not built yet: their rows are absent.
+The semantic cache is not built, and the fake upstream does not model the providers' prompt-cache
+rules yet (the gateway asks for them: Anthropic's automatic mode, OpenAI's ``prompt_cache_key``),
+so the semantic rows and the multi-turn prompt-caching row are absent.
 
     python benchmarks/cache.py
 
@@ -164,7 +166,8 @@ async def main_async(a) -> int:
         "an in-process fake upstream, an aiohttp client with kept-alive connections; latencies are p50 of 1,000 "
         "sequential requests each, in 10 interleaved blocks; the floor is `GET /health/live` through the same server "
         "and client",
-        "- not measured here: the semantic cache and provider prompt caching (not built yet)",
+        "- not measured here: the semantic cache (not built) and the multi-turn prompt-caching workload (the fake "
+        "upstream does not model the providers' caching rules yet)",
         "", "| figure | measured | target | met |", "|---|---|---|---|",
         *(f"| {a} | {b} | {c} | {d} |" for a, b, c, d in rows), ""])
     print(text)
