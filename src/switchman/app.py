@@ -79,7 +79,13 @@ class App:
         if t.metrics is not None:
             self.gateway.executor.on_call = t.calls
         if self.metering is not None:
-            self.metering.accountant.on_settled = t.request_done
+            gw = self.gateway
+
+            def settled(req, attempts) -> None:
+                t.request_done(req, attempts)
+                gw.settled(req, attempts)  # failures and costs, for the policies that learn
+
+            self.metering.accountant.on_settled = settled
 
     def precheck(self, req: Request):
         """The request's head, before its body is read (``HttpServer`` calls it): refuse what needs

@@ -150,12 +150,14 @@ class PolicySpec:
     tolerance: float = 0.2  # least-latency: models this share slower than the fastest count as tied
     explore: float = 0.05  # least-latency: the share of requests that measure another model first
     stale: float = 60.0  # least-latency: seconds after which a model's figure is measured again
+    prior: float = 10.0  # bandit: the weight of a ``quality`` prior, in observations
+    context_tag: str | None = None  # bandit: learn per value of this request tag
 
 
 @dataclass(frozen=True, slots=True)
 class RouteSpec:
     name: str
-    policy: str  # kind: first | weighted | cheapest | rules | learned | cascade | least-latency | least-busy
+    policy: str  # kind: first | weighted | cheapest | rules | learned | cascade | least-latency | least-busy | bandit
     models: tuple[str, ...]
     weights: tuple[float, ...] = ()
     fallbacks: tuple[str, ...] = ()

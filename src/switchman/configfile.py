@@ -39,7 +39,8 @@ from .http.limits import Limits as ConnectionLimits
 from .providers import AUTH_STYLES, ENV_DEFAULT_MODELS, KINDS
 
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
-POLICY_KINDS = ("first", "weighted", "cheapest", "rules", "learned", "cascade", "least-latency", "least-busy")
+POLICY_KINDS = ("first", "weighted", "cheapest", "rules", "learned", "cascade", "least-latency", "least-busy",
+                "bandit")
 
 
 class _Doc:
@@ -424,6 +425,7 @@ _POLICY_KEYS = {
     "cascade": ("kind", "models", "checks", "start"),
     "least-latency": ("kind", "models", "tolerance", "explore", "stale"),
     "least-busy": ("kind", "models"),
+    "bandit": ("kind", "models", "quality", "tradeoff", "explore", "prior", "context_tag"),
 }
 _RULE_CONDITIONS = ("tags", "user", "tokens_over", "tokens_under", "tools", "images", "json", "keywords", "regex")
 _CHECK_KEYS = ("refusal", "json", "tools", "arithmetic", "agree", "logprob", "scorer", "judge")
@@ -453,6 +455,8 @@ def _policy(doc: _Doc, path: str, v: Any, chain: tuple[str, ...] | None = None
         return kind, tuple(wm), tuple(weights), None
     if kind in ("least-latency", "least-busy"):
         return _live_policy(doc, path, kind, po)
+    if kind == "bandit":
+        return _bandit(doc, path, po)
     models = po.names("models") or chain or ()
     if not models and kind != "rules":
         raise doc.error(f"{path}.models", "needs at least one model")
@@ -535,6 +539,28 @@ def _live_policy(doc: _Doc, path: str, kind: str, po: _Obj) -> tuple:
         spec["explore"] = 0.05 if spec["explore"] is None else spec["explore"]
         spec["stale"] = po.positive("stale", float, 60.0)
     return kind, models, (), PolicySpec(**spec)
+
+
+def _bandit(doc: _Doc, path: str, po: _Obj) -> tuple:
+    """``bandit``: models, priors (``quality``), ``tradeoff`` (λ per USD), ``explore``, ``prior``
+    (the weight of a prior, in observations), ``context_tag``."""
+    models = po.names("models")
+    if len(models) < 2:
+        raise doc.error(f"{path}.models", "a bandit needs at least two models to choose between")
+    q = po.get("quality", dict, {})
+    for m, x in q.items():
+        if m not in models:
+            raise doc.error(f"{path}.quality.{m}", f"'{m}' is not one of this policy's models")
+        if isinstance(x, bool) or not isinstance(x, (int, float)) or not 0 <= x <= 1:
+            raise doc.error(f"{path}.quality.{m}", "must be an expected quality between 0 and 1")
+    tradeoff = po.get("tradeoff", float, 0.0)
+    if tradeoff < 0:
+        raise doc.error(f"{path}.tradeoff", "must be 0 or more (quality given up per USD)")
+    explore = _share(doc, po, "explore")
+    return "bandit", models, (), PolicySpec(
+        "bandit", models, tradeoff=tradeoff, quality=tuple((m, float(x)) for m, x in q.items()),
+        explore=0.05 if explore is None else explore, prior=po.positive("prior", float, 10.0),
+        context_tag=po.get("context_tag", str))
 
 
 def _share(doc: _Doc, o: _Obj, key: str) -> float | None:

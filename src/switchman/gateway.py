@@ -114,6 +114,30 @@ class Gateway:
     def names(self) -> list[str]:
         return list(self._targets)
 
+    # -- learning from live traffic (policies that learn: ``bandit``) ------------------------------
+    def _learner(self, route: str):
+        t = self._targets.get(route)
+        return t.policy if t is not None and hasattr(t.policy, "learn") else None
+
+    def feedback(self, route: str | None, model: str | None, score: float, tags: dict | None) -> None:
+        """A quality score (``POST /v1/feedback``) for what ``model`` answered on ``route``."""
+        p = self._learner(route or "")
+        if p is not None and model:
+            p.learn(model, score, tags)
+
+    def settled(self, request, attempts) -> None:
+        """A settled request's record (accounting's): its failed calls count as quality 0 and its
+        cost as the answering model's, for the route's learning policy."""
+        p = self._learner(request.route)
+        if p is None:
+            return
+        tags = dict(request.tags) if request.tags else None
+        for a in attempts:
+            if a.error is not None and a.error not in ("hedge_lost", "cancelled", "rejected"):
+                p.learn(a.model, 0.0, tags)
+        if request.model is not None and request.cache != "hit":
+            p.cost(request.model, float(request.cost), tags)
+
     def _route_plan(self, name: str, req: ChatRequest) -> tuple[Plan, tuple[str, ...]]:
         """Another route's plan and fallbacks: where a ``rules`` policy sends a request."""
         t = self._targets[name]

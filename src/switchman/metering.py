@@ -537,12 +537,16 @@ class Metering:
         still be in the ledger's buffer: written first, then looked for again."""
         acc = self.accountant
         try:
-            return await requestlog.add_feedback(acc.store, fb, key_id, admin, acc._now(), wait=0)
+            got = await requestlog.add_feedback(acc.store, fb, key_id, admin, acc._now(), wait=0)
         except requestlog.NotFound:
             if not requestlog.fresh(fb["request_id"]) and fb["request_id"] is not None:
                 raise
-        await acc.flush()
-        return await requestlog.add_feedback(acc.store, fb, key_id, admin, acc._now())
+            await acc.flush()
+            got = await requestlog.add_feedback(acc.store, fb, key_id, admin, acc._now())
+        if got[0] == 201 and fb["metric"] == "quality" and "target" in fb:  # new: a policy may learn from it
+            route, model, tags = fb["target"]
+            self.gateway.feedback(route, model, fb["score"], tags)
+        return got
 
     async def _model_limit(self, model: ModelSpec, prompt_tokens: int) -> tuple[str, float] | None:
         """The executor's ``rate_limit`` hook: one call of ``model`` against its own limits."""

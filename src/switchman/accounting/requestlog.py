@@ -248,10 +248,10 @@ async def _target(store: Store, fb: dict, key_id: str | None, admin: bool, wait:
     """The request (or the episode's latest request) feedback is for, as the caller may see it."""
     for _ in range(int(wait / 0.1) + 1):
         if fb["request_id"] is not None:
-            got = await store.fetch("SELECT request_id, key_id, route, model, provider, ts FROM requests "
+            got = await store.fetch("SELECT request_id, key_id, route, model, provider, ts, tags FROM requests "
                                     "WHERE request_id = ?", [fb["request_id"]])
         else:
-            got = await store.fetch("SELECT request_id, key_id, route, model, provider, ts FROM requests "
+            got = await store.fetch("SELECT request_id, key_id, route, model, provider, ts, tags FROM requests "
                                     "WHERE episode = ? ORDER BY ts DESC LIMIT 1", [fb["episode"]])
         if got:
             row = got[0]
@@ -286,7 +286,8 @@ async def add_feedback(store: Store, fb: dict, key_id: str | None, admin: bool, 
     if row is None:
         what = f"request {fb['request_id']!r}" if fb["request_id"] else f"episode {fb['episode']!r}"
         raise NotFound(f"no {what} for this key (unknown, not yet written, or another key's)")
-    rid, rkey, route, model, provider, rts = row
+    rid, rkey, route, model, provider, rts, tags = row
+    fb["target"] = (route, model, orjson.loads(tags) if tags else None)  # for the policies that learn
     stmts = [("INSERT INTO feedback (id, ts, request_id, episode, key_id, metric, score, comment, route, model, "
               "request_ts) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
               [fid, now, fb["request_id"], fb["episode"], key_id, fb["metric"], fb["score"], fb["comment"], route,
@@ -306,7 +307,7 @@ async def add_feedback(store: Store, fb: dict, key_id: str | None, admin: bool, 
             raise
         return 200, seen
     return 201, {"id": fid, "request_id": fb["request_id"], "episode_id": fb["episode"], "metric": fb["metric"],
-                 "score": fb["score"], "comment": fb["comment"], "time": iso(now)}
+                 "score": fb["score"], "comment": fb["comment"], "time": iso(now), "route": route, "model": model}
 
 
 def _integrity(store: Store) -> tuple[type[BaseException], ...]:

@@ -2,7 +2,7 @@
 
 ``build_policy`` turns a route's config into its policy; the kinds are ``first`` and
 ``weighted`` (:mod:`.simple`), ``cheapest``, ``rules``, ``learned``, ``cascade``, and
-``least-latency`` and ``least-busy`` (:mod:`.live`).
+``least-latency`` and ``least-busy`` (:mod:`.live`), and ``bandit`` (:mod:`.bandit`).
 """
 
 from __future__ import annotations
@@ -33,6 +33,11 @@ def _build(spec: PolicySpec, route_plan: RoutePlanner) -> Policy:
     # load only for the configs that use them.
     if spec.kind == "first":
         return First(spec.models)
+    if spec.kind == "bandit":
+        from .bandit import Bandit
+
+        return Bandit(spec.models, dict(spec.quality), spec.tradeoff or 0.0, spec.explore, prior=spec.prior,
+                      context_tag=spec.context_tag)
     if spec.kind in ("least-latency", "least-busy"):
         from .live import LeastBusy, LeastLatency
 

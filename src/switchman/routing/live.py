@@ -3,9 +3,9 @@
 * ``least-latency``: the model with the lowest decaying latency estimate (the whole call for plain
   requests, the time to first token for streams). Models within ``tolerance`` of the fastest count
   as tied, and a tie is split by ``weights``. A share ``explore`` of requests goes first to another
-  model, least recently measured first, so a model never measured is not taken for instant (nor
-  left unmeasured for ever) and one that was slow is measured again; a model whose figure is older
-  than ``stale`` seconds is measured again too.
+  model (one never measured, else the least recently measured), so a model never measured is not
+  taken for instant nor left unmeasured, and one slow call is not a verdict for ever; a figure
+  older than ``stale`` seconds is measured again on the next request.
 * ``least-busy``: power of two choices on calls in flight: two models drawn at random (by
   ``weights``), the one with fewer calls in flight first (this process's counts).
 
@@ -35,13 +35,19 @@ class LeastLatency(Policy):
         live: LiveStats | None = ctx.live
         est = {m: live.latency(m, req.stream) if live is not None else None for m in self.models}
         unknown = [m for m, e in est.items() if e is None]
-        stale = [m for m, e in est.items() if e is not None and e[2] > self.stale]
         known = sorted((m for m, e in est.items() if e is not None), key=lambda m: est[m][0])
-        if known and (unknown or stale) and self.rng.random() < self.explore:
-            pick = unknown[0] if unknown else max(stale, key=lambda m: est[m][2])
-            why = "never measured" if pick in unknown else f"last measured {est[pick][2]:.0f}s ago"
+        stale = [m for m in known[1:] if est[m][2] > self.stale]
+        # Measure again: a stale figure always, else (a share ``explore``) one never measured, or
+        # the least recently measured of the rest, so one slow call is not a verdict for ever.
+        # (Half of the requests measure a model never measured, until none is left: the first
+        # figures come within a few calls, not after 1 / explore of them.)
+        share = 0.5 if unknown else self.explore
+        if known and (stale or ((unknown or len(known) > 1) and self.rng.random() < share)):
+            pick = unknown[0] if unknown and not stale else max(stale or known[1:], key=lambda m: est[m][2])
+            why = "never measured" if pick in unknown else f"last measured {est[pick][2]:.1f}s ago"
             rest = [m for m in known if m != pick] + [m for m in unknown if m != pick]
-            return Plan((pick, *rest), f"least-latency: exploring {pick} ({why})")
+            return Plan((pick, *rest), f"least-latency: measuring {pick} again ({why})"
+                        if pick not in unknown else f"least-latency: exploring {pick} ({why})")
         if not known:  # nothing measured yet: by weight, and each call measures one
             pick = self.rng.choices(self.models, [self.weights[m] for m in self.models])[0]
             return Plan((pick, *(m for m in self.models if m != pick)), f"least-latency: {pick} (no measurements yet)")

@@ -1,0 +1,103 @@
+"""``bandit``: Thompson sampling over a route's models, learning from live traffic.
+
+Each model (arm) keeps a Beta posterior of its quality in [0, 1]: a feedback score ``s``
+(``POST /v1/feedback``, metric ``quality``) adds ``s`` to α and ``1 − s`` to β; a failed call
+counts as quality 0. It also keeps the mean cost of its answers. A request draws a quality from
+every arm's posterior and goes to the arm with the highest ``draw − tradeoff × mean cost (USD)``;
+the rest of the plan follows by posterior mean reward, so a failure falls back to the next best.
+
+* Priors: ``quality: {model: 0.8}`` (with the weight of ``prior`` observations) so a new route
+  starts from what is known; otherwise 0.5 with the weight of 2.
+* ``explore``: the least share of requests drawn uniformly, so no arm is starved of feedback.
+* ``context_tag: task``: a posterior per value of that request tag, so a route learns per kind of
+  request (a value it has not seen starts from the priors).
+
+Posteriors live in this process (each worker learns from the feedback and failures it sees).
+Feedback is validated before it gets here (a score in [0, 1], once per id), so a posterior cannot
+be pushed outside its range.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+
+from ..types import ChatRequest
+from .base import Plan, Policy, RouteContext
+
+
+@dataclass(slots=True)
+class Arm:
+    alpha: float
+    beta: float
+    cost_sum: float = 0.0
+    cost_n: int = 0
+
+    @property
+    def mean(self) -> float:
+        return self.alpha / (self.alpha + self.beta)
+
+    @property
+    def cost(self) -> float:
+        return self.cost_sum / self.cost_n if self.cost_n else 0.0
+
+
+class Bandit(Policy):
+    def __init__(self, models: tuple[str, ...], quality: dict[str, float], tradeoff: float = 0.0,
+                 explore: float = 0.05, prior: float = 10.0, context_tag: str | None = None,
+                 rng: random.Random | None = None) -> None:
+        self.models = tuple(models)
+        self.quality = quality
+        self.tradeoff = tradeoff
+        self.explore = explore
+        self.prior = prior
+        self.context_tag = context_tag
+        self.rng = rng or random.Random()
+        self._arms: dict[str | None, dict[str, Arm]] = {}
+
+    def _context(self, tags: dict[str, str] | None) -> str | None:
+        return (tags or {}).get(self.context_tag) if self.context_tag else None
+
+    def arms(self, context: str | None = None) -> dict[str, Arm]:
+        got = self._arms.get(context)
+        if got is None:
+            got = self._arms[context] = {m: self._prior(m) for m in self.models}
+        return got
+
+    def _prior(self, model: str) -> Arm:
+        q = self.quality.get(model)
+        if q is None:
+            return Arm(1.0, 1.0)
+        n = self.prior
+        return Arm(max(q * n, 1e-3), max((1 - q) * n, 1e-3))
+
+    def plan(self, req: ChatRequest, ctx: RouteContext) -> Plan:
+        ctxv = self._context(req.tags)
+        arms = self.arms(ctxv)
+        lam = self.tradeoff
+        by_mean = sorted(self.models, key=lambda m: -(arms[m].mean - lam * arms[m].cost))
+        if self.rng.random() < self.explore:
+            pick = self.rng.choice(self.models)
+            why = "exploring"
+        else:
+            draws = {m: self.rng.betavariate(arms[m].alpha, arms[m].beta) - lam * arms[m].cost for m in self.models}
+            pick = max(self.models, key=draws.__getitem__)
+            why = f"drew {draws[pick]:.2f}"
+        means = ", ".join(f"{m} {arms[m].mean:.2f}" for m in by_mean[:4])
+        where = f" [{self.context_tag}={ctxv}]" if ctxv is not None else ""
+        return Plan((pick, *(m for m in by_mean if m != pick)), f"bandit{where}: {pick} ({why}; means: {means})")
+
+    # -- learning ----------------------------------------------------------------------------------
+    def learn(self, model: str, score: float, tags: dict[str, str] | None = None) -> None:
+        """A quality observation in [0, 1] for ``model`` (feedback, or 0 for a failed call)."""
+        if model not in self.models or not 0.0 <= score <= 1.0:
+            return
+        arm = self.arms(self._context(tags))[model]
+        arm.alpha += score
+        arm.beta += 1.0 - score
+
+    def cost(self, model: str, usd: float, tags: dict[str, str] | None = None) -> None:
+        if model in self.models and usd >= 0:
+            arm = self.arms(self._context(tags))[model]
+            arm.cost_sum += usd
+            arm.cost_n += 1

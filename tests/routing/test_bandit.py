@@ -1,0 +1,125 @@
+"""The bandit policy: Thompson sampling learns the better model from feedback, weighs cost, starts
+from priors, keeps exploring, learns per context; and over HTTP, feedback and failures move
+traffic, with the draw in the reason."""
+
+from __future__ import annotations
+
+import random
+from collections import Counter
+
+import aiohttp
+import pytest
+
+from switchman import configfile
+from switchman.errors import ConfigError
+from switchman.routing.bandit import Bandit
+from switchman.routing.base import RouteContext
+from switchman.testing.fake_upstream import FakeModel
+from switchman.types import ChatRequest, Message, Role, TextPart
+
+CTX = RouteContext(models={})
+
+
+def req(tags=None) -> ChatRequest:
+    return ChatRequest(model="r", messages=[Message(Role.USER, [TextPart("hi")])], tags=tags)
+
+
+def simulate(b: Bandit, truth: dict[str, float], n: int, rng: random.Random, cost=None, tags=None) -> Counter:
+    picks = Counter()
+    for _ in range(n):
+        m = b.plan(req(tags), CTX).models[0]
+        picks[m] += 1
+        b.learn(m, 1.0 if rng.random() < truth[m] else 0.0, tags)
+        if cost:
+            b.cost(m, cost[m], tags)
+    return picks
+
+
+def test_it_learns_the_better_model_and_keeps_exploring():
+    b = Bandit(("a", "b", "c"), {}, explore=0.05, rng=random.Random(1))
+    picks = simulate(b, {"a": 0.9, "b": 0.6, "c": 0.3}, 2000, random.Random(2))
+    assert picks["a"] > 1600
+    assert picks["c"] >= 20  # the exploration floor: never starved of feedback
+    plan = b.plan(req(), CTX)
+    assert plan.reason.startswith("bandit: ") and "means: a 0.9" in plan.reason
+
+
+def test_cost_is_priced_against_quality():
+    truth = {"dear": 0.85, "cheap": 0.80}
+    cost = {"dear": 0.02, "cheap": 0.001}
+    free = simulate(Bandit(("dear", "cheap"), {}, tradeoff=0.0, explore=0.0, rng=random.Random(3)), truth, 1500,
+                    random.Random(4), cost)
+    priced = simulate(Bandit(("dear", "cheap"), {}, tradeoff=10.0, explore=0.0, rng=random.Random(3)), truth, 1500,
+                      random.Random(4), cost)
+    assert free["dear"] > free["cheap"]  # quality alone: the dearer, better one
+    assert priced["cheap"] > 1200  # 10 quality points per USD: 0.05 better is not worth 0.019 more
+
+
+def test_priors_start_from_knowledge_and_contexts_learn_apart():
+    b = Bandit(("a", "b"), {"a": 0.9, "b": 0.2}, prior=20, explore=0.0, rng=random.Random(5))
+    first = Counter(b.plan(req(), CTX).models[0] for _ in range(200))
+    assert first["a"] > 190  # before any feedback
+    b = Bandit(("a", "b"), {}, explore=0.0, context_tag="task", rng=random.Random(6))
+    simulate(b, {"a": 0.9, "b": 0.1}, 600, random.Random(7), tags={"task": "code"})
+    simulate(b, {"a": 0.1, "b": 0.9}, 600, random.Random(8), tags={"task": "chat"})
+    code = Counter(b.plan(req({"task": "code"}), CTX).models[0] for _ in range(200))
+    chat = Counter(b.plan(req({"task": "chat"}), CTX).models[0] for _ in range(200))
+    assert code["a"] > 180 and chat["b"] > 180
+    assert "[task=code]" in b.plan(req({"task": "code"}), CTX).reason
+
+
+def test_bad_observations_never_corrupt_a_posterior():
+    b = Bandit(("a", "b"), {}, rng=random.Random(9))
+    before = (b.arms()["a"].alpha, b.arms()["a"].beta)
+    for bad in (-1.0, 1.5, float("nan")):
+        b.learn("a", bad)
+    b.learn("unknown-model", 1.0)
+    assert (b.arms()["a"].alpha, b.arms()["a"].beta) == before
+
+
+@pytest.mark.parametrize("policy,key,words", [
+    ("{kind: bandit, models: [a]}", "models", "at least two"),
+    ("{kind: bandit, models: [a, b], quality: {c: 0.5}}", "quality.c", "not one of this policy's models"),
+    ("{kind: bandit, models: [a, b], quality: {a: 2}}", "quality.a", "between 0 and 1"),
+    ("{kind: bandit, models: [a, b], tradeoff: -1}", "tradeoff", "0 or more"),
+])
+def test_config_errors(policy, key, words):
+    text = f"""providers: {{p: {{kind: openai, api_key: k}}}}
+models: [{{name: a, provider: p, model: gpt-4o-mini}}, {{name: b, provider: p, model: gpt-4o}}]
+routes: [{{name: r, policy: {policy}}}]
+"""
+    with pytest.raises(ConfigError) as e:
+        configfile.loads(text, file="s.yaml", env={})
+    assert key in str(e.value) and words in str(e.value)
+
+
+async def test_feedback_and_failures_move_traffic_over_http(tmp_path):
+    from telemetry.serving import serve, stop
+
+    s = await serve(tmp_path, models={"good": FakeModel(), "poor": FakeModel(), "down": FakeModel(error_status=500)},
+                    extra_models="""\
+  - {name: good, provider: fake, model: good, price: {input: 1, output: 2}}
+  - {name: poor, provider: fake, model: poor, price: {input: 1, output: 2}}
+  - {name: down, provider: fake, model: down, price: {input: 1, output: 2}}
+""", routes="  - {name: learn, policy: {kind: bandit, models: [good, poor, down], explore: 0.05}}\n")
+    try:
+        answered = Counter()
+        reasons = []
+        async with aiohttp.ClientSession() as http:
+            for i in range(120):
+                async with http.post(s.base + "/v1/chat/completions", headers=s.admin(),
+                                     json={"model": "learn", "messages": [{"role": "user", "content": f"q{i}"}]}) as r:
+                    assert r.status == 200  # a failed pick falls back within the plan
+                    model = r.headers["x-switchman-model"]
+                    reasons.append(r.headers["x-switchman-reason"])
+                    rid = r.headers["x-switchman-request-id"]
+                if i >= 60:
+                    answered[model] += 1
+                score = 1.0 if model == "good" else 0.0
+                async with http.post(s.base + "/v1/feedback", headers=s.admin(),
+                                     json={"request_id": rid, "score": score}) as r:
+                    assert r.status == 201, await r.text()
+        assert answered["good"] > 45, answered  # of the last 60
+        assert any(x.startswith("bandit: ") and "means:" in x for x in reasons)
+    finally:
+        await stop(s)
