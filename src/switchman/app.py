@@ -14,11 +14,13 @@ from urllib.parse import parse_qsl, urlsplit
 
 import orjson
 
+from . import tokens
 from .accounting.records import parse_tags
 from .accounting.requestlog import BadQuery, NotFound, parse_feedback
 from .dialects import dialect_for
 from .dialects.base import Dialect
 from .errors import (BodyTooLarge, Forbidden, InvalidRequest, MethodNotAllowed, SwitchmanError, Unauthorized,
+                     UnknownModel,
                      UnknownEndpoint, UnknownResource, UnsupportedMediaType)
 from .dashboard.handler import Dashboard
 from .gateway import Gateway, Reply
@@ -59,6 +61,7 @@ class App:
             ("GET", "/admin/decisions"): self._decisions,
             ("GET", "/metrics"): self._metrics,
             ("POST", "/v1/feedback"): self._feedback,
+            ("POST", "/v1/messages/count_tokens"): self._count_tokens,
             ("GET", "/admin/cache"): self._cache,
             ("DELETE", "/admin/cache"): self._cache,
         }
@@ -146,6 +149,8 @@ class App:
         h = self._routes.get((req.method, req.path))
         if h is None and self.metering is not None and self.metering.admin.handles(req.path):
             h = self._admin
+        if h is None and req.method == "GET" and req.path.startswith(("/v1/models/", "/models/")):
+            h = self._model
         if h is None and Dashboard.handles(req.path) and req.body is not None:
             return await self.dashboard(req)
         if h is None or req.body is None:
@@ -256,15 +261,13 @@ class App:
         return Response(e.status, d.encode_error(e), headers)
 
     # -- the rest ----------------------------------------------------------------------------------
-    async def _models(self, req: Request) -> Response:
+    async def _listed(self, req: Request) -> list[dict]:
+        """The models and routes this caller may use, in OpenAI's model shape."""
         key = None
-        try:
-            if self.metering is not None:
-                key = (await self.metering.accountant.identify(_credential(req)))[0]  # virtual keys too
-            elif not self._authorized(req):
-                raise Unauthorized("missing or invalid API key")
-        except SwitchmanError as e:
-            return self._error(self._openai_d, e, _rid())
+        if self.metering is not None:
+            key = (await self.metering.accountant.identify(_credential(req)))[0]  # virtual keys too
+        elif not self._authorized(req):
+            raise Unauthorized("missing or invalid API key")
         cfg = self.gateway.config
         now = int(time.time())
         allowed = key.routes if key is not None and key.routes is not None else None  # only what the key may use
@@ -272,7 +275,51 @@ class App:
                 for m in cfg.models.values() if allowed is None or m.name in allowed]
         data += [{"id": r.name, "object": "model", "created": now, "owned_by": "switchman"}
                  for r in cfg.routes.values() if allowed is None or r.name in allowed]
+        return data
+
+    async def _models(self, req: Request) -> Response:
+        try:
+            data = await self._listed(req)
+        except SwitchmanError as e:
+            return self._error(self._openai_d, e, _rid())
         return Response(200, orjson.dumps({"object": "list", "data": data}), {"content-type": _JSON})
+
+    async def _model(self, req: Request) -> Response:
+        """``GET /v1/models/{id}`` (``client.models.retrieve``): one model or route, or 404 (also
+        for one the key may not use: it learns nothing of names it cannot call)."""
+        from urllib.parse import unquote
+
+        name = unquote(req.path.split("/models/", 1)[1])
+        try:
+            got = next((m for m in await self._listed(req) if m["id"] == name), None)
+            if got is None:
+                raise UnknownModel(f"The model '{name[:100]}' does not exist", param="model")
+        except SwitchmanError as e:
+            return self._error(self._openai_d, e, _rid())
+        return Response(200, orjson.dumps(got), {"content-type": _JSON})
+
+    async def _count_tokens(self, req: Request) -> Response:
+        """Anthropic's ``POST /v1/messages/count_tokens``: the prompt's input tokens, counted here
+        with the gateway's tokenizer (o200k; an estimate for models that tokenize otherwise)."""
+        d = self._anthropic_d
+        try:
+            if self.metering is not None:
+                await self.metering.accountant.identify(_credential(req))
+            elif not self._authorized(req):
+                raise Unauthorized("missing or invalid API key")
+            try:
+                body = orjson.loads(req.body)
+            except orjson.JSONDecodeError as e:
+                raise InvalidRequest(f"body is not valid JSON: {e}") from None
+            if isinstance(body, dict):
+                body = {**body, "max_tokens": body.get("max_tokens", 1)}  # not part of this request's shape
+            creq = d.decode(body)
+            if creq.model not in self.gateway.config.models and creq.model not in self.gateway.config.routes:
+                raise UnknownModel(f"model '{creq.model[:100]}' is not configured", param="model")
+            n = await tokens.count_later("".join(creq.texts()))
+        except SwitchmanError as e:
+            return self._error(d, e, _rid())
+        return Response(200, orjson.dumps({"input_tokens": n[0]}), {"content-type": _JSON})
 
     async def _breakers(self, req: Request) -> Response:
         """Outlier-ejection state per model, and rate-limit cool-downs."""

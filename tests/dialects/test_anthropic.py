@@ -200,7 +200,8 @@ def test_decode_full_request():
 
 
 def test_decode_string_system_and_content():
-    req = D.decode(body(system="You are terse.", tool_choice={"type": "tool", "name": "f"}))
+    req = D.decode(body(system="You are terse.", tool_choice={"type": "tool", "name": "f"},
+                        tools=[{"name": "f", "input_schema": {"type": "object"}}]))
     assert req.system == [TextPart("You are terse.")]
     assert req.messages[0].parts == [TextPart("hi")]
     assert (req.tool_choice.mode, req.tool_choice.name, req.tool_choice.parallel) == ("tool", "f", None)

@@ -261,6 +261,19 @@ def _tool_choice(tc: object) -> ToolChoice | None:
     return ToolChoice(mode, name, None if dp is None else not dp)
 
 
+def _offered(tc: ToolChoice | None, tools: object) -> ToolChoice | None:
+    """A forced tool must be one the request offers (as the OpenAI dialect checks), and ``any``
+    needs tools at all: otherwise the upstream's own 400 would come back as a failed attempt."""
+    if tc is None or tc.mode not in ("tool", "required"):
+        return tc
+    names = {t.get("name") for t in tools if type(t) is dict} if type(tools) is list else set()
+    if not names:
+        raise _fail("tool_choice", f"tool_choice '{'tool' if tc.mode == 'tool' else 'any'}' needs 'tools'")
+    if tc.mode == "tool" and tc.name not in names:
+        raise _fail("tool_choice.name", f"tool_choice names '{str(tc.name)[:100]}', which is not in 'tools'")
+    return tc
+
+
 def _response_format(body: dict) -> dict | None:
     """Structured outputs, ``output_config.format`` (GA; see anthropic/types/output_config_param.py
     and https://platform.claude.com/docs/en/build-with-claude/structured-outputs), or the
@@ -309,7 +322,7 @@ def _decode(body: object) -> ChatRequest:
         messages=_messages(body.get("messages")),
         system=_system(body.get("system")),
         tools=_tools(body.get("tools")),
-        tool_choice=_tool_choice(body.get("tool_choice")),
+        tool_choice=_offered(_tool_choice(body.get("tool_choice")), body.get("tools")),
         max_tokens=mt,
         temperature=_number(body, "temperature", 0.0, 1.0),
         top_p=_number(body, "top_p", 0.0, 1.0),

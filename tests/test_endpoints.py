@@ -1,0 +1,63 @@
+"""Endpoints SDKs call besides chat: ``models.retrieve``, Anthropic's ``count_tokens``; and the
+Anthropic dialect refusing a forced tool it was not offered, as the OpenAI dialect does."""
+
+from __future__ import annotations
+
+import anthropic
+import openai
+import pytest
+
+from telemetry.serving import ADMIN, serve, stop
+
+
+@pytest.fixture
+async def gw(tmp_path):
+    s = await serve(tmp_path)
+    yield s
+    await stop(s)
+
+
+async def test_models_retrieve(gw):
+    c = openai.AsyncOpenAI(base_url=gw.base + "/v1", api_key=ADMIN, max_retries=0)
+    m = await c.models.retrieve("echo")
+    assert m.id == "echo" and m.object == "model"
+    assert (await c.models.retrieve("auto")).owned_by == "switchman"
+    with pytest.raises(openai.NotFoundError) as e:
+        await c.models.retrieve("no-such-model")
+    assert "no-such-model" in str(e.value)
+    bad = openai.AsyncOpenAI(base_url=gw.base + "/v1", api_key="wrong", max_retries=0)
+    with pytest.raises(openai.AuthenticationError):
+        await bad.models.retrieve("echo")
+    await c.close()
+    await bad.close()
+
+
+async def test_count_tokens(gw):
+    c = anthropic.AsyncAnthropic(base_url=gw.base, api_key=ADMIN, max_retries=0)
+    short = await c.messages.count_tokens(model="claude", messages=[{"role": "user", "content": "hi"}])
+    long = await c.messages.count_tokens(model="claude", system="You are terse. " * 50,
+                                         messages=[{"role": "user", "content": "hello there " * 100}])
+    assert 0 < short.input_tokens < 10 and long.input_tokens > 200
+    with pytest.raises(anthropic.NotFoundError):
+        await c.messages.count_tokens(model="nope", messages=[{"role": "user", "content": "hi"}])
+    with pytest.raises(anthropic.BadRequestError) as e:
+        await c.messages.count_tokens(model="claude", messages="not a list")
+    assert "messages" in str(e.value)
+    await c.close()
+
+
+async def test_anthropic_forced_tool_must_be_offered(gw):
+    c = anthropic.AsyncAnthropic(base_url=gw.base, api_key=ADMIN, max_retries=0)
+    tools = [{"name": "get_weather", "input_schema": {"type": "object", "properties": {}}}]
+    with pytest.raises(anthropic.BadRequestError) as e:
+        await c.messages.create(model="echo", max_tokens=50, tools=tools, tool_choice={"type": "tool", "name": "other"},
+                                messages=[{"role": "user", "content": "hi"}])
+    assert "tool_choice" in str(e.value) and "other" in str(e.value)
+    with pytest.raises(anthropic.BadRequestError):
+        await c.messages.create(model="echo", max_tokens=50, tool_choice={"type": "any"},
+                                messages=[{"role": "user", "content": "hi"}])
+    ok = await c.messages.create(model="echo", max_tokens=50, tools=tools,
+                                 tool_choice={"type": "tool", "name": "get_weather"},
+                                 messages=[{"role": "user", "content": "weather?"}])
+    assert ok.content
+    await c.close()
