@@ -11,6 +11,7 @@ from .http.limits import Limits as ConnectionLimits
 if TYPE_CHECKING:
     from .accounting.settings import AccountingSettings
     from .cache.settings import CacheSettings
+    from .routing.pacing import PaceSpec
     from .telemetry.settings import TelemetrySettings
 
 
@@ -169,6 +170,7 @@ class RouteSpec:
     prefer_other_provider: bool = True  # after a failure, try another provider's model first
     spec: PolicySpec | None = None  # the policy's own settings (None: first/weighted need none)
     cache: "CacheSettings | None" = None  # the route's own cache settings (None: the top-level ones)
+    pace: "PaceSpec | None" = None  # budget pacing: spend spread over a window (routing/pacing.py)
 
 
 @dataclass(frozen=True, slots=True)

@@ -386,7 +386,7 @@ def _model(doc: _Doc, path: str, v: Any, providers: dict[str, ProviderSpec], def
 
 
 _ROUTE_KEYS = ("name", "policy", "fallbacks", "hedge", "fallback_on", "stream", "degrade", "escalate",
-               "prefer_other_provider", "cache")
+               "prefer_other_provider", "cache", "pace")
 _FALLBACK_ON = ("content_filter", "bad_request")
 
 
@@ -413,7 +413,27 @@ def _route(doc: _Doc, path: str, v: Any) -> RouteSpec:
         on_cut=on_cut, degrade_reply=do.get("reply", str), escalate_webhook=hook,
         prefer_other_provider=o.get("prefer_other_provider", bool, True),
         cache=o.get("cache", dict),  # raw here; resolved against the top-level cache section
+        pace=_pace(doc, f"{path}.pace", o.get("pace", dict), kind),
     )
+
+
+def _pace(doc: _Doc, path: str, v: dict | None, kind: str):
+    """``pace: {usd: 50, per: day, controller: multiplicative|pid, interval: 60}``."""
+    if v is None:
+        return None
+    from .routing.pacing import PERIODS, PaceSpec
+
+    if kind != "bandit":
+        raise doc.error(path, f"pacing steers a cost-aware policy's price of cost: a bandit, not '{kind}'")
+    po = _Obj(doc, path, v, ("usd", "per", "controller", "interval"), ("usd", "per"))
+    per = po.get("per", str)
+    if per not in PERIODS:
+        raise doc.error(f"{path}.per", f"must be one of {', '.join(PERIODS)}, not '{per}'")
+    controller = po.get("controller", str, "multiplicative")
+    if controller not in ("multiplicative", "pid"):
+        raise doc.error(f"{path}.controller", f"must be multiplicative or pid, not '{controller}'")
+    return PaceSpec(usd=po.positive("usd", float, None), per=per, controller=controller,
+                    interval=po.positive("interval", float, 60.0))
 
 
 _POLICY_KEYS = {

@@ -99,9 +99,15 @@ class Gateway:
         live = self.executor.live
         ctx = RouteContext(models=dict(config.models), live=live)
         self._targets: dict[str, _Target] = {}
+        self._pacers: dict = {}
         for r in config.routes.values():
             own = RouteContext({n: config.models[n] for n in r.models}, live) if r.models else ctx
-            self._targets[r.name] = _Target(r, build_policy(r, self._route_plan), own)
+            policy = build_policy(r, self._route_plan)
+            self._targets[r.name] = _Target(r, policy, own)
+            if r.pace is not None:
+                from .routing.pacing import Pacer
+
+                policy.pacer = self._pacers[r.name] = Pacer(r.pace, self.clock, getattr(policy, "tradeoff", 0.0) or 1.0)
         for m in config.models.values():
             spec = RouteSpec(name=m.name, policy="first", models=(m.name,), fallbacks=m.fallbacks)
             self._targets[m.name] = _Target(spec, First((m.name,)), ctx)
@@ -128,6 +134,9 @@ class Gateway:
     def settled(self, request, attempts) -> None:
         """A settled request's record (accounting's): its failed calls count as quality 0 and its
         cost as the answering model's, for the route's learning policy."""
+        pacer = self._pacers.get(request.route)
+        if pacer is not None:
+            pacer.spend(float(request.cost))
         p = self._learner(request.route)
         if p is None:
             return

@@ -16,7 +16,7 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 
 from switchman.testing.money import BEHAVIOURS, ROUTES, Step, run
 
-from .conftest import REDIS_URL, _flush, pg_base, pg_schema, redis_available, unique
+from .conftest import REDIS_URL, SLOW_OK, _flush, pg_base, pg_schema, redis_available, unique
 
 EXAMPLES = int(os.environ.get("SWITCHMAN_PROPERTY_EXAMPLES", "25"))
 
@@ -54,7 +54,7 @@ def test_redis_state_sqlite_ledger(tmp_path_factory, seq):
     prefix = "{" + unique("prop") + "}:"
     try:
         check(seq, f"sqlite:///{tmp_path_factory.mktemp('ledger')}/l.db",
-              f'{{backend: redis, url: "{REDIS_URL}", prefix: "{prefix}"}}')
+              f'{{backend: redis, url: "{REDIS_URL}", prefix: "{prefix}", timeout: {SLOW_OK}}}')
     finally:
         _flush(prefix)
 

@@ -54,6 +54,7 @@ class Bandit(Policy):
         self.context_tag = context_tag
         self.rng = rng or random.Random()
         self._arms: dict[str | None, dict[str, Arm]] = {}
+        self.pacer = None  # a route's budget pacing (routing/pacing.py) sets the tradeoff when present
 
     def _context(self, tags: dict[str, str] | None) -> str | None:
         return (tags or {}).get(self.context_tag) if self.context_tag else None
@@ -74,7 +75,7 @@ class Bandit(Policy):
     def plan(self, req: ChatRequest, ctx: RouteContext) -> Plan:
         ctxv = self._context(req.tags)
         arms = self.arms(ctxv)
-        lam = self.tradeoff
+        lam = self.pacer.tradeoff() if self.pacer is not None else self.tradeoff
         by_mean = sorted(self.models, key=lambda m: -(arms[m].mean - lam * arms[m].cost))
         if self.rng.random() < self.explore:
             pick = self.rng.choice(self.models)
@@ -85,7 +86,8 @@ class Bandit(Policy):
             why = f"drew {draws[pick]:.2f}"
         means = ", ".join(f"{m} {arms[m].mean:.2f}" for m in by_mean[:4])
         where = f" [{self.context_tag}={ctxv}]" if ctxv is not None else ""
-        return Plan((pick, *(m for m in by_mean if m != pick)), f"bandit{where}: {pick} ({why}; means: {means})")
+        pace = f"; {self.pacer.reason()}" if self.pacer is not None else ""
+        return Plan((pick, *(m for m in by_mean if m != pick)), f"bandit{where}: {pick} ({why}; means: {means}){pace}")
 
     # -- learning ----------------------------------------------------------------------------------
     def learn(self, model: str, score: float, tags: dict[str, str] | None = None) -> None:

@@ -1,0 +1,127 @@
+"""Budget pacing on the injected clock: a simulated day whose traffic rises and falls, a bandit
+choosing between a dear good model and a cheap fair one, and a $50/day route budget. The paced
+route ends the day within 5% of $50 with quality above what spending freely until a soft limit
+and then downgrading gives; both controllers; the next day starts from what was learnt."""
+
+from __future__ import annotations
+
+import math
+import random
+
+import pytest
+
+from switchman import configfile
+from switchman.clock import VirtualClock
+from switchman.errors import ConfigError
+from switchman.routing.bandit import Bandit
+from switchman.routing.base import RouteContext
+from switchman.routing.pacing import Pacer, PaceSpec
+from switchman.types import ChatRequest, Message, Role, TextPart
+
+REQ = ChatRequest(model="r", messages=[Message(Role.USER, [TextPart("hi")])])
+COST = {"dear": 0.02, "cheap": 0.001}
+QUALITY = {"dear": 0.9, "cheap": 0.7}
+DAY = 86400
+STEP = 60
+
+
+def arrivals(t: float) -> int:
+    """Requests in the minute starting at ``t``: quiet at night, a peak in the afternoon (10,000 a day)."""
+    return round(10_000 / 1440 * (1 + 0.8 * math.sin(2 * math.pi * t / DAY - math.pi / 2)))
+
+
+def paced_day(controller: str, days: int = 1) -> list[tuple[float, float]]:
+    clock = VirtualClock()
+    b = Bandit(("dear", "cheap"), QUALITY, explore=0.0, prior=200, rng=random.Random(1))
+    b.pacer = Pacer(PaceSpec(50.0, "day", controller), clock, start_tradeoff=1.0)
+    ctx = RouteContext(models={})
+    out = []
+    for _ in range(days):
+        spent = quality = n = 0
+        for step in range(DAY // STEP):
+            for _ in range(arrivals(step * STEP)):
+                m = b.plan(REQ, ctx).models[0]
+                b.cost(m, COST[m])  # as the gateway's settle step feeds it
+                b.pacer.spend(COST[m])
+                spent += COST[m]
+                quality += QUALITY[m]
+                n += 1
+            clock.advance(STEP)
+        out.append((spent, quality / n))
+    return out
+
+
+def downgrade_day() -> tuple[float, float]:
+    """The soft-threshold way: the dear model until 80% of the budget is spent, then the cheap one."""
+    spent = quality = n = 0
+    for step in range(DAY // STEP):
+        for _ in range(arrivals(step * STEP)):
+            m = "dear" if spent < 40.0 else "cheap"
+            spent += COST[m]
+            quality += QUALITY[m]
+            n += 1
+    return spent, quality / n
+
+
+@pytest.mark.parametrize("controller", ["multiplicative", "pid"])
+def test_a_day_of_varying_traffic_ends_on_budget(controller):
+    (spent, quality), (spent2, quality2) = paced_day(controller, days=2)
+    free_spend = sum(arrivals(s * STEP) for s in range(DAY // STEP)) * COST["dear"]
+    assert free_spend > 150  # unpaced, the route would spend three times its budget
+    assert abs(spent - 50) <= 2.5, spent  # within 5% of $50, the first day
+    assert abs(spent2 - 50) <= 2.5, spent2  # and the next, starting from the λ the first ended with
+    _, downgraded = downgrade_day()
+    assert quality > downgraded  # spread over the day, the same budget buys better answers
+
+
+def test_the_reason_says_where_the_pace_stands():
+    clock = VirtualClock()
+    b = Bandit(("dear", "cheap"), QUALITY, rng=random.Random(2))
+    b.pacer = Pacer(PaceSpec(50.0, "day"), clock)
+    clock.advance(DAY / 2)
+    b.pacer.spend(30.0)
+    assert "pace: lambda=" in b.plan(REQ, RouteContext(models={})).reason and "$30.0000 spent of $25.0000 planned" in \
+        b.plan(REQ, RouteContext(models={})).reason
+
+
+@pytest.mark.parametrize("pace,key,words", [
+    ("{usd: 50}", "pace", "missing required key 'per'"),
+    ("{usd: 50, per: fortnight}", "pace.per", "must be one of hour, day, week, month"),
+    ("{usd: -5, per: day}", "pace.usd", "greater than 0"),
+    ("{usd: 5, per: day, controller: bangbang}", "pace.controller", "multiplicative or pid"),
+])
+def test_config_errors(pace, key, words):
+    text = f"""providers: {{p: {{kind: openai, api_key: k}}}}
+models: [{{name: a, provider: p, model: gpt-4o-mini}}, {{name: b, provider: p, model: gpt-4o}}]
+routes: [{{name: r, policy: {{kind: bandit, models: [a, b]}}, pace: {pace}}}]
+"""
+    with pytest.raises(ConfigError) as e:
+        configfile.loads(text, file="s.yaml", env={})
+    assert key in str(e.value) and words in str(e.value)
+    first = text.replace("kind: bandit, models: [a, b]", "kind: first, models: [a, b]").replace(pace, "{usd: 5, per: day}")
+    with pytest.raises(ConfigError) as e:
+        configfile.loads(first, file="s.yaml", env={})
+    assert "a bandit" in str(e.value)
+
+
+async def test_a_paced_route_over_http(tmp_path):
+    import aiohttp
+
+    from switchman.testing.fake_upstream import FakeModel
+    from telemetry.serving import serve, stop
+
+    s = await serve(tmp_path, models={"dear": FakeModel(), "cheap": FakeModel()}, extra_models="""\
+  - {name: dear, provider: fake, model: dear, price: {input: 30, output: 60}}
+  - {name: cheap, provider: fake, model: cheap, price: {input: 0.1, output: 0.2}}
+""", routes="  - {name: paced, policy: {kind: bandit, models: [dear, cheap], quality: {dear: 0.9, cheap: 0.7}}, "
+             "pace: {usd: 1, per: day}}\n")
+    try:
+        async with aiohttp.ClientSession() as http:
+            for i in range(5):
+                async with http.post(s.base + "/v1/chat/completions", headers=s.admin(),
+                                     json={"model": "paced", "messages": [{"role": "user", "content": f"q{i}"}]}) as r:
+                    assert r.status == 200
+                    reason = r.headers["x-switchman-reason"]
+        assert reason.startswith("bandit: ") and "pace: lambda=" in reason and "planned" in reason
+    finally:
+        await stop(s)
