@@ -83,7 +83,12 @@ class Ticket:
         cache = self.meter.cache
         if cache is not None:
             s = self.plan.route.cache or cache.settings
-            lk = self.lookup = await cache.lookup(self.creq, s, _scope(s.scope, self.adm, self.creq), self.control)
+            try:
+                lk = self.lookup = await cache.lookup(self.creq, s, _scope(s.scope, self.adm, self.creq),
+                                                      self.control)
+            except Exception:  # noqa: BLE001 - a cache that fails is a miss, never a failed request
+                log.exception("request %s: cache lookup failed; going upstream", self.rid)
+                lk = self.lookup = Lookup("bypass")
             self.cache = lk.state
             if lk.state == "hit":
                 return self._hit(lk)
