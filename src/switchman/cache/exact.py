@@ -38,15 +38,22 @@ log = logging.getLogger("switchman.cache")
 _SKIP = frozenset(("raw", "cache_control", "id", "tool_call_id"))  # not what makes the answer
 
 
+_FIELDS: dict[type, tuple[str, ...]] = {}
+
+
 def _plain(v):
     """A request part as plain data for the key (dialect-specific ids and markers left out)."""
-    if hasattr(v, "__dataclass_fields__"):
-        return {f.name: _plain(getattr(v, f.name)) for f in fields(v) if f.name not in _SKIP}
-    if isinstance(v, list):
+    t = type(v)
+    if t is str or t is int or t is float or t is bool or v is None or t is dict:
+        return v
+    if t is list:
         return [_plain(x) for x in v]
-    if hasattr(v, "value") and not isinstance(v, (str, int, float)):
-        return v.value  # an enum
-    return v
+    names = _FIELDS.get(t)
+    if names is None and hasattr(v, "__dataclass_fields__"):
+        names = _FIELDS[t] = tuple(f.name for f in fields(v) if f.name not in _SKIP)
+    if names is not None:
+        return [_plain(getattr(v, n)) for n in names]
+    return getattr(v, "value", v)  # an enum
 
 
 def request_key(creq: ChatRequest, scope: str) -> str:
