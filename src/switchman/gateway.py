@@ -57,7 +57,7 @@ class Reply:
         return self.outcome.events
 
     def cost(self) -> Decimal | None:
-        if self.cache == "hit":
+        if self.cache in ("hit", "semantic-hit"):
             return Decimal(0)  # served from the cache: no model was called
         return self.outcome.cost()
 
@@ -144,7 +144,7 @@ class Gateway:
         for a in attempts:
             if a.error is not None and a.error not in ("hedge_lost", "cancelled", "rejected"):
                 p.learn(a.model, 0.0, tags)
-        if request.model is not None and request.cache != "hit":
+        if request.model is not None and request.cache not in ("hit", "semantic-hit"):
             p.cost(request.model, float(request.cost), tags)
 
     def _route_plan(self, name: str, req: ChatRequest) -> tuple[Plan, tuple[str, ...]]:

@@ -89,7 +89,7 @@ class Ticket:
             except Exception:  # noqa: BLE001 - a cache that fails is a miss, never a failed request
                 log.exception("request %s: cache lookup failed; going upstream", self.rid)
                 lk = self.lookup = Lookup("bypass")
-            self.cache = lk.state
+            self.cache = lk.kind
             if lk.state == "hit":
                 return self._hit(lk)
             if self.control == "only-if-cached":
@@ -128,13 +128,19 @@ class Ticket:
         resp = lk.response
         outcome = Outcome(m, [], [], response=None if self.creq.stream else resp,
                           events=replay(resp) if self.creq.stream else None)
-        reason = f"cache hit (exact): answered by {lk.model} before"
-        reply = Reply(self.route, reason, outcome, cache="hit")
+        p = lk.probe
+        if p is None:
+            reason = f"cache hit (exact): answered by {lk.model} before"
+        else:
+            reason = (f"cache hit (semantic, similarity {p.sim:.3f} >= {p.threshold:.3f} learned for max_error "
+                      f"{lk.semantic.max_error if lk.semantic else ''}): answered by {lk.model} before for "
+                      f"{p.entry.text[:60]!r}" if p.entry is not None else "cache hit (semantic)")
+        reply = Reply(self.route, reason, outcome, cache=lk.kind)
         saved = cost_of(m, resp.usage or Usage()) if m is not None else Decimal(0)
         self.meter.cache.saved += saved
         self.done = True
         req = RequestRecord(request_id=self.rid, time=self.t0, route=self.route, model=m.name if m else None,
-                            provider=m.provider.name if m else None, status=200, baseline_cost=saved, cache="hit",
+                            provider=m.provider.name if m else None, status=200, baseline_cost=saved, cache=lk.kind,
                             latency_ms=(time.time() - self.t0) * 1000, reason=reason, stream=self.creq.stream,
                             **self._context_fields())
         self.meter.accountant.settle_later(self.adm, req, ())
@@ -394,7 +400,9 @@ class Metering:
         c = self.config.cache
         on = c is not None and (c.enabled or any(r.cache is not None and r.cache.enabled
                                                  for r in self.config.routes.values()))
-        self.cache: ExactCache | None = ExactCache(c) if on else None
+        sem = c is not None and (c.semantic is not None or any(r.cache is not None and r.cache.semantic is not None
+                                                              for r in self.config.routes.values()))
+        self.cache: ExactCache | None = ExactCache(c, semantic=sem) if on else None
         # Per-model rpm/tpm limits cost a shared-state round trip per model call: only when set.
         if any(m.limits.rpm or m.limits.tpm for m in self.config.models.values()):
             gateway.executor.rate_limit = self._model_limit

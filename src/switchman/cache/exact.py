@@ -30,7 +30,8 @@ from decimal import Decimal
 import orjson
 
 from ..types import ChatRequest, ChatResponse, FinishReason, TextPart, ToolCallPart, Usage
-from .settings import CacheSettings
+from .semantic import Probe, SemanticCache
+from .settings import CacheSettings, SemanticSettings
 from .stores import CacheStore, open_cache_store
 
 log = logging.getLogger("switchman.cache")
@@ -96,10 +97,19 @@ class Lookup:
     response: ChatResponse | None = None
     model: str | None = None
     leader: asyncio.Future | None = None  # this request's answer, awaited by identical misses
+    probe: Probe | None = None  # the semantic lookup (a semantic hit, or a candidate to compare with)
+    semantic: SemanticSettings | None = None
+
+    @property
+    def kind(self) -> str:
+        """What the client is told in ``x-switchman-cache``."""
+        if self.state == "hit" and self.probe is not None:
+            return "semantic-hit"
+        return self.state
 
 
 class ExactCache:
-    def __init__(self, settings: CacheSettings, store: CacheStore | None = None) -> None:
+    def __init__(self, settings: CacheSettings, store: CacheStore | None = None, semantic: bool = False) -> None:
         self.settings = settings
         self.store = store or open_cache_store(settings)
         self._flights: dict[str, asyncio.Future] = {}
@@ -107,6 +117,10 @@ class ExactCache:
         self.hits = self.misses = self.stored = 0
         self.saved = Decimal(0)
         self._warned = -1e18
+        self.semantic: SemanticCache | None = None
+        if semantic:
+            self.semantic = SemanticCache(request_key, settings.url if settings.backend == "redis" else None)
+            self.semantic.load()
 
     def cacheable(self, creq: ChatRequest, s: CacheSettings) -> bool:
         if not s.enabled or creq.logprobs:
@@ -128,13 +142,39 @@ class ExactCache:
             if got is not None:
                 self.hits += 1
                 return Lookup("hit", response=got[0], model=got[1])
+        probe = None
+        if s.semantic is not None and self.semantic is not None:
+            probe = await self._semantic(creq, scope, s.semantic, control)
+            if probe is not None and probe.decision == "hit":
+                self.hits += 1
+                self.semantic.hits += 1
+                return Lookup("hit", response=probe.kept, model=probe.kept_model, probe=probe, semantic=s.semantic)
         self.misses += 1
         if not store_ok:
             return Lookup("miss")
         leader = None
         if key not in self._flights:
             leader = self._flights[key] = asyncio.get_running_loop().create_future()
-        return Lookup("miss", key, scope, creq.model, leader=leader)
+        return Lookup("miss", key, scope, creq.model, leader=leader, probe=probe, semantic=s.semantic)
+
+    async def _semantic(self, creq: ChatRequest, scope: str, s: SemanticSettings, control: str | None) -> Probe | None:
+        """The semantic stage after an exact miss; any failure in it is a plain miss."""
+        try:
+            p = await self.semantic.find(creq, scope, creq.model, s)  # type: ignore[union-attr]
+            if p is None or p.entry is None or p.decision == "none":
+                return p
+            got = await self._get(p.entry.key)
+            if got is None:  # the answer expired or was cleared: the entry goes too
+                self.semantic.forget(p.entry.key)  # type: ignore[union-attr]
+                p.entry, p.decision = None, "none"
+                return p
+            p.kept, p.kept_model = got
+            if control == "no-cache" and p.decision == "hit":
+                p.decision = "verify"
+            return p
+        except Exception as e:  # noqa: BLE001 - a cache that fails is a miss
+            self._warn(f"semantic cache lookup failed, treated as a miss: {type(e).__name__}: {e}")
+            return None
 
     async def _get(self, key: str) -> tuple[ChatResponse, str] | None:
         try:
@@ -155,9 +195,25 @@ class ExactCache:
                 lk.leader.set_result((resp, model) if ok else None)
         if ok and lk.key is not None:
             value = encode_answer(resp, model or "", lk.scope, lk.route)
-            task = asyncio.get_running_loop().create_task(self._put(lk.key, value, ttl))
-            self._writes.add(task)
-            task.add_done_callback(self._writes.discard)
+            self._spawn(self._put(lk.key, value, ttl))
+            if lk.probe is not None and lk.semantic is not None:
+                self._spawn(self._learn(lk, resp, ttl))  # type: ignore[arg-type]
+
+    def _spawn(self, coro) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._writes.add(task)
+        task.add_done_callback(self._writes.discard)
+
+    async def _learn(self, lk: Lookup, resp: ChatResponse, ttl: float) -> None:
+        """After a semantic miss: compare with the candidate (if any), and index this prompt."""
+        p, s, sem = lk.probe, lk.semantic, self.semantic
+        try:
+            same = p.kept is not None and p.entry is not None and sem.judge(p, resp, s)  # type: ignore[union-attr]
+            if not same:  # a prompt that a kept entry already answers right needs no entry of its own
+                await sem.embed_rest(p, s)  # type: ignore[union-attr,arg-type]
+                sem.add(p, lk.key, ttl, s)  # type: ignore[union-attr,arg-type]
+        except Exception as e:  # noqa: BLE001
+            self._warn(f"semantic cache: indexing failed: {type(e).__name__}: {e}")
 
     async def _put(self, key: str, value: bytes, ttl: float) -> None:
         try:
@@ -176,6 +232,8 @@ class ExactCache:
         out = {"backend": self.settings.backend, "hits": self.hits, "misses": self.misses, "stored": self.stored,
                "hit_rate": self.hits / (self.hits + self.misses) if self.hits + self.misses else None,
                "saved_usd": f"{self.saved:f}", "in_flight": len(self._flights)}
+        if self.semantic is not None:
+            out["semantic"] = self.semantic.stats()
         try:
             out.update(await self.store.size())
         except Exception as e:  # noqa: BLE001
@@ -183,9 +241,14 @@ class ExactCache:
         return out
 
     async def clear(self, match: dict | None = None) -> int:
-        return await self.store.clear(match)
+        n = await self.store.clear(match)
+        if self.semantic is not None and not match:
+            self.semantic.clear()  # with a match, entries whose answers went are dropped when met
+        return n
 
     async def close(self) -> None:
         if self._writes:
             await asyncio.gather(*self._writes, return_exceptions=True)
         await self.store.close()
+        if self.semantic is not None:
+            await self.semantic.close()

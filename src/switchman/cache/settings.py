@@ -9,9 +9,17 @@
       scope: key               # key | user | team | global: whose answers may be shared (never across scopes)
       when: deterministic      # deterministic (temperature 0 or unset) | always
       wait: 5                  # seconds identical concurrent misses wait for the first one's answer
+      semantic:                # off unless present (needs pip install 'switchman[semantic]')
+        max_error: 0.02        # the share of wrong hits accepted; the similarity needed is learned
+        verify: 0.05           # share of would-be hits also sent upstream and compared
+        explore: 0.8           # near misses above this similarity are compared (they go upstream anyway)
+        min_chars: 12          # shorter last turns are not looked up
+        embedder: minilm       # minilm (static prefilter, then MiniLM) | static (the prefilter alone)
+        prior: builtin         # builtin (thresholds start from shipped measurements) | none
+        max_entries: 100000
 
     routes:
-      - {name: faq, policy: {...}, cache: {enabled: true, ttl: 86400, scope: global}}
+      - {name: faq, policy: {...}, cache: {enabled: true, ttl: 86400, scope: global, semantic: {max_error: 0.01}}}
 """
 
 from __future__ import annotations
@@ -22,8 +30,20 @@ from typing import Any
 from ..accounting.settings import Error, _Section
 
 SCOPES = ("key", "user", "team", "global")
-_KEYS = ("enabled", "backend", "url", "max_mb", "ttl", "scope", "when", "wait")
-_ROUTE_KEYS = ("enabled", "ttl", "scope", "when")
+_KEYS = ("enabled", "backend", "url", "max_mb", "ttl", "scope", "when", "wait", "semantic")
+_ROUTE_KEYS = ("enabled", "ttl", "scope", "when", "semantic")
+_SEMANTIC_KEYS = ("max_error", "verify", "explore", "min_chars", "embedder", "prior", "max_entries")
+
+
+@dataclass(frozen=True, slots=True)
+class SemanticSettings:
+    max_error: float = 0.02
+    verify: float = 0.05
+    explore: float = 0.8
+    min_chars: int = 12
+    embedder: str = "minilm"
+    prior: str = "builtin"
+    max_entries: int = 100_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,6 +56,36 @@ class CacheSettings:
     scope: str = "key"
     when: str = "deterministic"
     wait: float = 5.0
+    semantic: SemanticSettings | None = None
+
+
+def _semantic(v: Any, path: str, error: Error, base: SemanticSettings | None) -> SemanticSettings | None:
+    if v is None or v is False:
+        return base if v is None else None
+    if v is True:
+        v = {}
+    from .embedder import missing_extra
+
+    s = _Section(path, v, _SEMANTIC_KEYS, error)
+    b = base or SemanticSettings()
+    out = SemanticSettings(max_error=s.positive("max_error", float, b.max_error),
+                           verify=s.get("verify", float, b.verify), explore=s.get("explore", float, b.explore),
+                           min_chars=s.get("min_chars", int, b.min_chars),
+                           embedder=s.choice("embedder", ("minilm", "static"), b.embedder),
+                           prior=s.choice("prior", ("builtin", "none"), b.prior),
+                           max_entries=s.positive("max_entries", int, b.max_entries))
+    if out.max_error >= 0.5:
+        raise error(f"{path}.max_error", f"must be below 0.5 (a share of wrong hits), not {out.max_error}")
+    if not 0 < out.verify <= 1:
+        raise error(f"{path}.verify", f"must be a share above 0 and at most 1, not {out.verify}")
+    if not 0 < out.explore < 1:
+        raise error(f"{path}.explore", f"must be a cosine similarity between 0 and 1, not {out.explore}")
+    if out.min_chars < 1:
+        raise error(f"{path}.min_chars", "must be 1 or more")
+    why = missing_extra()
+    if why:
+        raise error(path, why)
+    return out
 
 
 def parse(v: Any, error: Error, state_url: str | None = None) -> CacheSettings:
@@ -54,7 +104,8 @@ def parse(v: Any, error: Error, state_url: str | None = None) -> CacheSettings:
                          max_mb=s.positive("max_mb", float, 256.0), ttl=s.positive("ttl", float, 3600.0),
                          scope=s.choice("scope", SCOPES, "key"), when=s.choice("when", ("deterministic", "always"),
                                                                              "deterministic"),
-                         wait=s.positive("wait", float, 5.0))
+                         wait=s.positive("wait", float, 5.0),
+                         semantic=_semantic(v.get("semantic"), "cache.semantic", error, None))
 
 
 def for_route(v: Any, path: str, error: Error, base: CacheSettings) -> CacheSettings:
@@ -62,4 +113,5 @@ def for_route(v: Any, path: str, error: Error, base: CacheSettings) -> CacheSett
     s = _Section(path, v, _ROUTE_KEYS, error)
     return replace(base, enabled=s.get("enabled", bool, True), ttl=s.positive("ttl", float, base.ttl),
                    scope=s.choice("scope", SCOPES, base.scope),
-                   when=s.choice("when", ("deterministic", "always"), base.when))
+                   when=s.choice("when", ("deterministic", "always"), base.when),
+                   semantic=_semantic(s.v.get("semantic"), f"{path}.semantic", error, base.semantic))
