@@ -50,7 +50,7 @@ _TOP_KEYS = frozenset({"as_of", "currency", "unit", "about", "models"})
 _ENTRY_KEYS = frozenset(
     {
         "id", "vendor", "host", "input", "output", "cached_input", "cache_write", "cache_write_1h",
-        "context_window", "max_output", "vision", "aliases", "long_context", "source", "note",
+        "min_cache_tokens", "context_window", "max_output", "vision", "aliases", "long_context", "source", "note",
     }
 )
 _TIER_KEYS = frozenset({"above", "input", "output", "cached_input", "cache_write", "cache_write_1h"})
@@ -79,6 +79,7 @@ class CatalogEntry:
     aliases: tuple[str, ...] = ()
     long_context: LongContext | None = None
     source: str = ""  # where the figures came from
+    min_cache_tokens: int | None = None  # the shortest prefix the vendor's prompt cache takes
 
 
 @dataclass(frozen=True, slots=True)
@@ -160,6 +161,7 @@ def _entry(item: dict) -> CatalogEntry:
         aliases=tuple(item.get("aliases", ())),
         long_context=None if tier is None else _long_context(tier, f"{where}: long_context"),
         source=_required_str(item, "source", where),
+        min_cache_tokens=_optional_int(item.get("min_cache_tokens"), f"{where}: min_cache_tokens"),
     )
 
 

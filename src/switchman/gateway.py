@@ -34,6 +34,7 @@ from .routing import build_policy
 from .routing.base import Plan, Policy, RouteContext
 from .routing.checks import Checks
 from .routing.simple import First
+from .routing.sticky import Affinity, conversation
 from .types import ChatRequest, ChatResponse, StreamEvent
 
 log = logging.getLogger("switchman")
@@ -73,6 +74,7 @@ class Planned:
     reason: str
     checks: Checks | None = None
     checked: int = 0
+    conversation: str | None = None  # the prompt-cache stickiness key, on routes that keep it
 
 
 class _Target:
@@ -100,6 +102,7 @@ class Gateway:
         ctx = RouteContext(models=dict(config.models), live=live)
         self._targets: dict[str, _Target] = {}
         self._pacers: dict = {}
+        self.affinity = Affinity(self.clock)
         for r in config.routes.values():
             own = RouteContext({n: config.models[n] for n in r.models}, live) if r.models else ctx
             policy = build_policy(r, self._route_plan)
@@ -161,13 +164,18 @@ class Gateway:
                 param="model",
             )
         plan = t.policy.plan(req, t.ctx)
-        names = list(plan.models)
-        for group in (t.spec.fallbacks, *(self.config.models[n].fallbacks for n in plan.models)):
+        models = self.config.models
+        chosen, reason, key = [models[n] for n in plan.models], plan.reason, None
+        c = t.spec.cache or self.config.cache
+        if len(chosen) > 1 and plan.checks is None and (c is None or c.sticky):
+            key = conversation(req, req.end_user or "")
+            chosen, reason = self.affinity.prefer(key, req, chosen, reason)
+        names = [m.name for m in chosen]
+        for group in (t.spec.fallbacks, *(models[n].fallbacks for n in plan.models)):
             for n in group:
                 if n not in names:
                     names.append(n)
-        models = self.config.models
-        return Planned(t.spec, [models[n] for n in names], plan.reason, plan.checks, max(len(plan.models) - 1, 0))
+        return Planned(t.spec, [models[n] for n in names], reason, plan.checks, max(len(plan.models) - 1, 0), key)
 
     async def run(self, req: ChatRequest, *, deadline: float | None = None, request_id: str | None = None,
                   plan: Planned | None = None) -> Reply:
@@ -176,6 +184,9 @@ class Gateway:
         e.g. by budgets) by the caller."""
         p = plan or self.candidates(req)
         route, models, why = p.route, p.models, p.reason
+        c = route.cache or self.config.cache
+        if c is not None:
+            req.prompt_ttl, req.prompt_retention = c.prompt_ttl, c.prompt_retention
         try:
             if p.checks is not None and p.checked:
                 outcome, why = await self._cascade(req, p, deadline)
@@ -189,6 +200,8 @@ class Gateway:
         if outcome.degraded and route.escalate_webhook:
             self._escalate(route, outcome.errors, request_id)
         reply = Reply(route.name, _reason(why, outcome), outcome)
+        if p.conversation is not None and not outcome.degraded:
+            self.affinity.remember(p.conversation, outcome.model, req.estimated_tokens(), req.prompt_ttl or "5m")
         self.decisions.record("degraded" if outcome.degraded else "answered", outcome.model.name, reply.reason,
                               request_id)
         return reply

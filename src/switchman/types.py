@@ -135,6 +135,8 @@ class ChatRequest:
     traceparent: str | None = None  # the client's W3C trace context, continued by tracing
     logprobs: bool = False  # ask the upstream for token logprobs (a cascade's confidence check)
     cache_marked: bool = False  # the client marked prompt-cache breakpoints: input may be billed as cache writes
+    prompt_ttl: str | None = None  # the route's prompt-cache TTL for breakpoints the gateway adds ("1h")
+    prompt_retention: str | None = None  # the route's OpenAI prompt_cache_retention
 
     def has_images(self) -> bool:
         for m in self.messages:

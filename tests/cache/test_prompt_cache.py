@@ -69,3 +69,33 @@ async def test_openai_prompt_cache_key_by_prefix_and_episode(tmp_path):
     assert keys[2] != keys[0] and keys[2].startswith("sm-")  # an episode has its own key
     assert keys[3] is None  # too short to be cached at all
     assert keys[4] == "mine"  # the client's own key wins
+
+
+async def test_route_ttl_retention_and_the_catalog_minimum(tmp_path):
+    """A route's prompt_ttl: 1h reaches Anthropic's automatic mode and prompt_retention reaches
+    OpenAI; a route with only these keys does not cache answers. The minimum comes from the
+    catalog: Haiku 4.5 caches from 4,096 tokens, so a 3,000-token prefix is not marked."""
+    routes = ("  - {name: long, policy: {kind: first, models: [sonnet]}, cache: {prompt_ttl: 1h}}\n"
+              "  - {name: kept, policy: {kind: first, models: [gpt]}, cache: {prompt_retention: 24h}}\n"
+              "  - {name: small, policy: {kind: first, models: [haiku]}}\n")
+    models = MODELS + "  - {name: haiku, provider: fake-an, model: claude-haiku-4-5, price: {input: 1, output: 5}}\n"
+    s = await serve(tmp_path, extra_models=models, routes=routes,
+                    models={"claude-sonnet-4-5": FakeModel(), "gpt-4.1-mini": FakeModel(), "claude-haiku-4-5": FakeModel()})
+    try:
+        async with aiohttp.ClientSession() as http:
+            msgs = [{"role": "system", "content": LONG}, {"role": "user", "content": "Where is my order?"}]
+            for route in ("long", "kept", "long"):
+                async with http.post(s.base + "/v1/chat/completions", json={"model": route, "messages": msgs},
+                                     headers=s.admin()) as r:
+                    assert r.status == 200 and "x-switchman-cache" not in r.headers
+            mid = [{"role": "system", "content": "word " * 2400}, {"role": "user", "content": "hi"}]  # ~3k tokens
+            await post(http, s, "/v1/chat/completions", {"model": "small", "messages": mid})
+            await post(http, s, "/v1/chat/completions", {"model": "small", "messages": msgs})
+    finally:
+        await stop(s)
+    an = [r.json for r in s.fake.requests if r.wire == "anthropic"]
+    assert an[0]["cache_control"] == an[1]["cache_control"] == {"type": "ephemeral", "ttl": "1h"}
+    assert "cache_control" not in an[2] and an[3]["cache_control"] == {"type": "ephemeral"}
+    oa = next(r.json for r in s.fake.requests if r.wire == "openai")
+    assert oa["prompt_cache_retention"] == "24h" and oa["prompt_cache_key"].startswith("sm-")
+    assert s.fake.stats["claude-sonnet-4-5"].requests == 2  # the second "long" was not a cache hit

@@ -18,6 +18,7 @@ from ..errors import (
     UpstreamStatus,
     kind_of_status,
 )
+from .. import catalog
 from ..providers import auth_headers
 from ..types import (
     ChatRequest,
@@ -280,6 +281,10 @@ _DEFAULT_MIN_CACHE = 1024
 
 
 def min_cache_tokens(model: ModelSpec) -> int:
+    """The shortest prefix the model's prompt cache takes: the catalog's figure, else by family."""
+    e = catalog.lookup(model.upstream)
+    if e is not None and e.min_cache_tokens:
+        return e.min_cache_tokens
     name = model.upstream
     return next((n for part, n in _MIN_CACHE_TOKENS if part in name), _DEFAULT_MIN_CACHE)
 
@@ -378,7 +383,8 @@ class AnthropicAdapter(Adapter):
         else:
             body = _encode(req, model, headers["anthropic-version"] < _NO_SAMPLING_SINCE)
         if auto_cache(req, model) and "cache_control" not in body:
-            body["cache_control"] = {"type": "ephemeral"}  # automatic mode: the API places the breakpoint
+            body["cache_control"] = ({"type": "ephemeral", "ttl": "1h"} if req.prompt_ttl == "1h"
+                                     else {"type": "ephemeral"})  # automatic mode: the API places the breakpoint
         url = model.provider.base_url.rstrip("/") + "/v1/messages"
         return UpstreamCall("POST", url, headers, orjson.dumps(body))
 

@@ -372,6 +372,8 @@ class OpenAIAdapter(Adapter):
         key = cache_key(req, model)
         if key is not None and "prompt_cache_key" not in body:
             body["prompt_cache_key"] = key
+            if req.prompt_retention and "prompt_cache_retention" not in body:
+                body["prompt_cache_retention"] = req.prompt_retention
         return UpstreamCall("POST", _url(model), _headers(req, model), orjson.dumps(body))
 
     def parse(self, body: bytes, model: ModelSpec) -> ChatResponse:

@@ -9,6 +9,9 @@
       scope: key               # key | user | team | global: whose answers may be shared (never across scopes)
       when: deterministic      # deterministic (temperature 0 or unset) | always
       wait: 5                  # seconds identical concurrent misses wait for the first one's answer
+      prompt_ttl: 5m           # Anthropic breakpoints the gateway adds: 5m | 1h (writes cost 1.25x | 2x input)
+      prompt_retention: 24h    # OpenAI's prompt_cache_retention (in_memory | 24h); not sent unless set
+      sticky: true             # a conversation stays on the model holding its warm prompt cache while cheaper
       semantic:                # off unless present (needs pip install 'switchman[semantic]')
         max_error: 0.02        # the share of wrong hits accepted; the similarity needed is learned
         verify: 0.05           # share of would-be hits also sent upstream and compared
@@ -30,8 +33,9 @@ from typing import Any
 from ..accounting.settings import Error, _Section
 
 SCOPES = ("key", "user", "team", "global")
-_KEYS = ("enabled", "backend", "url", "max_mb", "ttl", "scope", "when", "wait", "semantic")
-_ROUTE_KEYS = ("enabled", "ttl", "scope", "when", "semantic")
+_PROMPT_KEYS = ("prompt_ttl", "prompt_retention", "sticky")
+_KEYS = ("enabled", "backend", "url", "max_mb", "ttl", "scope", "when", "wait", "semantic", *_PROMPT_KEYS)
+_ROUTE_KEYS = ("enabled", "ttl", "scope", "when", "semantic", *_PROMPT_KEYS)
 _SEMANTIC_KEYS = ("max_error", "verify", "explore", "min_chars", "embedder", "prior", "max_entries")
 
 
@@ -57,6 +61,9 @@ class CacheSettings:
     when: str = "deterministic"
     wait: float = 5.0
     semantic: SemanticSettings | None = None
+    prompt_ttl: str = "5m"  # Anthropic's prompt-cache TTL for the breakpoints the gateway adds: 5m | 1h
+    prompt_retention: str | None = None  # OpenAI's prompt_cache_retention: in_memory | 24h (None: not sent)
+    sticky: bool = True  # prefer the model holding a conversation's warm prompt cache while it is cheaper
 
 
 def _semantic(v: Any, path: str, error: Error, base: SemanticSettings | None) -> SemanticSettings | None:
@@ -105,13 +112,25 @@ def parse(v: Any, error: Error, state_url: str | None = None) -> CacheSettings:
                          scope=s.choice("scope", SCOPES, "key"), when=s.choice("when", ("deterministic", "always"),
                                                                              "deterministic"),
                          wait=s.positive("wait", float, 5.0),
-                         semantic=_semantic(v.get("semantic"), "cache.semantic", error, None))
+                         semantic=_semantic(v.get("semantic"), "cache.semantic", error, None),
+                         **_prompt(s, CacheSettings()))
+
+
+def _prompt(s: _Section, base: CacheSettings) -> dict:
+    """The provider prompt-cache keys: they apply whether or not answers are cached."""
+    return {"prompt_ttl": s.choice("prompt_ttl", ("5m", "1h"), base.prompt_ttl),
+            "prompt_retention": s.choice("prompt_retention", ("in_memory", "24h"), base.prompt_retention or "in_memory")
+            if s.v.get("prompt_retention") is not None else base.prompt_retention,
+            "sticky": s.get("sticky", bool, base.sticky)}
 
 
 def for_route(v: Any, path: str, error: Error, base: CacheSettings) -> CacheSettings:
-    """A route's ``cache:`` over the top-level one (its backend and size are the top level's)."""
+    """A route's ``cache:`` over the top-level one (its backend and size are the top level's). A
+    route section turns answer caching on unless it says ``enabled: false`` or holds only the
+    prompt-cache keys (``prompt_ttl``, ``prompt_retention``, ``sticky``)."""
     s = _Section(path, v, _ROUTE_KEYS, error)
-    return replace(base, enabled=s.get("enabled", bool, True), ttl=s.positive("ttl", float, base.ttl),
+    answers = any(k not in _PROMPT_KEYS for k in v)  # prompt-cache keys alone do not cache answers
+    return replace(base, enabled=s.get("enabled", bool, answers or base.enabled), **_prompt(s, base), ttl=s.positive("ttl", float, base.ttl),
                    scope=s.choice("scope", SCOPES, base.scope),
                    when=s.choice("when", ("deterministic", "always"), base.when),
                    semantic=_semantic(s.v.get("semantic"), f"{path}.semantic", error, base.semantic))
