@@ -12,6 +12,7 @@ Protocol (the issue's):
   non-paraphrase is a wrong hit. Reported: hit rate on true paraphrases, wrong hits among all hits.
 - GPTCache's 999 pairs: the distinct ``origin`` texts of the test half are all kept in one
   namespace, each ``similar`` is looked up; a hit is wrong when it returns another origin's answer.
+  Origins that differ only in case and punctuation count as one (the set has such near-copies).
 - Thresholds are learned as the gateway learns them: from the shipped prior, then from verified
   observations. The verifier here is the data's label, fed from each set's training split (MRPC
   train, STS-B train, the other half of the 999 pairs), never from the pairs measured.
@@ -27,11 +28,13 @@ The prior is built from STS-B's and MRPC's *training* pairs only.
 from __future__ import annotations
 
 import argparse
+from dataclasses import replace
 import asyncio
 import csv
 import datetime as dt
 import json
 import random
+import re
 import shlex
 import statistics
 import sys
@@ -71,6 +74,12 @@ def gptcache() -> list[tuple[str, str]]:
     return [(p["origin"], p["similar"]) for p in json.load(open(DATA / "gptcache-paraphrase-999.json"))]
 
 
+def same_text(a: str, b: str) -> bool:
+    """The set holds origins that differ only in case and punctuation ("AudioFolder" against
+    "audiofolder", "(contiguous)" against "contiguous"): one entry, as one answer would serve both."""
+    return re.sub(r"[^a-z0-9]", "", a.lower()) == re.sub(r"[^a-z0-9]", "", b.lower())
+
+
 def req(text: str) -> ChatRequest:
     return ChatRequest(model="faq", messages=[Message(Role.USER, [TextPart(text)])])
 
@@ -95,10 +104,10 @@ class Harness:
         return await self.cache.find(req(text), scope, "faq", self.s)
 
     def learn(self, p: Probe, right: bool) -> None:
-        """What a verification (or a compared near miss) tells the route."""
+        """What a verification (or a compared near miss) tells the route: here every would-be hit
+        and near miss of the training split is checked, so each weighs 1."""
         if p is not None and p.entry is not None and p.decision in ("hit", "verify", "explore"):
-            weight = 1.0 / self.s.verify if p.decision in ("hit", "verify") else 1.0
-            self.cache.observe("faq", self.s, p.sim, not right, weight, None)
+            self.cache.observe("faq", self.s, p.sim, not right, 1.0, None)
 
 
 async def pairwise(s: SemanticSettings, train, test) -> dict:
@@ -128,13 +137,15 @@ async def gpt999(s: SemanticSettings) -> dict:
     half = len(pairs) // 2
     h = Harness(s)
     for scope, part, learn in (("train", pairs[:half], True), ("test", pairs[half:], False)):
-        origins = sorted({o for o, _ in part})
-        for o in origins:
+        origins: dict[str, str] = {}
+        for o, _ in part:
+            origins.setdefault(re.sub(r"[^a-z0-9]", "", o.lower()), o)
+        for o in sorted(origins.values()):
             await h.keep(o, scope)
         hits = wrong = 0
         for o, q in part:
             p = await h.look(q, scope)
-            right = p is not None and p.entry is not None and p.entry.text == o
+            right = p is not None and p.entry is not None and same_text(p.entry.key.split(":", 1)[1], o)
             if learn:
                 h.learn(p, right)
             elif p is not None and p.decision in ("hit", "verify"):
@@ -176,6 +187,49 @@ async def latency(s: SemanticSettings, entries: int) -> dict:
             "deep_p50": statistics.median(deep) if deep else None, "deep": len(deep), "build_s": build}
 
 
+def idle_rss(semantic: bool) -> float:
+    """MiB resident in one idle ``switchman serve`` worker with the cache on (and the semantic
+    cache's embedders loaded, when ``semantic``)."""
+    import socket
+    import subprocess
+    import tempfile
+    import urllib.request
+
+    with socket.socket() as so:
+        so.bind(("127.0.0.1", 0))
+        port = so.getsockname()[1]
+    with tempfile.TemporaryDirectory() as tmp:
+        cfg = Path(tmp) / "s.yaml"
+        sem = ", semantic: {}" if semantic else ""
+        cfg.write_text(f"""providers:\n  oa: {{kind: openai, base_url: "http://127.0.0.1:9/v1", api_key: k}}
+models:\n  - {{name: m, provider: oa, model: gpt-4o-mini}}
+routes:\n  - {{name: faq, policy: {{kind: first, models: [m]}}, cache: {{enabled: true{sem}}}}}
+ledger: {{url: "sqlite:///{tmp}/l.db"}}\n""")
+        proc = subprocess.Popen([sys.executable, "-m", "switchman.cli", "serve", "--config", str(cfg), "--port",
+                                 str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            for _ in range(300):
+                try:
+                    urllib.request.urlopen(f"http://127.0.0.1:{port}/health/live", timeout=1)
+                    break
+                except OSError:
+                    time.sleep(0.1)
+            time.sleep(1)
+            kb = max(int(line.split()[1]) for pid in [proc.pid, *_children(proc.pid)]
+                     for line in open(f"/proc/{pid}/status") if line.startswith("VmRSS"))
+            return kb / 1024
+        finally:
+            proc.terminate()
+            proc.wait(10)
+
+
+def _children(pid: int) -> list[int]:
+    try:
+        return [int(x) for x in open(f"/proc/{pid}/task/{pid}/children").read().split()]
+    except OSError:
+        return []
+
+
 def write_prior() -> None:
     out = {}
     for name in ("minilm", "static"):
@@ -194,11 +248,12 @@ async def main() -> None:
     ap.add_argument("--write-prior", action="store_true")
     ap.add_argument("--entries", type=int, default=100_000)
     ap.add_argument("--max-error", type=float, default=0.02)
+    ap.add_argument("--confidence", type=float, default=0.84)
     args = ap.parse_args()
     if args.write_prior:
         write_prior()
         return
-    s = SemanticSettings(max_error=args.max_error)
+    s = SemanticSettings(max_error=args.max_error, confidence=args.confidence)
     rows = []
     for name, train, test in (("MRPC (test, 1,725 pairs)", mrpc("train"), mrpc("test")),
                               ("STS-B (dev, 1,500 pairs)", stsb("train.tsv"), stsb("test.tsv"))):
@@ -208,26 +263,34 @@ async def main() -> None:
     g = await gpt999(s)
     rows.append(("GPTCache 999 (test half)", g))
     print("gptcache", g, flush=True)
+    loose = replace(s, confidence=0.5)
+    g5 = await gpt999(loose)
+    rows.append(("GPTCache 999 (test half), confidence 0.5", g5))
     lat = await latency(s, args.entries)
     print("latency", lat, flush=True)
+    rss = (idle_rss(False), idle_rss(True))
+    print("rss", rss, flush=True)
     lines = [f"Run {dt.date.today()}: `python benchmarks/semantic.py {shlex.join(sys.argv[1:])}`".rstrip(),
-             "", f"max_error {s.max_error}, embedder {s.embedder} (static prefilter at {PREFILTER}), "
-             f"verify {s.verify}, thresholds learned from each set's training split.", "",
+             "", f"max_error {s.max_error}, confidence {s.confidence}, embedder {s.embedder} (static prefilter at "
+             f"{PREFILTER}), thresholds learned from each set's training split (the label as the verifier).", "",
              "| set | pairs | paraphrases | hits | hit rate on paraphrases | wrong hits among hits (target ≤ max_error) | learned threshold |",
              "|---|---|---|---|---|---|---|"]
     for name, r in rows:
         ok = "✅" if r["wrong_share"] <= s.max_error else "❌"
         lines.append(f"| {name} | {r['pairs']} | {r['paraphrases']} | {r['hits']} | {r['hit_rate']:.1%} | "
                      f"{r['wrong_share']:.2%} {ok} | {r['threshold']:.3f} |")
-    gp = "✅" if g["hit_rate"] > GPTCACHE["hits"] and 1 - g["wrong_share"] >= GPTCACHE["precision"] else "❌"
-    lines += ["", f"GPTCache 999: {g['hit_rate']:.1%} hits at {1 - g['wrong_share']:.1%} precision, against "
-              f"GPTCache's published 45% at 94.4% (threshold 0.95) {gp}", "",
+    gp = "✅" if g["hit_rate"] > GPTCACHE["hits"] and g["wrong_share"] <= s.max_error else "❌"
+    lines += ["", f"GPTCache 999 at max_error {s.max_error}: {g['hit_rate']:.1%} hits at {1 - g['wrong_share']:.1%} "
+              f"precision, against GPTCache's published 45% at 94.4% (threshold 0.95) {gp}. With confidence 0.5 "
+              f"(the measured share, no margin): {g5['hit_rate']:.1%} hits at {1 - g5['wrong_share']:.1%}.", "",
               "| lookup at | p50 (target ≤ 2 ms) | lookups |", "|---|---|---|",
               f"| a miss the prefilter settles, {lat['entries']:,} entries (usearch) | {lat['miss_p50']:.2f} ms "
               f"{'✅' if (lat['miss_p50'] or 99) <= 2 else '❌'} | {lat['misses']} |"]
     if lat["deep_p50"] is not None:
         lines.append(f"| a lookup the prefilter passes (MiniLM runs), {lat['entries']:,} entries | "
                      f"{lat['deep_p50']:.2f} ms ❌ (MiniLM int8 alone is 4-5 ms here) | {lat['deep']} |")
+    lines += ["", f"One idle worker, exact cache on: {rss[0]:.0f} MiB resident; with the semantic cache and both "
+              f"embedders loaded: {rss[1]:.0f} MiB (the 80 MiB idle target applies to the exact cache only)."]
     table = "\n".join(lines)
     print(table)
     write_section(HERE / "RESULTS.md", "semantic", table)

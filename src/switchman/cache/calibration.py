@@ -7,14 +7,17 @@ the nearest entry and whether the fresh answer matched the kept one. Observation
 similarity bins; a verified hit weighs ``1 / verify`` in the wrong share (it stands for the hits
 that were not checked), a near miss weighs 1, and the interval's n is the plain count. The
 threshold is the lowest similarity ``t`` such that, among observations at ``t`` or above, the upper
-end of a one-sided 97.5% Wilson interval of the wrong share is at most ``max_error``, with at least
+end of a one-sided Wilson interval (``confidence``, 0.84 by default) of the wrong share is at most
+``max_error``, with at least
 ``min_n`` behind it; until such a ``t`` exists there are no hits.
 
 A route starts from the shipped prior: the same rule applied to similarities measured on the
 training pairs of STS-B and MRPC (hard sets: sentences that differ in one detail are labelled
 different), after the guard, by the measured wrong share itself rather than its upper bound (5,591
-pairs stand behind it, but from other text than the route's: a starting point, not evidence). Once the route's own observations bound the error at some similarity,
-its own evidence alone decides, up or down. ``prior: none`` starts with no hits.
+pairs stand behind it, but from other text than the route's: a starting point, not evidence).
+Once the route's own observations bound the error at some similarity, its own evidence alone
+decides, up or down; once it has ``min_n`` observations at the prior's threshold or above and
+they do not bound the error there, there are no hits until they do. ``prior: none`` starts with no hits.
 
 On top of the route's threshold each entry keeps its own floor: a similarity at which it was found
 wrong, above which it alone needs to be matched again (vCache's per-entry bound, in its simplest form).
@@ -24,6 +27,7 @@ from __future__ import annotations
 
 import json
 import math
+from statistics import NormalDist
 from pathlib import Path
 
 LOW, HIGH, BINS = 0.5, 1.0, 100
@@ -50,8 +54,10 @@ def wilson_upper(wrong: float, n: float, z: float = _Z) -> float:
 
 
 class Calibrator:
-    def __init__(self, max_error: float, prior: dict | None = None, min_n: int = 30) -> None:
+    def __init__(self, max_error: float, prior: dict | None = None, min_n: int = 30,
+                 confidence: float = 0.84) -> None:
         self.max_error = max_error
+        self.z = NormalDist().inv_cdf(confidence)
         self.min_n = min_n
         self.right = [0.0] * BINS  # the route's own observations, weighted
         self.wrong = [0.0] * BINS
@@ -70,16 +76,21 @@ class Calibrator:
         self._t = None
 
     def threshold(self) -> float:
-        """The similarity a hit needs now (above 1: no hits yet): the route's own, once its own
-        observations bound the error somewhere; the prior's until then."""
+        """The similarity a hit needs now (above 1: no hits): the route's own, once its own
+        observations bound the error somewhere; none, once they are enough to judge the prior's
+        threshold and fail to bound it there; the prior's until then."""
         if self._t is None:
-            own = _threshold(self.right, self.wrong, self.count, self.max_error, self.min_n)
-            self._t = own if own <= 1 else self.prior
+            own = _threshold(self.right, self.wrong, self.count, self.max_error, self.min_n, self.z)
+            if own <= 1 or self.prior > 1:
+                self._t = own
+            else:
+                self._t = 1.01 if sum(self.count[_bin(self.prior):]) >= self.min_n else self.prior
         return self._t
 
 
 def _threshold(right, wrong, count, max_error: float, min_n: int, z: float = _Z) -> float:
-    """The lowest bin edge above which the wrong share's upper bound is at most ``max_error``."""
+    """The lowest bin edge above which the wrong share's upper bound is at most ``max_error``:
+    only a bin with observations in it, never the empty similarities below the evidence."""
     r = w = 0.0
     n = 0
     best = 1.01
@@ -87,7 +98,7 @@ def _threshold(right, wrong, count, max_error: float, min_n: int, z: float = _Z)
         r += right[b]
         w += wrong[b]
         n += count[b]
-        if n >= min_n and r + w > 0 and wilson_upper(w / (r + w) * n, n, z) <= max_error:
+        if count[b] and n >= min_n and wilson_upper(w / (r + w) * n, n, z) <= max_error:
             best = edge(b)
     return best
 

@@ -145,7 +145,7 @@ class SemanticCache:
         c = self.calibrators.get(route)
         if c is None:
             prior = load_prior(s.embedder) if s.prior == "builtin" else None
-            c = self.calibrators[route] = Calibrator(s.max_error, prior)
+            c = self.calibrators[route] = Calibrator(s.max_error, prior, confidence=s.confidence)
         return c
 
     async def find(self, creq: ChatRequest, scope: str, route: str, s: SemanticSettings) -> Probe | None:

@@ -14,6 +14,7 @@
       sticky: true             # a conversation stays on the model holding its warm prompt cache while cheaper
       semantic:                # off unless present (needs pip install 'switchman[semantic]')
         max_error: 0.02        # the share of wrong hits accepted; the similarity needed is learned
+        confidence: 0.84       # how sure the evidence must make us of that bound (0.5: its point estimate)
         verify: 0.05           # share of would-be hits also sent upstream and compared
         explore: 0.8           # near misses above this similarity are compared (they go upstream anyway)
         min_chars: 12          # shorter last turns are not looked up
@@ -36,12 +37,13 @@ SCOPES = ("key", "user", "team", "global")
 _PROMPT_KEYS = ("prompt_ttl", "prompt_retention", "sticky")
 _KEYS = ("enabled", "backend", "url", "max_mb", "ttl", "scope", "when", "wait", "semantic", *_PROMPT_KEYS)
 _ROUTE_KEYS = ("enabled", "ttl", "scope", "when", "semantic", *_PROMPT_KEYS)
-_SEMANTIC_KEYS = ("max_error", "verify", "explore", "min_chars", "embedder", "prior", "max_entries")
+_SEMANTIC_KEYS = ("max_error", "confidence", "verify", "explore", "min_chars", "embedder", "prior", "max_entries")
 
 
 @dataclass(frozen=True, slots=True)
 class SemanticSettings:
     max_error: float = 0.02
+    confidence: float = 0.84
     verify: float = 0.05
     explore: float = 0.8
     min_chars: int = 12
@@ -76,6 +78,7 @@ def _semantic(v: Any, path: str, error: Error, base: SemanticSettings | None) ->
     s = _Section(path, v, _SEMANTIC_KEYS, error)
     b = base or SemanticSettings()
     out = SemanticSettings(max_error=s.positive("max_error", float, b.max_error),
+                           confidence=s.get("confidence", float, b.confidence),
                            verify=s.get("verify", float, b.verify), explore=s.get("explore", float, b.explore),
                            min_chars=s.get("min_chars", int, b.min_chars),
                            embedder=s.choice("embedder", ("minilm", "static"), b.embedder),
@@ -83,6 +86,8 @@ def _semantic(v: Any, path: str, error: Error, base: SemanticSettings | None) ->
                            max_entries=s.positive("max_entries", int, b.max_entries))
     if out.max_error >= 0.5:
         raise error(f"{path}.max_error", f"must be below 0.5 (a share of wrong hits), not {out.max_error}")
+    if not 0.5 <= out.confidence < 1:
+        raise error(f"{path}.confidence", f"must be at least 0.5 and below 1, not {out.confidence}")
     if not 0 < out.verify <= 1:
         raise error(f"{path}.verify", f"must be a share above 0 and at most 1, not {out.verify}")
     if not 0 < out.explore < 1:
