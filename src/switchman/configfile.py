@@ -681,8 +681,8 @@ def _resolve_policy(doc: _Doc, path: str, p: PolicySpec, models: dict, routes: d
             router = Router.load(p.router)
         except (OSError, RouterFileError) as e:
             raise doc.error(f"{path}.router", f"cannot load router: {e}") from None
-        known = set(router.models) | {a for _, a in p.aliases}
-        if not any(m in known for m in p.models):
+        mapped = dict(p.aliases)  # a configured name -> the router's name for it
+        if not any(mapped.get(m, m) in router.models for m in p.models):
             raise doc.error(f"{path}.router", f"the router knows none of the policy's models (it knows "
                                               f"{', '.join(router.models)}; map names with aliases)")
         for m, a in p.aliases:

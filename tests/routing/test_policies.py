@@ -511,3 +511,29 @@ async def test_a_checked_cascade_stage_does_not_hedge_to_the_dearer_model(stack)
     h, c = await s.ask(content="a slow cheap answer")
     assert h["x-switchman-model"] == "cheap" and "cheap passed checks" in h["x-switchman-reason"]
     assert s.calls("dear") == 0, "no hedge launched the next stage before the cheap answer was checked"
+
+
+def test_a_policy_whose_models_are_all_aliased_passes_the_check(tmp_path):
+    """Every configured name renamed through ``aliases``: the check looks the alias keys up,
+    not only the names the router itself uses (it used to say "knows none of the policy's models")."""
+    from switchman import configfile
+    from switchman.errors import ConfigError
+
+    _router_file(tmp_path)
+    base = """\
+providers:
+  oa: {kind: openai, base_url: "http://127.0.0.1:9/v1", api_key: k}
+models:
+  - {name: cheap, provider: oa, model: a, price: {input: 1, output: 1}}
+  - {name: pricey, provider: oa, model: b, price: {input: 9, output: 9}}
+routes:
+  - name: auto
+    policy: {kind: learned, router: router.npz, models: [cheap, pricey], min_quality: 0.7, ALIASES}
+"""
+    path = tmp_path / "s.yaml"
+    path.write_text(base.replace("ALIASES", "aliases: {cheap: small-model, pricey: dear}"))
+    cfg = configfile.load(str(path))
+    assert cfg.routes["auto"].models == ("cheap", "pricey")
+    path.write_text(base.replace("ALIASES", "aliases: {cheap: tiny, pricey: huge}"))
+    with pytest.raises(ConfigError, match="does not know 'tiny'|knows none"):
+        configfile.load(str(path))
