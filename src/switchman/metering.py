@@ -384,6 +384,8 @@ def _book(rec: AttemptRecord, m: ModelSpec, u: Usage) -> None:
     rec.estimated = u.estimated
     rec.cost = m.price.cost(u.input_tokens, u.output_tokens, u.cache_read_tokens, u.cache_write_tokens,
                             u.cache_write_1h_tokens)
+    if u.cache_read_tokens or u.cache_write_tokens:
+        rec.uncached = m.price.cost(u.input_tokens, u.output_tokens)
 
 
 class Metering:

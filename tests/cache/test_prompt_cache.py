@@ -99,3 +99,36 @@ async def test_route_ttl_retention_and_the_catalog_minimum(tmp_path):
     oa = next(r.json for r in s.fake.requests if r.wire == "openai")
     assert oa["prompt_cache_retention"] == "24h" and oa["prompt_cache_key"].startswith("sm-")
     assert s.fake.stats["claude-sonnet-4-5"].requests == 2  # the second "long" was not a cache hit
+
+
+async def test_prompt_cache_savings_are_in_the_ledger_to_the_picodollar(tmp_path):
+    """Reads save (input - cached_input) a token, writes cost (cache_write - input) a token more:
+    the ledger records the difference against the same usage uncached, and spend shows it."""
+    import subprocess
+    import sys
+    from decimal import Decimal
+
+    models = ("  - {name: reader, provider: fake, model: reader, price: {input: 3, output: 15, cached_input: 0.3}}\n"
+              "  - {name: writer, provider: fake-an, model: writer, price: {input: 3, output: 15, cache_write: 3.75}}\n")
+    s = await serve(tmp_path, extra_models=models,
+                    models={"reader": FakeModel(cached_tokens=1000), "writer": FakeModel(cache_write_tokens=2000)})
+    try:
+        async with aiohttp.ClientSession() as http:
+            body = [{"role": "system", "content": LONG}, {"role": "user", "content": "hi"}]
+            for m in ("reader", "reader", "writer"):
+                await post(http, s, "/v1/chat/completions", {"model": m, "messages": body})
+            for _ in range(100):
+                async with http.get(s.base + "/admin/spend?by=model", headers=s.admin()) as r:
+                    spend = await r.json()
+                rows = {x["group"]: x for x in spend["rows"]}
+                if rows.get("reader", {}).get("requests") == 2 and "writer" in rows:
+                    break
+    finally:
+        await stop(s)
+    assert Decimal(rows["reader"]["prompt_cache_savings_usd"]) == 2 * 1000 * Decimal("2.7") / 1_000_000
+    assert Decimal(rows["writer"]["prompt_cache_savings_usd"]) == -2000 * Decimal("0.75") / 1_000_000
+    assert Decimal(spend["total"]["prompt_cache_savings_usd"]) == Decimal("0.0054") - Decimal("0.0015")
+    out = subprocess.run([sys.executable, "-m", "switchman.cli", "spend", "--by", "model", "--config",
+                          str(tmp_path / "switchman.yaml")], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert "PROMPT CACHE" in out.stdout and "0.0054" in out.stdout

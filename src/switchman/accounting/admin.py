@@ -144,7 +144,8 @@ def spend_report(by: str, since: float | None, until: float | None, rows: list[S
 def total_of(rows: list[SpendRow]) -> SpendRow:
     return SpendRow(None, sum(r.requests for r in rows), sum(r.input_tokens for r in rows),
                     sum(r.output_tokens for r in rows), sum((r.cost for r in rows), Decimal(0)),
-                    sum((r.baseline for r in rows), Decimal(0)))
+                    sum((r.baseline for r in rows), Decimal(0)), None,
+                    sum((r.cache_saved for r in rows), Decimal(0)))
 
 
 def _key(k) -> dict:

@@ -212,15 +212,16 @@ def spend_main(argv: list[str], load: Loader = load_settings) -> int:
 def _spend_table(by: str, rows: list[SpendRow], sat: dict | None = None) -> str:
     """The spend table; with feedback, a SATISFACTION column (mean quality score, and how many)."""
     sat = sat or {}
+    cached = any(r.cache_saved for r in rows)
     head = (by.upper(), "REQUESTS", "INPUT TOK", "OUTPUT TOK", "COST", "BASELINE", "SAVINGS",
-            *(("SATISFACTION",) if sat else ()))
+            *(("PROMPT CACHE",) if cached else ()), *(("SATISFACTION",) if sat else ()))
 
     def line(r: SpendRow, name: str, total: bool = False) -> tuple:
         pct = f" ({r.savings / r.baseline:.0%})" if r.baseline else ""
         got = sat.get(r.group)
         extra = () if not sat else ("" if total or got is None else f"{got[1]:.2f} (n={got[0]})",)
         return (name, f"{r.requests:,}", f"{r.input_tokens:,}", f"{r.output_tokens:,}", _usd(r.cost),
-                _usd(r.baseline), _usd(r.savings) + pct, *extra)
+                _usd(r.baseline), _usd(r.savings) + pct, *((_usd(r.cache_saved),) if cached else ()), *extra)
 
     body = [line(r, (f"{r.label} ({r.group})" if r.label else r.group) or "-") for r in rows]
     if not body:

@@ -351,11 +351,14 @@ def decode_entry(line: bytes) -> Entry:
     r["cost"] = Decimal(r["cost"])
     if r.get("baseline_cost") is not None:
         r["baseline_cost"] = Decimal(r["baseline_cost"])
+    r["cache_saved"] = Decimal(r.get("cache_saved") or 0)
     if r.get("bodies") is not None:
         r["bodies"] = tuple(r["bodies"])
     atts = []
     for a in d["attempts"]:
         a["cost"] = Decimal(a["cost"])
+        if a.get("uncached") is not None:
+            a["uncached"] = Decimal(a["uncached"])
         a["role"] = Role(a["role"])
         atts.append(AttemptRecord(**a))
     return RequestRecord(**r), tuple(atts)

@@ -86,6 +86,7 @@ class AttemptRecord:
     estimated: bool = False
     time: float = 0.0  # start, unix seconds
     detail: str | None = None  # why it failed (the error's message) or why its answer was not sent
+    uncached: Decimal | None = None  # what the same usage would cost with no prompt cache at all
 
 
 @dataclass(slots=True)
@@ -123,6 +124,7 @@ class RequestRecord:
     dialect: str | None = None  # the API the client spoke: openai | anthropic | ...
     traceparent: str | None = None  # the client's trace context (for tracing; not stored)
     bodies: tuple[str, str, bool] | None = None  # (prompt, answer, cut) with ``log: {bodies: true}``
+    cache_saved: Decimal = ZERO  # provider prompt caching: uncached cost minus cost (writes can make it negative)
 
     @classmethod
     def from_attempts(cls, request_id: str, time: float, route: str, attempts: Iterable[AttemptRecord],
@@ -144,6 +146,7 @@ class RequestRecord:
             cache_write_tokens=sum(a.cache_write_tokens for a in atts),
             cache_write_1h_tokens=sum(a.cache_write_1h_tokens for a in atts),
             cost=sum((a.cost for a in atts), ZERO),
+            cache_saved=sum((a.uncached - a.cost for a in atts if a.uncached is not None), ZERO),
             estimated=any(a.estimated for a in atts),
             attempts=len(atts),
             **fields,

@@ -160,6 +160,11 @@ MIGRATIONS.append([
         PRIMARY KEY (dim, bucket, value))""",
 ])
 
+MIGRATIONS.append([
+    # 3: what provider prompt caching saved on each request against the same usage uncached
+    "ALTER TABLE requests ADD COLUMN cache_saved_pusd {int} NOT NULL DEFAULT 0",
+])
+
 VERSION = len(MIGRATIONS)
 
 

@@ -34,6 +34,7 @@ class SpendRow:
     cost: Decimal
     baseline: Decimal  # the same usage at the route's most expensive model
     label: str | None = None  # for keys: the key's name
+    cache_saved: Decimal = Decimal(0)  # what provider prompt caching saved against the same usage uncached
 
     @property
     def savings(self) -> Decimal:
@@ -44,6 +45,7 @@ class SpendRow:
             "group": self.group, "label": self.label, "requests": self.requests,
             "input_tokens": self.input_tokens, "output_tokens": self.output_tokens,
             "cost_usd": f"{self.cost:f}", "baseline_usd": f"{self.baseline:f}", "savings_usd": f"{self.savings:f}",
+            "prompt_cache_savings_usd": f"{self.cache_saved:f}",
         }
 
 
@@ -129,7 +131,7 @@ REQUEST_COLUMNS = (
     "request_id", "ts", "key_id", "user_id", "tags", "route", "model", "provider", "status", "error",
     "input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens", "cache_write_1h_tokens",
     "cost_pusd", "baseline_pusd", "latency_ms", "ttft_ms", "cache", "reason", "estimated", "attempts", "stream",
-    "episode", "dialect",
+    "episode", "dialect", "cache_saved_pusd",
 )
 ATTEMPT_COLUMNS = (
     "request_id", "idx", "ts", "role", "model", "provider", "status", "error", "input_tokens", "output_tokens",
@@ -181,7 +183,7 @@ def rows(entries: Sequence[Entry]) -> tuple[list[tuple], list[tuple], list[tuple
             r.route, r.model, r.provider, r.status, r.error, r.input_tokens, r.output_tokens,
             r.cache_read_tokens, r.cache_write_tokens, r.cache_write_1h_tokens, cost, base,
             r.latency_ms, r.ttft_ms, r.cache, r.reason, int(r.estimated), r.attempts or len(attempts), int(r.stream),
-            r.episode, r.dialect,
+            r.episode, r.dialect, to_pusd(r.cache_saved),
         ))
         for a in attempts:
             atts.append((
@@ -228,22 +230,23 @@ def spend_sql(by: str, day_expr: str, since: float | None, until: float | None) 
         # a cascade's judge, a stream cut and resumed elsewhere); ``requests`` and the savings
         # baseline go to the one that answered. Rows add up to the ledger's totals.
         col = by
-        sql = (f"SELECT g, SUM(n), SUM(i), SUM(o), SUM(c), SUM(b), NULL FROM ("
+        sql = (f"SELECT g, SUM(n), SUM(i), SUM(o), SUM(c), SUM(b), NULL, SUM(s) FROM ("
                f"SELECT a.{col} AS g, 0 AS n, SUM(a.input_tokens) AS i, "
-               f"SUM(a.output_tokens) AS o, SUM(a.cost_pusd) AS c, 0 AS b "
+               f"SUM(a.output_tokens) AS o, SUM(a.cost_pusd) AS c, 0 AS b, 0 AS s "
                f"FROM attempts a JOIN requests r ON r.request_id = a.request_id {cond} GROUP BY a.{col} "
-               f"UNION ALL SELECT r.{col}, COUNT(*), 0, 0, 0, SUM(r.baseline_pusd) FROM requests r {cond} "
-               f"GROUP BY r.{col}) t GROUP BY g ORDER BY {order}")
+               f"UNION ALL SELECT r.{col}, COUNT(*), 0, 0, 0, SUM(r.baseline_pusd), SUM(r.cache_saved_pusd) "
+               f"FROM requests r {cond} GROUP BY r.{col}) t GROUP BY g ORDER BY {order}")
         return sql, args + args
+    saved = "0" if by == "tag" else "SUM(r.cache_saved_pusd)"
     sql = (f"SELECT {group}, COUNT(*), SUM(r.input_tokens), SUM(r.output_tokens), SUM(r.cost_pusd), "
-           f"SUM(r.baseline_pusd), {label} FROM {table} {cond} GROUP BY {group} ORDER BY {order}")
+           f"SUM(r.baseline_pusd), {label}, {saved} FROM {table} {cond} GROUP BY {group} ORDER BY {order}")
     return sql, args
 
 
 def spend_row(row: Sequence) -> SpendRow:
-    g, n, i, o, c, b, label = row
+    g, n, i, o, c, b, label, s = row
     return SpendRow(None if g is None else str(g), int(n), int(i or 0), int(o or 0),
-                    from_pusd(int(c or 0)), from_pusd(int(b or 0)), label)
+                    from_pusd(int(c or 0)), from_pusd(int(b or 0)), label, from_pusd(int(s or 0)))
 
 
 def scope_sql(scope: str, value: str | None, since: float | None = None) -> tuple[str, list]:
