@@ -232,12 +232,12 @@ def _resolve(doc: _Doc, raw: Any) -> Config:
     from .telemetry import settings as telemetry
 
     tele = telemetry.parse({k: raw[k] for k in telemetry.SECTIONS if k in raw}, doc.error)
-    cache, routes = _cache(doc, raw, routes, acct)
+    cache, routes = _cache(doc, raw, routes, acct, models)
     return Config(server=server, providers=providers, models=models, routes=routes, auth=auth,
                   resilience=_resilience(doc, top), accounting=acct, telemetry=tele, cache=cache, source=doc.file)
 
 
-def _cache(doc: _Doc, raw: dict, routes: dict[str, RouteSpec], acct) -> tuple:
+def _cache(doc: _Doc, raw: dict, routes: dict[str, RouteSpec], acct, models: dict) -> tuple:
     """The top-level cache section, and each route's own over it."""
     from .cache import settings as cache
 
@@ -247,6 +247,8 @@ def _cache(doc: _Doc, raw: dict, routes: dict[str, RouteSpec], acct) -> tuple:
     for i, (name, r) in enumerate(routes.items()):
         own = cache.for_route(r.cache, f"routes[{i}].cache", doc.error, top) if r.cache is not None else None
         out[name] = replace(r, cache=own)
+        cache.check_judge(own, f"routes[{i}].cache.semantic.judge", doc.error, models)
+    cache.check_judge(top, "cache.semantic.judge", doc.error, models)
     return top, out
 
 

@@ -36,7 +36,8 @@ from .executor import Outcome, cost_of, replay
 from .gateway import Gateway, Planned, Reply
 from .streams import Opened
 from .types import (ChatRequest, ChatResponse, Finish, ResponseBuilder, StreamEvent, TextDelta, ToolCallDelta, ToolCallStart,
-                    Usage, UsageEvent)
+                    Message, TextPart, Usage, UsageEvent)
+from .types import Role as Speaker
 
 log = logging.getLogger("switchman.accounting")
 
@@ -60,7 +61,7 @@ class Ticket:
     """One admitted request, until it is settled (exactly once)."""
 
     __slots__ = ("meter", "adm", "rid", "t0", "route", "plan", "warning", "creq", "done", "streamed", "cache",
-                 "lookup", "control")
+                 "lookup", "control", "internal")
 
     def __init__(self, meter: Metering, adm: Admission, rid: str, creq: ChatRequest, plan: Planned) -> None:
         self.meter = meter
@@ -76,11 +77,12 @@ class Ticket:
         self.cache: str | None = None  # hit | miss | bypass, when the cache is on
         self.lookup: Lookup | None = None
         self.control: str | None = None  # x-switchman-cache: no-store | no-cache | only-if-cached
+        self.internal = False  # the gateway's own call (a cache judge): never answered from the cache
 
     async def run(self, deadline: float | None = None) -> Reply:
         """Execute the admitted plan (or answer from the cache). A failure settles the ticket and
         is raised; a streaming reply's events settle it when they end, however they end."""
-        cache = self.meter.cache
+        cache = self.meter.cache if not self.internal else None
         if cache is not None:
             s = self.plan.route.cache or cache.settings
             try:
@@ -405,6 +407,8 @@ class Metering:
         sem = c is not None and (c.semantic is not None or any(r.cache is not None and r.cache.semantic is not None
                                                               for r in self.config.routes.values()))
         self.cache: ExactCache | None = ExactCache(c, semantic=sem) if on else None
+        if self.cache is not None:
+            self.cache.ask = self._ask
         # Per-model rpm/tpm limits cost a shared-state round trip per model call: only when set.
         if any(m.limits.rpm or m.limits.tpm for m in self.config.models.values()):
             gateway.executor.rate_limit = self._model_limit
@@ -535,6 +539,21 @@ class Metering:
         self._narrowed(plan, adm)
         plan.reason = f"{plan.reason}; budget soft limit: downgrade to {target} skipped ({why})"
         return plan
+
+    async def _ask(self, model: str, system: str, prompt: str) -> str | None:
+        """The semantic cache's judge: one call of ``model``, admitted, billed and logged like any
+        request (as the admin, tagged ``switchman=cache-verify``); None when it fails."""
+        creq = ChatRequest(model=model, messages=[Message(Speaker.USER, [TextPart(prompt)])],
+                           system=[TextPart(system)], max_tokens=3, temperature=0.0)
+        try:
+            ticket = await self.admit(new_request_id(), creq, self.accountant.admin_key,
+                                      {"switchman": "cache-verify"}, None, None)
+            ticket.internal = True
+            reply = await ticket.run()
+            return reply.response.text() if reply.response is not None else None
+        except Exception as e:  # noqa: BLE001 - a judge that fails teaches nothing, and fails nothing
+            log.warning("cache judge %s failed: %s", model, e)
+            return None
 
     async def chat(self, *, api_key: str | None = None, tags: Mapping[str, str] | None = None,
                    max_cost_usd: Decimal | None = None, deadline: float | None = None, **body) -> Reply:

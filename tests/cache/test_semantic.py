@@ -161,6 +161,44 @@ async def test_a_route_without_a_prior_learns_its_threshold(tmp_path):
         await stop(s)
 
 
+async def test_a_judge_model_decides_when_the_wording_differs(tmp_path):
+    """An upstream that words each answer its own way: the same final text never agrees, so the
+    route learns only through its judge. The judge's calls are billed under tag switchman=cache-verify."""
+    import itertools
+
+    n = itertools.count()
+
+    def worded(text: str) -> str:
+        return f"{topical(text)} (take {next(n)})"
+
+    def verdict(text: str) -> str:  # the judge: do both answers speak of the same thing?
+        found = re.findall(r"Earlier answer:\n(about \w+).*New answer:\n(about \w+)", text, re.S)
+        return "yes" if found and found[0][0] == found[0][1] else "no"
+
+    extra_models = "  - {name: judge, provider: fake, model: judge, price: {input: 1, output: 1}}\n"
+    s = await serve(tmp_path, models={"echo": FakeModel(reply=worded, chunks=3), "judge": FakeModel(reply=verdict)},
+                    extra_models=extra_models, routes=route("prior: none, max_error: 0.1, explore: 0.7, judge: judge"))
+    try:
+        states = []
+        for i in range(10):
+            history = [{"role": "user", "content": f"round {i}"}, {"role": "assistant", "content": "ok"}]
+            for country in ("France", "Germany", "Italy", "Spain", "Japan"):
+                await ask(oa(s), f"Tell me about {country}, please.", history)
+                h, _ = await ask(oa(s), f"Please tell me about {country}.", history)
+                states.append(h["x-switchman-cache"])
+        assert states[0] == "miss" and "semantic-hit" in states[-10:]
+        assert s.fake.stats["judge"].requests >= 30
+        async with aiohttp.ClientSession() as http:
+            for _ in range(100):
+                async with http.get(s.base + "/admin/spend?by=tag", headers=s.admin()) as r:
+                    rows = {x["group"]: x for x in (await r.json())["rows"]}
+                if rows.get("switchman=cache-verify", {}).get("requests", 0) >= 30:
+                    break
+        assert Decimal(rows["switchman=cache-verify"]["cost_usd"]) > 0
+    finally:
+        await stop(s)
+
+
 async def test_redis_shares_entries_between_workers(tmp_path):
     import uuid
 

@@ -222,6 +222,11 @@ class Accountant:
         await self.state.close()
 
     # -- admission -----------------------------------------------------------------------------------
+    @property
+    def admin_key(self) -> str | None:
+        """The admin key, for the gateway's own calls (a cache judge's)."""
+        return self._admin.decode() if self._admin is not None else None
+
     async def admit(self, ctx: AdmissionContext) -> Admission:
         now = self._now()
         key, admin = await self._key(ctx, now)

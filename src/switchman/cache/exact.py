@@ -118,6 +118,7 @@ class ExactCache:
         self.saved = Decimal(0)
         self._warned = -1e18
         self.semantic: SemanticCache | None = None
+        self.ask = None  # ask(model, system, prompt) -> text: a judge model's verdict (set by metering)
         if semantic:
             self.semantic = SemanticCache(request_key, settings.url if settings.backend == "redis" else None)
             self.semantic.load()
@@ -208,7 +209,7 @@ class ExactCache:
         """After a semantic miss: compare with the candidate (if any), and index this prompt."""
         p, s, sem = lk.probe, lk.semantic, self.semantic
         try:
-            same = p.kept is not None and p.entry is not None and sem.judge(p, resp, s)  # type: ignore[union-attr]
+            same = p.kept is not None and p.entry is not None and await sem.judge(p, resp, s, self.ask)  # type: ignore[union-attr]
             if not same:  # a prompt that a kept entry already answers right needs no entry of its own
                 await sem.embed_rest(p, s)  # type: ignore[union-attr,arg-type]
                 sem.add(p, lk.key, ttl, s)  # type: ignore[union-attr,arg-type]

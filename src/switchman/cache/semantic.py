@@ -125,6 +125,19 @@ def same_answer(a: ChatResponse, b: ChatResponse) -> bool:
     return calls(a) == calls(b)
 
 
+JUDGE_SYSTEM = ("You check a response cache. Given a question answered earlier and a new question with "
+                "its own answer, say whether the earlier answer would be an equally correct and complete "
+                "answer to the new question. Reply with one word: yes or no.")
+
+
+def _judge_prompt(q1: str, a1: ChatResponse, q2: str, a2: ChatResponse) -> str:
+    def text(r: ChatResponse) -> str:
+        return (r.text() or orjson.dumps([[c.name, c.arguments] for c in r.tool_calls()]).decode())[:4000]
+
+    return (f"Earlier question:\n{q1[:2000]}\n\nEarlier answer:\n{text(a1)}\n\nNew question:\n{q2[:2000]}\n\n"
+            f"New answer:\n{text(a2)}\n\nWould the earlier answer do for the new question? yes or no:")
+
+
 class SemanticCache:
     def __init__(self, key_of, redis_url: str | None = None, clock=time.time) -> None:
         self.key_of = key_of
@@ -195,10 +208,18 @@ class SemanticCache:
         if p.mv is None and s.embedder == "minilm":
             p.mv = await asyncio.to_thread(emb.shared("minilm").embed, p.text)
 
-    def judge(self, p: Probe, fresh: ChatResponse, s: SemanticSettings) -> bool:
-        """Compare the fresh answer with the candidate's kept one; learn from it. True: they agree."""
+    async def judge(self, p: Probe, fresh: ChatResponse, s: SemanticSettings, ask=None) -> bool | None:
+        """Compare the fresh answer with the candidate's kept one and learn from it. True: they
+        agree; None: the judge model could not tell (nothing learned). The same final text agrees
+        without asking; otherwise, with ``judge`` set, ``ask(model, system, prompt)`` asks it."""
         assert p.entry is not None and p.kept is not None
         ok = same_answer(fresh, p.kept)
+        if not ok and s.judge and ask is not None:
+            said = await ask(s.judge, JUDGE_SYSTEM, _judge_prompt(p.entry.text, p.kept, p.text, fresh))
+            word = (said or "").strip().lower()
+            if not word.startswith(("yes", "no")):
+                return None
+            ok = word.startswith("yes")
         self.observe(p.route, s, p.sim, not ok, p.weight, p.entry)
         if self.redis is not None:
             self.redis.publish({"t": "obs", "route": p.route, "sim": p.sim, "wrong": not ok, "w": p.weight,

@@ -20,6 +20,8 @@
         min_chars: 12          # shorter last turns are not looked up
         embedder: minilm       # minilm (static prefilter, then MiniLM) | static (the prefilter alone)
         prior: builtin         # builtin (thresholds start from shipped measurements) | none
+        judge: gpt-4o-mini     # a model that tells whether a kept answer also answers the new prompt
+                               # (default: only the same final text counts as agreeing)
         max_entries: 100000
 
     routes:
@@ -37,7 +39,8 @@ SCOPES = ("key", "user", "team", "global")
 _PROMPT_KEYS = ("prompt_ttl", "prompt_retention", "sticky")
 _KEYS = ("enabled", "backend", "url", "max_mb", "ttl", "scope", "when", "wait", "semantic", *_PROMPT_KEYS)
 _ROUTE_KEYS = ("enabled", "ttl", "scope", "when", "semantic", *_PROMPT_KEYS)
-_SEMANTIC_KEYS = ("max_error", "confidence", "verify", "explore", "min_chars", "embedder", "prior", "max_entries")
+_SEMANTIC_KEYS = ("max_error", "confidence", "verify", "explore", "min_chars", "embedder", "prior", "max_entries",
+                  "judge")
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,6 +53,7 @@ class SemanticSettings:
     embedder: str = "minilm"
     prior: str = "builtin"
     max_entries: int = 100_000
+    judge: str | None = None  # a model that decides whether two answers agree (else: the same final text)
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,7 +87,8 @@ def _semantic(v: Any, path: str, error: Error, base: SemanticSettings | None) ->
                            min_chars=s.get("min_chars", int, b.min_chars),
                            embedder=s.choice("embedder", ("minilm", "static"), b.embedder),
                            prior=s.choice("prior", ("builtin", "none"), b.prior),
-                           max_entries=s.positive("max_entries", int, b.max_entries))
+                           max_entries=s.positive("max_entries", int, b.max_entries),
+                           judge=s.get("judge", str, b.judge))
     if out.max_error >= 0.5:
         raise error(f"{path}.max_error", f"must be below 0.5 (a share of wrong hits), not {out.max_error}")
     if not 0.5 <= out.confidence < 1:
@@ -98,6 +103,12 @@ def _semantic(v: Any, path: str, error: Error, base: SemanticSettings | None) ->
     if why:
         raise error(path, why)
     return out
+
+
+def check_judge(c: CacheSettings | None, path: str, error: Error, models) -> None:
+    judge = c.semantic.judge if c is not None and c.semantic is not None else None
+    if judge is not None and judge not in models:
+        raise error(path, f"unknown model '{judge}' (models: {', '.join(models) or 'none'})")
 
 
 def parse(v: Any, error: Error, state_url: str | None = None) -> CacheSettings:
