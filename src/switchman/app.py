@@ -64,6 +64,7 @@ class App:
             ("POST", "/v1/messages/count_tokens"): self._count_tokens,
             ("GET", "/admin/cache"): self._cache,
             ("DELETE", "/admin/cache"): self._cache,
+            ("GET", "/admin/experiments"): self._experiments,
         }
         self._chat_paths = frozenset(p for (m, p), h in self._routes.items() if h in (self._openai, self._anthropic))
         self._openai_d = dialect_for("openai")
@@ -379,6 +380,14 @@ class App:
             return self._error(self._openai_d, InvalidRequest(f"unknown filter(s) {', '.join(sorted(unknown))} "
                                                               "(scope, route, model)"), _rid())
         return Response(200, orjson.dumps({"deleted": await cache.clear(match or None)}), {"content-type": _JSON})
+
+    async def _experiments(self, req: Request) -> Response:
+        """``GET /admin/experiments``: each experiment's arms (share, requests, cost, latency,
+        errors and feedback, with intervals), ramp step and decision history."""
+        if not self._authorized(req):
+            return self._error(self._openai_d, Unauthorized("the admin API needs auth.admin_key"), _rid())
+        data = [e.report() for e in self.gateway.experiments.values()]
+        return Response(200, orjson.dumps({"data": data}), {"content-type": _JSON})
 
     async def _metrics(self, req: Request) -> Response:
         t = self.telemetry

@@ -11,6 +11,7 @@ from .http.limits import Limits as ConnectionLimits
 if TYPE_CHECKING:
     from .accounting.settings import AccountingSettings
     from .cache.settings import CacheSettings
+    from .routing.experiment import ExperimentSpec
     from .routing.pacing import PaceSpec
     from .telemetry.settings import TelemetrySettings
 
@@ -153,6 +154,7 @@ class PolicySpec:
     stale: float = 60.0  # least-latency: seconds after which a model's figure is measured again
     prior: float = 10.0  # bandit: the weight of a ``quality`` prior, in observations
     context_tag: str | None = None  # bandit: learn per value of this request tag
+    experiment: "ExperimentSpec | None" = None  # experiment: arms, split, ramp (routing/experiment.py)
 
 
 @dataclass(frozen=True, slots=True)

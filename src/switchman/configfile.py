@@ -40,7 +40,7 @@ from .providers import AUTH_STYLES, ENV_DEFAULT_MODELS, KINDS
 
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 POLICY_KINDS = ("first", "weighted", "cheapest", "rules", "learned", "cascade", "least-latency", "least-busy",
-                "bandit")
+                "bandit", "experiment")
 
 
 class _Doc:
@@ -448,6 +448,7 @@ _POLICY_KEYS = {
     "least-latency": ("kind", "models", "tolerance", "explore", "stale"),
     "least-busy": ("kind", "models"),
     "bandit": ("kind", "models", "quality", "tradeoff", "explore", "prior", "context_tag"),
+    "experiment": ("kind", "arms", "split", "ramp", "by", "min_requests", "alpha", "tolerance", "secret"),
 }
 _RULE_CONDITIONS = ("tags", "user", "tokens_over", "tokens_under", "tools", "images", "json", "keywords", "regex")
 _CHECK_KEYS = ("refusal", "json", "tools", "arithmetic", "agree", "logprob", "scorer", "judge")
@@ -479,6 +480,10 @@ def _policy(doc: _Doc, path: str, v: Any, chain: tuple[str, ...] | None = None
         return _live_policy(doc, path, kind, po)
     if kind == "bandit":
         return _bandit(doc, path, po)
+    if kind == "experiment":
+        from .routing import experiment
+
+        return kind, (), (), PolicySpec(kind, experiment=experiment.parse(po, path, doc.error))
     models = po.names("models") or chain or ()
     if not models and kind != "rules":
         raise doc.error(f"{path}.models", "needs at least one model")
@@ -665,6 +670,9 @@ def _resolve_policy(doc: _Doc, path: str, p: PolicySpec, models: dict, routes: d
 
     for n in p.models:
         model(f"{path}.models", n)
+    for arm, target in p.experiment.arms if p.experiment is not None else ():
+        if target not in models and target not in routes:
+            raise doc.error(f"{path}.arms.{arm}", f"'{target}' is neither a route nor a model")
     for m, _ in p.quality:
         if m not in p.models:
             raise doc.error(f"{path}.quality.{m}", f"'{m}' is not one of this policy's models")
@@ -718,6 +726,7 @@ def _no_route_cycles(doc: _Doc, routes: dict) -> None:
         out: list[str] = []
         while p is not None:
             out += [x.to for x in (*p.rules, *([p.default] if p.default else [])) if x.route]
+            out += [t for _, t in (p.experiment.arms if p.experiment else ()) if t in routes]
             p = p.start
         return out
 
@@ -726,7 +735,7 @@ def _no_route_cycles(doc: _Doc, routes: dict) -> None:
         while todo:
             t = todo.pop()
             if t == r.name:
-                raise doc.error(f"routes[{i}].policy", f"route '{r.name}' sends requests back to itself through rules")
+                raise doc.error(f"routes[{i}].policy", f"route '{r.name}' sends requests back to itself (through rules or experiment arms)")
             if t not in seen:
                 seen.add(t)
                 todo += targets(routes[t])

@@ -75,6 +75,7 @@ class Planned:
     checks: Checks | None = None
     checked: int = 0
     conversation: str | None = None  # the prompt-cache stickiness key, on routes that keep it
+    arm: str | None = None  # an experiment's arm for this request
 
 
 class _Target:
@@ -102,10 +103,17 @@ class Gateway:
         ctx = RouteContext(models=dict(config.models), live=live)
         self._targets: dict[str, _Target] = {}
         self._pacers: dict = {}
+        self.experiments: dict = {}  # route name -> Experiment
         self.affinity = Affinity(self.clock)
         for r in config.routes.values():
             own = RouteContext({n: config.models[n] for n in r.models}, live) if r.models else ctx
-            policy = build_policy(r, self._route_plan)
+            if r.spec is not None and r.spec.experiment is not None:
+                from .routing.experiment import Experiment
+
+                policy = self.experiments[r.name] = Experiment(r.name, r.spec.experiment, self._route_plan,
+                                                               frozenset(config.routes))
+            else:
+                policy = build_policy(r, self._route_plan)
             self._targets[r.name] = _Target(r, policy, own)
             if r.pace is not None:
                 from .routing.pacing import Pacer
@@ -130,6 +138,9 @@ class Gateway:
 
     def feedback(self, route: str | None, model: str | None, score: float, tags: dict | None) -> None:
         """A quality score (``POST /v1/feedback``) for what ``model`` answered on ``route``."""
+        exp = self.experiments.get(route or "")
+        if exp is not None and tags and tags.get(exp.tag):
+            exp.feedback(tags[exp.tag], score)
         p = self._learner(route or "")
         if p is not None and model:
             p.learn(model, score, tags)
@@ -140,6 +151,10 @@ class Gateway:
         pacer = self._pacers.get(request.route)
         if pacer is not None:
             pacer.spend(float(request.cost))
+        exp = self.experiments.get(request.route)
+        if exp is not None and request.tags and request.tags.get(exp.tag):
+            exp.settled(request.tags[exp.tag], request.status >= 500 or request.error == "degraded",
+                        request.latency_ms, float(request.cost))
         p = self._learner(request.route)
         if p is None:
             return
@@ -175,7 +190,8 @@ class Gateway:
             for n in group:
                 if n not in names:
                     names.append(n)
-        return Planned(t.spec, [models[n] for n in names], reason, plan.checks, max(len(plan.models) - 1, 0), key)
+        return Planned(t.spec, [models[n] for n in names], reason, plan.checks, max(len(plan.models) - 1, 0), key,
+                       plan.arm)
 
     async def run(self, req: ChatRequest, *, deadline: float | None = None, request_id: str | None = None,
                   plan: Planned | None = None) -> Reply:

@@ -325,7 +325,10 @@ class Ticket:
 
     def _context_fields(self) -> dict:
         c = self.creq
-        return {"episode": c.episode, "dialect": c.dialect or None, "traceparent": c.traceparent}
+        out = {"episode": c.episode, "dialect": c.dialect or None, "traceparent": c.traceparent}
+        if self.plan.arm is not None:  # an experiment's arm, as a tag: spend, the log and feedback see it
+            out["tags"] = {**self.adm.tags, f"exp.{self.route}": self.plan.arm}
+        return out
 
     def failed(self, err: SwitchmanError) -> None:
         """Every candidate failed (or the request was refused after admission): settling still
@@ -463,6 +466,7 @@ class Metering:
             raise Forbidden(f"key '{key.name}' may not use '{creq.model}' (it may use: {', '.join(key.routes)})",
                             param="model")
         if key is not None:  # the route's policy sees the key's tags and user, as budgets do
+            creq.key_id = key.id
             if key.tags:
                 creq.tags = {**(creq.tags or {}), **key.tags}
             if key.user:

@@ -132,6 +132,7 @@ class ChatRequest:
     tags: dict[str, str] | None = None  # x-switchman-tags: for rules
     end_user: str | None = None  # x-switchman-user: for rules (never sent upstream; ``user`` is)
     episode: str | None = None  # x-switchman-episode: groups one task's calls (request log, feedback)
+    key_id: str | None = None  # the caller's virtual key (an experiment may assign by it)
     traceparent: str | None = None  # the client's W3C trace context, continued by tracing
     logprobs: bool = False  # ask the upstream for token logprobs (a cascade's confidence check)
     cache_marked: bool = False  # the client marked prompt-cache breakpoints: input may be billed as cache writes

@@ -24,6 +24,7 @@ class Plan:
     models: tuple[str, ...]  # configured model names, first choice first
     reason: str  # a few words: why this order (becomes x-switchman-reason)
     checks: "Checks | None" = None  # a cascade: each answer is checked before it is sent
+    arm: str | None = None  # an experiment: the arm this request was assigned
 
 
 @dataclass(slots=True)

@@ -1,0 +1,147 @@
+"""Experiments: sticky, balanced assignment; a canary that rolls back a worse candidate and ramps a
+no-worse one to 100%, by simulation; and an A/B route end to end over HTTP with the reason, the
+arm tag in the ledger and GET /admin/experiments."""
+
+from __future__ import annotations
+
+import random
+
+import aiohttp
+import pytest
+
+from switchman.routing.base import RouteContext
+from switchman.routing.experiment import Experiment, ExperimentSpec
+from switchman.testing.fake_upstream import FakeModel
+from switchman.types import ChatRequest, Message, Role, TextPart
+
+from telemetry.serving import serve, stop
+
+
+def req(user: str | None = None, episode: str | None = None) -> ChatRequest:
+    return ChatRequest(model="chat", messages=[Message(Role.USER, [TextPart("hi")])], end_user=user, episode=episode)
+
+
+def exp(**kw) -> Experiment:
+    spec = ExperimentSpec(arms=(("control", "a"), ("candidate", "b")), split=(50.0, 50.0), **kw)
+    return Experiment("chat", spec, None, frozenset())
+
+
+def test_assignment_is_sticky_and_balanced():
+    e = Experiment("chat", ExperimentSpec(arms=(("control", "a"), ("candidate", "b")), split=(90.0, 10.0)),
+                   None, frozenset())
+    ctx = RouteContext({})
+    counts = {"control": 0, "candidate": 0}
+    for i in range(10_000):
+        arms = {e.plan(req(user=f"u{i}"), ctx).arm for _ in range(3)}
+        assert len(arms) == 1  # every request of a subject on one arm
+        counts[arms.pop()] += 1
+    assert abs(counts["candidate"] / 10_000 - 0.10) < 0.02
+    p = e.plan(req(user="u1", episode="ep-9"), ctx)
+    assert "by episode" in p.reason  # the episode comes first when present
+    assert e.plan(req(), ctx).reason.count("no subject: drawn") == 1
+
+
+def _simulate(e: Experiment, control_err: float, cand_err: float, n: int, seed: int = 3) -> int:
+    """Traffic of ``n`` subjects through the experiment; returns candidate requests until rollback
+    (or all of them)."""
+    rng = random.Random(seed)
+    ctx = RouteContext({})
+    cand = 0
+    for i in range(n):
+        arm = e.plan(req(user=f"s{i}"), ctx).arm
+        err = rng.random() < (cand_err if arm == "candidate" else control_err)
+        e.settled(arm, err, rng.gauss(300, 30), 0.001)
+        if arm == "candidate":
+            cand += 1
+            if e.rolled_back:
+                break
+    return cand
+
+
+def test_a_canary_three_times_as_error_prone_is_rolled_back_early():
+    e = exp(ramp=(1.0, 5.0, 25.0, 50.0, 100.0), min_requests=100, alpha=0.05)
+    cand = _simulate(e, 0.02, 0.06, 200_000)
+    assert e.rolled_back and "error rate" in e.rolled_back
+    assert cand < 500
+    assert e.shares() == [100.0, 0.0]  # everything back on control
+    assert e.history[-1]["action"] == "rollback"
+
+
+def test_a_canary_no_worse_than_control_reaches_100_percent():
+    e = exp(ramp=(1.0, 5.0, 25.0, 50.0, 100.0), min_requests=100, alpha=0.05)
+    _simulate(e, 0.02, 0.02, 60_000)
+    assert not e.rolled_back
+    assert e.shares()[-1] == 100.0
+    assert [h["action"] for h in e.history].count("step") == 4
+
+
+@pytest.mark.parametrize("policy,words", [
+    ("{kind: experiment, arms: {control: echo, candidate: nope}}", "neither a route nor a model"),
+    ("{kind: experiment, arms: {control: echo, candidate: claude}, split: {control: 60, candidate: 30}}", "summing to 100"),
+    ("{kind: experiment, arms: {control: echo, candidate: claude}, ramp: [1, 10, 50]}", "ending at 100"),
+    ("{kind: experiment, arms: {control: echo, candidate: claude}, split: {other: 100}}", "unknown arm"),
+    ("{kind: experiment, arms: {control: echo}}", "at least two arms"),
+])
+def test_bad_experiments_are_config_errors(policy, words):
+    from switchman import configfile
+    from switchman.errors import ConfigError
+
+    cfg = f"""\
+providers:
+  oa: {{kind: openai, base_url: "http://127.0.0.1:9/v1", api_key: k}}
+models:
+  - {{name: echo, provider: oa, model: a, price: {{input: 1, output: 1}}}}
+  - {{name: claude, provider: oa, model: b, price: {{input: 1, output: 1}}}}
+routes:
+  - name: chat
+    policy: {policy}
+"""
+    with pytest.raises(ConfigError) as e:
+        configfile.loads(cfg, file="s.yaml", env={})
+    assert words in str(e.value) and "s.yaml:8" in str(e.value)
+
+
+async def test_an_ab_route_end_to_end(tmp_path):
+    routes = ("  - {name: chat, policy: {kind: experiment, arms: {control: echo, candidate: claude}, by: user}}\n")
+    s = await serve(tmp_path, routes=routes, models={"echo": FakeModel(), "claude": FakeModel()})
+    try:
+        async with aiohttp.ClientSession() as http:
+            seen = {}
+            for i in range(40):
+                for _ in range(2):
+                    async with http.post(s.base + "/v1/chat/completions", headers=s.admin(), json={
+                            "model": "chat", "user": f"user-{i}", "messages": [{"role": "user", "content": "hi"}]}) as r:
+                        assert r.status == 200
+                        model, why = r.headers["x-switchman-model"], r.headers["x-switchman-reason"]
+                        assert why.startswith("experiment chat: arm ") and "by user" in why
+                        seen.setdefault(i, set()).add(model)
+                        rid = r.headers["x-switchman-request-id"]
+            assert all(len(v) == 1 for v in seen.values())  # sticky per user
+            assert {m for v in seen.values() for m in v} == {"echo", "claude"}
+            async with http.post(s.base + "/v1/feedback", headers=s.admin(),
+                                 json={"request_id": rid, "score": 1}) as r:
+                assert r.status in (200, 201, 202), await r.text()
+            for _ in range(100):
+                async with http.get(s.base + "/admin/experiments", headers=s.admin()) as r:
+                    data = (await r.json())["data"][0]
+                if sum(a["requests"] for a in data["arms"].values()) == 80:
+                    break
+            assert data["route"] == "chat" and set(data["arms"]) == {"control", "candidate"}
+            assert sum(a["feedback"] for a in data["arms"].values()) == 1
+            async with http.get(s.base + "/admin/spend?by=tag", headers=s.admin()) as r:
+                tags = {x["group"]: x["requests"] for x in (await r.json())["rows"]}
+            assert tags["exp.chat=control"] + tags["exp.chat=candidate"] == 80
+        import subprocess
+        import sys
+
+        from telemetry.serving import ADMIN
+
+        out = subprocess.run([sys.executable, "-m", "switchman.cli", "experiments", "--url", s.base, "--key", ADMIN],
+                             capture_output=True, text=True, timeout=60)
+        assert out.returncode == 0, out.stderr
+        assert "experiment chat" in out.stdout and "candidate" in out.stdout and "claude" in out.stdout
+    finally:
+        await stop(s)
+    out = subprocess.run([sys.executable, "-m", "switchman.cli", "experiments", "--url", s.base, "--key", "k"],
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 1 and out.stderr.count("\n") == 1 and "cannot reach the gateway" in out.stderr
