@@ -21,13 +21,13 @@ only ever moves subjects from control to candidate (bucket below the candidate's
 **The canary** starts at the ramp's first step. Each settled request counts for its arm (the
 arm is also a tag on the request, ``exp.<route>=<arm>``, so spend, the request log and feedback
 see it). At every ``min_requests`` candidate requests the candidate is compared with control on
-four figures, each by a one-sided test for "candidate worse": error rate (two proportions), p95
-latency (the share of candidate requests slower than control's p95, against 5% × (1 + tolerance)),
-cost per request (means, against control's × (1 + tolerance)) and feedback (means). The false-alarm
-rate is spent evenly over the figures and the looks the whole ramp may take (Bonferroni over
-``4 × (steps × 20)`` looks), so a candidate no worse than control is rolled back with probability
-at most ``alpha``. A significant regression rolls back at once (candidate share 0, the reason
-recorded); no regression after ``min_requests`` takes the next step. Every decision is kept in
+four figures, each by a one-sided test for "candidate worse" on everything seen so far: error
+rate (two proportions), p95 latency (the share of candidate requests slower than control's p95,
+against 5% × (1 + tolerance)), cost per request (means, against control's × (1 + tolerance)) and
+feedback (means). There is one look per step; ``alpha`` is shared out over the figures (40% to errors,
+20% to each of the others) and then evenly over the steps (Bonferroni), so a candidate no worse
+than control is rolled back with probability at most ``alpha``. A significant regression rolls back at once (candidate share 0, the reason
+recorded); no regression takes the next step; no regression at 100% ends the rollout. Every decision is kept in
 ``history`` (``GET /admin/experiments``). The rollout state is this process's: with several
 workers each one ramps on the traffic it sees (the assignment itself is the same everywhere).
 """
@@ -48,7 +48,8 @@ from .base import Plan, Policy, RouteContext
 
 BUCKETS = 10_000
 SUBJECTS = ("episode", "user", "key")
-_LOOKS_PER_STEP = 20
+# The false-alarm rate, shared out among the figures (errors are what a canary must catch first).
+_SPEND = {"errors": 0.4, "latency": 0.2, "cost": 0.2, "feedback": 0.2}
 
 
 @dataclass(frozen=True, slots=True)
@@ -175,6 +176,7 @@ class Experiment(Policy):
         self.looks = 0
         self.at_step = 0  # candidate requests at this step
         self.history: list[dict] = []
+        self.finished = False  # the last step was reviewed: the rollout is over
         if spec.ramp:
             self._record("start", f"ramp starts at {spec.ramp[0]:g}%")
 
@@ -240,7 +242,7 @@ class Experiment(Policy):
         if st is None:
             return
         st.add(error, latency_ms, cost)
-        if self.spec.ramp and not self.rolled_back and arm == self.arms[1]:
+        if self.spec.ramp and not self.rolled_back and not self.finished and arm == self.arms[1]:
             self.at_step += 1
             if self.at_step % self.spec.min_requests == 0:
                 self.review()
@@ -256,9 +258,8 @@ class Experiment(Policy):
         """Compare the candidate with control; roll back or step up. Returns what was done."""
         spec = self.spec
         self.looks += 1
-        budget = 4 * len(spec.ramp) * _LOOKS_PER_STEP
-        z = NormalDist().inv_cdf(1 - spec.alpha / budget)
-        worse = self.regressions(z)
+        worse = self.regressions({f: NormalDist().inv_cdf(1 - spec.alpha * w / len(spec.ramp))
+                                  for f, w in _SPEND.items()})
         if worse:
             self.rolled_back = "; ".join(worse)
             self._record("rollback", self.rolled_back)
@@ -269,12 +270,13 @@ class Experiment(Policy):
             self._record("step", f"no regression after {spec.min_requests} candidate requests: "
                                  f"{spec.ramp[self.step]:g}%")
             return "step"
-        if self.history and self.history[-1]["action"] != "done":
-            self._record("done", "at 100%: the candidate carries all traffic")
+        self.finished = True
+        self._record("done", f"no regression at 100% after {spec.min_requests} candidate requests: the rollout is over")
         return None
 
-    def regressions(self, z: float) -> list[str]:
-        """The figures on which the candidate is significantly worse than control."""
+    def regressions(self, z: dict[str, float]) -> list[str]:
+        """The figures on which the candidate is significantly worse than control (``z``: each
+        figure's critical value)."""
         c, k = self.stats[self.arms[0]], self.stats[self.arms[1]]
         tol = self.spec.tolerance
         out = []
@@ -282,22 +284,22 @@ class Experiment(Policy):
             p = (c.errors + k.errors) / (c.requests + k.requests)
             se = math.sqrt(max(p * (1 - p) * (1 / c.requests + 1 / k.requests), 1e-12))
             zs = (k.errors / k.requests - c.errors / c.requests) / se
-            if zs > z:
+            if zs > z["errors"]:
                 out.append(f"error rate {k.errors / k.requests:.1%} against {c.errors / c.requests:.1%} (z={zs:.1f})")
         if len(c.latencies) >= 20 and len(k.latencies) >= 20:
             p95 = sorted(c.latencies)[int(len(c.latencies) * 0.95)]
             slow = sum(1 for x in k.latencies if x > p95)
             p0 = 0.05 * (1 + tol)
             zs = (slow - p0 * len(k.latencies)) / math.sqrt(p0 * (1 - p0) * len(k.latencies))
-            if zs > z:
+            if zs > z["latency"]:
                 out.append(f"p95 latency: {slow / len(k.latencies):.1%} of candidate requests slower than "
                            f"control's p95 ({p95:.0f} ms) (z={zs:.1f})")
         zc = _worse_mean(k.cost, k.cost2, k.requests, c.cost, c.cost2, c.requests, 1 + tol)
-        if zc is not None and zc > z:
+        if zc is not None and zc > z["cost"]:
             out.append(f"cost per request ${k.cost / k.requests:.6f} against ${c.cost / c.requests:.6f} (z={zc:.1f})")
         zf = _worse_mean(c.feedback_sum, c.feedback_sum2, c.feedback_n, k.feedback_sum, k.feedback_sum2,
                          k.feedback_n, 1.0)
-        if zf is not None and zf > z:
+        if zf is not None and zf > z["feedback"]:
             out.append(f"feedback {k.feedback_sum / k.feedback_n:.2f} against {c.feedback_sum / c.feedback_n:.2f} "
                        f"(z={zf:.1f})")
         return out

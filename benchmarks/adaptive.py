@@ -1,0 +1,201 @@
+#!/usr/bin/env python3
+"""Adaptive routing against the figures of the adaptive-routing issue that this build covers:
+
+1. least-latency on three equal-quality models with p50 50 / 100 / 200 ms (the fake upstream, real
+   loopback HTTP, through the in-process gateway), the fastest slowing 5x halfway: p95 against
+   ``weighted`` over the same traffic, and the slowed model's share of traffic in the 10 s after
+   the slowdown (target: p95 at least 30% below weighted; share below 10% within 10 s);
+2. the canary: 200 simulated rollouts of a candidate whose error rate is 3x control's (2% against
+   6%; target: rolled back before 500 candidate requests) and 200 of one no worse (target: reaches
+   100%; the share rolled back is the false-alarm rate, stated as ``alpha`` = 5%);
+3. sticky assignment over 10,000 subjects at 90/10 and 50/50 (target: every subject's requests on
+   one arm, shares within 2 points of the split);
+4. decision time p50 of each policy (target: at most 0.1 ms).
+
+    python benchmarks/adaptive.py
+
+Writes the table to stdout and to benchmarks/RESULTS.md between ``<!-- adaptive:begin -->`` and
+``<!-- adaptive:end -->``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import random
+import shlex
+import statistics
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent / "src"))
+from results import write_section  # noqa: E402
+
+from switchman.resilience.live import LiveStats  # noqa: E402
+from switchman.routing.bandit import Bandit  # noqa: E402
+from switchman.routing.base import RouteContext  # noqa: E402
+from switchman.routing.experiment import Experiment, ExperimentSpec  # noqa: E402
+from switchman.routing.live import LeastBusy, LeastLatency  # noqa: E402
+from switchman.testing.fake_upstream import FakeModel, FakeUpstream  # noqa: E402
+from switchman.types import ChatRequest, Message, Role, TextPart  # noqa: E402
+
+
+def req(user: str | None = None) -> ChatRequest:
+    return ChatRequest(model="r", messages=[Message(Role.USER, [TextPart("hi")])], end_user=user)
+
+
+def p95(xs: list[float]) -> float:
+    return sorted(xs)[int(len(xs) * 0.95)]
+
+
+async def fleet(kind: str, seconds: float = 24.0, concurrency: int = 8) -> dict:
+    """Traffic for ``seconds`` through a route of three models; the fastest slows 5x halfway."""
+    from switchman.gateway import Gateway
+    from switchman import configfile
+
+    lat = {"fast": 0.05, "mid": 0.10, "slow": 0.20}
+    fake = FakeUpstream({m: FakeModel(latency=v) for m, v in lat.items()})
+    port = await fake.start()
+    models = "\n".join(f"  - {{name: {m}, provider: f, model: {m}, price: {{input: 1, output: 1}}}}" for m in lat)
+    policy = ("{kind: weighted, models: {fast: 1, mid: 1, slow: 1}}" if kind == "weighted"
+              else "{kind: least-latency, models: [fast, mid, slow], explore: 0.05, stale: 5}")
+    cfg = configfile.loads(f"""providers:\n  f: {{kind: openai, base_url: "http://127.0.0.1:{port}/v1", api_key: k}}
+models:\n{models}\nroutes:\n  - {{name: r, policy: {policy}}}\nretry: {{attempts: 1}}\n""", file="bench.yaml", env={})
+    gw = Gateway(cfg)
+    t0 = time.monotonic()
+    half = t0 + seconds / 2
+    done: list[tuple[float, str, float]] = []
+    slowed = False
+
+    async def worker() -> None:
+        nonlocal slowed
+        while (now := time.monotonic()) < t0 + seconds:
+            if now >= half and not slowed:
+                slowed = True
+                fake.models["fast"].latency = lat["fast"] * 5
+            s = time.monotonic()
+            reply = await gw.chat(model="r", messages=[{"role": "user", "content": "hi"}])
+            done.append((s - t0, reply.outcome.model.name, time.monotonic() - s))
+
+    try:
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+    finally:
+        await gw.close()
+        await fake.stop()
+    after = [m for t, m, _ in done if seconds / 2 <= t < seconds / 2 + 10]
+    late = [m for t, m, _ in done if seconds / 2 + 10 <= t]
+    return {"p95": p95([d for _, _, d in done]), "p50": statistics.median(d for _, _, d in done),
+            "requests": len(done), "slowed_share_10s": after.count("fast") / max(1, len(after)),
+            "slowed_share_after": late.count("fast") / max(1, len(late))}
+
+
+def canary(bad: bool, runs: int = 200) -> dict:
+    """Simulated rollouts; the candidate's error rate 3x control's (``bad``) or equal."""
+    spec = ExperimentSpec(arms=(("control", "a"), ("candidate", "b")), split=(), ramp=(1.0, 5.0, 25.0, 50.0, 100.0),
+                          min_requests=100, alpha=0.05)
+    rolled, before, reached = 0, [], 0
+    for run in range(runs):
+        e = Experiment(f"c{run}", spec, None, frozenset())
+        rng = random.Random(run)
+        cand = 0
+        for i in range(400_000):
+            arm = e.plan(req(f"s{run}-{i}"), RouteContext({})).arm
+            err = rng.random() < (0.06 if bad and arm == "candidate" else 0.02)
+            e.settled(arm, err, rng.gauss(300, 40), 0.001 + rng.random() * 0.0002)
+            cand += arm == "candidate"
+            if e.rolled_back or (e.shares()[-1] == 100 and e.history[-1]["action"] == "done"):
+                break
+            if e.shares()[-1] == 100 and cand > 2_000:
+                break
+        if e.rolled_back:
+            rolled += 1
+            before.append(cand)
+        reached += e.shares()[-1] == 100
+    return {"runs": runs, "rolled_back": rolled, "reached_100": reached,
+            "under_500": sum(1 for b in before if b < 500),
+            "candidate_before_rollback_p50": statistics.median(before) if before else None,
+            "candidate_before_rollback_p95": sorted(before)[int(len(before) * 0.95)] if before else None,
+            "candidate_before_rollback_max": max(before) if before else None}
+
+
+def sticky(split: tuple[float, float], subjects: int = 10_000) -> dict:
+    e = Experiment("s", ExperimentSpec(arms=(("a", "x"), ("b", "y")), split=split), None, frozenset())
+    ctx = RouteContext({})
+    moved, count = 0, 0
+    for i in range(subjects):
+        arms = {e.plan(req(f"user-{i}"), ctx).arm for _ in range(5)}
+        moved += len(arms) > 1
+        count += "b" in arms
+    return {"subjects": subjects, "split_b": split[1], "share_b": 100 * count / subjects, "moved": moved}
+
+
+def decision_times() -> dict:
+    live = LiveStats()
+    models = ("a", "b", "c")
+    for m, s in zip(models, (0.05, 0.1, 0.2)):
+        live.observe(m, s, False)
+    ctx = RouteContext(dict.fromkeys(models), live)  # type: ignore[arg-type]
+    policies = {
+        "least-latency": LeastLatency(models, {}),
+        "least-busy": LeastBusy(models, {}),
+        "bandit": Bandit(models, {"a": 0.7, "b": 0.8, "c": 0.9}, 10.0),
+        "experiment": Experiment("e", ExperimentSpec(arms=(("control", "a"), ("candidate", "b")), split=(90.0, 10.0)),
+                                 None, frozenset()),
+    }
+    out = {}
+    for name, p in policies.items():
+        rs = [req(f"u{i}") for i in range(2000)]
+        ts = []
+        for r in rs:
+            t = time.perf_counter()
+            p.plan(r, ctx)
+            ts.append((time.perf_counter() - t) * 1e6)
+        out[name] = statistics.median(ts)
+    return out
+
+
+async def main() -> None:
+    rows = []
+    w = await fleet("weighted")
+    ll = await fleet("least-latency")
+    print("weighted", w, "\nleast-latency", ll, flush=True)
+    bad, same = canary(True), canary(False)
+    print("canary bad", bad, "\ncanary same", same, flush=True)
+    st = [sticky((90.0, 10.0)), sticky((50.0, 50.0))]
+    print("sticky", st, flush=True)
+    dt_ = decision_times()
+    print("decision µs", dt_, flush=True)
+    gain = 1 - ll["p95"] / w["p95"]
+    ok = lambda c: "✅" if c else "❌"  # noqa: E731
+    rows = [
+        f"Run {dt.date.today()}: `python benchmarks/adaptive.py {shlex.join(sys.argv[1:])}`".rstrip(), "",
+        "| figure | measured | target |", "|---|---|---|",
+        f"| least-latency p95 against weighted (3 models 50/100/200 ms, the fastest 5x slower halfway; "
+        f"{ll['requests']} and {w['requests']} requests) | {ll['p95'] * 1000:.0f} ms against {w['p95'] * 1000:.0f} ms: "
+        f"{gain:.0%} lower {ok(gain >= 0.30)} | ≥ 30% lower |",
+        f"| the slowed model's share in the 10 s after it slowed | {ll['slowed_share_10s']:.1%} "
+        f"{ok(ll['slowed_share_10s'] < 0.10)} (after that: {ll['slowed_share_after']:.1%}) | < 10% |",
+        f"| canary, candidate 3x control's error rate (2% against 6%), {bad['runs']} rollouts, min_requests 100 | "
+        f"rolled back in {bad['rolled_back']}, before 500 candidate requests in {bad['under_500']}; candidate "
+        f"requests before it p50 {bad['candidate_before_rollback_p50']:g}, p95 {bad['candidate_before_rollback_p95']}, "
+        f"max {bad['candidate_before_rollback_max']} {ok(bad['under_500'] == bad['runs'])} | "
+        "rolled back before 500 candidate requests |",
+        f"| canary, candidate no worse, {same['runs']} rollouts | reached 100% in {same['reached_100']}; rolled back "
+        f"(false alarms) in {same['rolled_back']} ({same['rolled_back'] / same['runs']:.1%}) "
+        f"{ok(same['rolled_back'] / same['runs'] <= 0.05)} | reaches 100%; false alarms ≤ alpha 5% |",
+    ]
+    for s in st:
+        rows.append(f"| sticky assignment, {s['subjects']:,} subjects, split {100 - s['split_b']:g}/{s['split_b']:g} | "
+                    f"{s['moved']} subjects saw two arms; arm b {s['share_b']:.1f}% "
+                    f"{ok(s['moved'] == 0 and abs(s['share_b'] - s['split_b']) <= 2)} | 100% sticky; within 2 points |")
+    for name, us in dt_.items():
+        rows.append(f"| decision time, {name}, p50 | {us:.1f} µs {ok(us <= 100)} | ≤ 0.1 ms |")
+    table = "\n".join(rows)
+    print(table)
+    write_section(HERE / "RESULTS.md", "adaptive", table)
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
