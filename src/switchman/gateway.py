@@ -104,6 +104,7 @@ class Gateway:
         self._targets: dict[str, _Target] = {}
         self._pacers: dict = {}
         self.experiments: dict = {}  # route name -> Experiment
+        self.shared = None  # routing/shared.py, with state: {backend: redis}
         self.affinity = Affinity(self.clock)
         for r in config.routes.values():
             own = RouteContext({n: config.models[n] for n in r.models}, live) if r.models else ctx
@@ -334,10 +335,21 @@ class Gateway:
         return await self.run(dialect_for("openai").decode(body))
 
     def start(self) -> None:
-        """Background work: active health checks of ejected models."""
+        """Background work: active health checks of ejected models; with Redis state, sharing
+        calls in flight and bandit posteriors with the other workers."""
         self.health.start()
+        st = self.config.accounting.state if self.config.accounting is not None else None
+        uses = any(t.spec.policy in ("least-busy", "bandit") for t in self._targets.values())
+        if st is not None and st.backend == "redis" and uses and self.shared is None:
+            from .routing.shared import SharedState
+
+            bandits = {n: t.policy for n, t in self._targets.items() if t.spec.policy == "bandit"}
+            self.shared = SharedState(st.url, st.prefix, self.executor.live, bandits, timeout=st.timeout)
+            self.shared.start()
 
     async def close(self) -> None:
+        if self.shared is not None:
+            await self.shared.close()
         await self.health.stop()
         if self._escalations:
             await asyncio.wait(self._escalations, timeout=5)

@@ -28,6 +28,8 @@ class LiveStats:
         self.clock = clock or SystemClock()
         self.alpha = alpha
         self.inflight: Counter[str] = Counter()
+        self.remote: Counter[str] = Counter()  # other workers' calls in flight (routing/shared.py)
+        self.shared: bool | None = None  # None: not shared; False: the shared state is unreachable
         self._lat: dict[tuple[str, bool], _Ewma] = {}
 
     def observe(self, model: str, seconds: float, stream: bool) -> None:

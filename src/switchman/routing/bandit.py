@@ -12,7 +12,8 @@ the rest of the plan follows by posterior mean reward, so a failure falls back t
 * ``context_tag: task``: a posterior per value of that request tag, so a route learns per kind of
   request (a value it has not seen starts from the priors).
 
-Posteriors live in this process (each worker learns from the feedback and failures it sees).
+Posteriors live in this process, or, with ``state: {backend: redis}``, in Redis: every worker
+adds what it learns to shared totals and reads them back (``routing/shared.py``), off the request path.
 Feedback is validated before it gets here (a score in [0, 1], once per id), so a posterior cannot
 be pushed outside its range.
 """
@@ -55,6 +56,10 @@ class Bandit(Policy):
         self.rng = rng or random.Random()
         self._arms: dict[str | None, dict[str, Arm]] = {}
         self.pacer = None  # a route's budget pacing (routing/pacing.py) sets the tradeoff when present
+        # With shared state (routing/shared.py): what was learned here since the last exchange,
+        # per (context, model): [alpha, beta, cost_sum, cost_n]; and whether the exchange works.
+        self.pending: dict[tuple[str | None, str], list[float]] | None = None
+        self.shared: bool | None = None
 
     def _context(self, tags: dict[str, str] | None) -> str | None:
         return (tags or {}).get(self.context_tag) if self.context_tag else None
@@ -87,6 +92,8 @@ class Bandit(Policy):
         means = ", ".join(f"{m} {arms[m].mean:.2f}" for m in by_mean[:4])
         where = f" [{self.context_tag}={ctxv}]" if ctxv is not None else ""
         pace = f"; {self.pacer.reason()}" if self.pacer is not None else ""
+        if self.shared is False:
+            pace += "; shared posteriors unreachable: this worker's own"
         return Plan((pick, *(m for m in by_mean if m != pick)), f"bandit{where}: {pick} ({why}; means: {means}){pace}")
 
     # -- learning ----------------------------------------------------------------------------------
@@ -94,12 +101,36 @@ class Bandit(Policy):
         """A quality observation in [0, 1] for ``model`` (feedback, or 0 for a failed call)."""
         if model not in self.models or not 0.0 <= score <= 1.0:
             return
-        arm = self.arms(self._context(tags))[model]
+        ctx = self._context(tags)
+        arm = self.arms(ctx)[model]
         arm.alpha += score
         arm.beta += 1.0 - score
+        self._pend(ctx, model, score, 1.0 - score, 0.0, 0)
 
     def cost(self, model: str, usd: float, tags: dict[str, str] | None = None) -> None:
         if model in self.models and usd >= 0:
-            arm = self.arms(self._context(tags))[model]
+            ctx = self._context(tags)
+            arm = self.arms(ctx)[model]
             arm.cost_sum += usd
             arm.cost_n += 1
+            self._pend(ctx, model, 0.0, 0.0, usd, 1)
+
+    def _pend(self, ctx: str | None, model: str, a: float, b: float, c: float, n: int) -> None:
+        if self.pending is not None:
+            w = self.pending.setdefault((ctx, model), [0.0, 0.0, 0.0, 0.0])
+            w[0] += a
+            w[1] += b
+            w[2] += c
+            w[3] += n
+
+    def apply_shared(self, totals: dict[tuple[str | None, str], list[float]]) -> None:
+        """Every worker's totals (from the shared state): each posterior is its prior plus them,
+        plus what this worker learned since they were read."""
+        for (ctx, model), (a, b, c, n) in totals.items():
+            if model not in self.models:
+                continue
+            p = self._prior(model)
+            w = (self.pending or {}).get((ctx, model), (0.0, 0.0, 0.0, 0.0))
+            arm = self.arms(ctx)[model]
+            arm.alpha, arm.beta = p.alpha + a + w[0], p.beta + b + w[1]
+            arm.cost_sum, arm.cost_n = c + w[2], int(round(n + w[3]))

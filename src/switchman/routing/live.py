@@ -7,7 +7,8 @@
   taken for instant nor left unmeasured, and one slow call is not a verdict for ever; a figure
   older than ``stale`` seconds is measured again on the next request.
 * ``least-busy``: power of two choices on calls in flight: two models drawn at random (by
-  ``weights``), the one with fewer calls in flight first (this process's counts).
+  ``weights``), the one with fewer calls in flight first (this process's counts, plus every other
+  worker's with ``state: {backend: redis}``: ``routing/shared.py``).
 
 The rest of the plan follows by the same measure, so a failure falls back to the next best.
 """
@@ -66,7 +67,8 @@ class LeastBusy(Policy):
         self.rng = rng or random.Random()
 
     def plan(self, req: ChatRequest, ctx: RouteContext) -> Plan:
-        busy = ctx.live.inflight if ctx.live is not None else {}
+        live = ctx.live
+        busy = (live.inflight + live.remote) if live is not None and live.remote else (live.inflight if live else {})
         if len(self.models) == 1:
             return Plan(self.models, "least-busy: one model")
         a = self.rng.choices(self.models, self.weights)[0]
@@ -76,5 +78,7 @@ class LeastBusy(Policy):
         pick = a if busy.get(a, 0) <= busy.get(b, 0) else b
         other = b if pick == a else a
         rest = sorted((m for m in self.models if m != pick), key=lambda m: busy.get(m, 0))
+        where = ("" if live is None or live.shared is None else " across workers" if live.shared
+                 else "; shared counts unreachable: this worker's own")
         return Plan((pick, *rest), f"least-busy: {pick} ({busy.get(pick, 0)} in flight) over {other} "
-                                   f"({busy.get(other, 0)})")
+                                   f"({busy.get(other, 0)}){where}")
