@@ -206,8 +206,19 @@ async def test_redis_shares_entries_between_workers(tmp_path):
     s = await serve(tmp_path, workers=2, extra=extra, models={"echo": FakeModel(reply=topical, chunks=3)},
                     routes=route())
     try:
+        import redis.asyncio as aioredis
+
+        from switchman.cache.semantic import STREAM
+
+        r = aioredis.from_url("redis://127.0.0.1:6379/0")
+        before = await r.xlen(STREAM)
         tag = uuid.uuid4().hex[:8]
         await ask(oa(s), f"How do I reset my password for account {tag}?")
+        for _ in range(200):  # indexed and published once the answer went out
+            if await r.xlen(STREAM) > before:
+                break
+            await asyncio.sleep(0.02)
+        await r.aclose()
         seen = set()
         for _ in range(8):  # new connections land on both workers
             h, _ = await ask(openai.AsyncOpenAI(base_url=s.base + "/v1", api_key=ADMIN, max_retries=0),
