@@ -173,6 +173,7 @@ class RouteSpec:
     spec: PolicySpec | None = None  # the policy's own settings (None: first/weighted need none)
     cache: "CacheSettings | None" = None  # the route's own cache settings (None: the top-level ones)
     pace: "PaceSpec | None" = None  # budget pacing: spend spread over a window (routing/pacing.py)
+    prefer: str | None = None  # headroom: models near their rpm/tpm limits go last (routing/headroom.py)
 
 
 @dataclass(frozen=True, slots=True)

@@ -415,8 +415,15 @@ def _route(doc: _Doc, path: str, v: Any) -> RouteSpec:
         on_cut=on_cut, degrade_reply=do.get("reply", str), escalate_webhook=hook,
         prefer_other_provider=o.get("prefer_other_provider", bool, True),
         cache=o.get("cache", dict),  # raw here; resolved against the top-level cache section
-        pace=_pace(doc, f"{path}.pace", o.get("pace", dict), kind),
+        pace=_pace(doc, f"{path}.pace", o.get("pace", dict), kind), prefer=_prefer(doc, f"{path}.policy", o),
     )
+
+
+def _prefer(doc: _Doc, path: str, o: _Obj) -> str | None:
+    v = (o.v.get("policy") or {}).get("prefer")
+    if v is not None and v != "headroom":
+        raise doc.error(f"{path}.prefer", f"must be headroom, not {v!r}")
+    return v
 
 
 def _pace(doc: _Doc, path: str, v: dict | None, kind: str):
@@ -450,6 +457,7 @@ _POLICY_KEYS = {
     "bandit": ("kind", "models", "quality", "tradeoff", "explore", "prior", "context_tag"),
     "experiment": ("kind", "arms", "split", "ramp", "by", "min_requests", "alpha", "tolerance", "secret"),
 }
+_POLICY_KEYS = {k: (*v, "prefer") for k, v in _POLICY_KEYS.items()}  # prefer: headroom, any kind
 _RULE_CONDITIONS = ("tags", "user", "tokens_over", "tokens_under", "tools", "images", "json", "keywords", "regex")
 _CHECK_KEYS = ("refusal", "json", "tools", "arithmetic", "agree", "logprob", "scorer", "judge")
 
@@ -476,10 +484,10 @@ def _policy(doc: _Doc, path: str, v: Any, chain: tuple[str, ...] | None = None
         if not wm or sum(weights) <= 0:
             raise doc.error(f"{path}.models", "needs at least one model with a weight above 0")
         return kind, tuple(wm), tuple(weights), None
-    if kind in ("least-latency", "least-busy"):
-        return _live_policy(doc, path, kind, po)
-    if kind == "bandit":
-        return _bandit(doc, path, po)
+    if kind in ("least-latency", "least-busy", "bandit"):
+        from .routing import settings as policies
+
+        return policies.live(po, path, kind, doc.error) if kind != "bandit" else policies.bandit(po, path, doc.error)
     if kind == "experiment":
         from .routing import experiment
 
@@ -543,51 +551,6 @@ def _policy(doc: _Doc, path: str, v: Any, chain: tuple[str, ...] | None = None
         if len(models) < 2:
             raise doc.error(f"{path}.models", "a cascade needs at least two models, cheapest first")
     return kind, models, (), PolicySpec(**spec)
-
-
-def _live_policy(doc: _Doc, path: str, kind: str, po: _Obj) -> tuple:
-    """``least-latency`` / ``least-busy``: ``models`` a list, or a mapping of model to weight."""
-    raw = po.v.get("models")
-    if isinstance(raw, dict):
-        for m, w in raw.items():
-            if isinstance(w, bool) or not isinstance(w, (int, float)) or w <= 0:
-                raise doc.error(f"{path}.models.{m}", "weights must be numbers above 0")
-        models, weights = tuple(raw), tuple((m, float(w)) for m, w in raw.items())
-    else:
-        models, weights = po.names("models"), ()
-    if not models:
-        raise doc.error(f"{path}.models", "needs at least one model")
-    spec: dict[str, Any] = {"kind": kind, "models": models, "weights": weights}
-    if kind == "least-latency":
-        spec["tolerance"] = po.get("tolerance", float, 0.2)
-        if spec["tolerance"] < 0:
-            raise doc.error(f"{path}.tolerance", "must be 0 or more")
-        spec["explore"] = _share(doc, po, "explore")
-        spec["explore"] = 0.05 if spec["explore"] is None else spec["explore"]
-        spec["stale"] = po.positive("stale", float, 60.0)
-    return kind, models, (), PolicySpec(**spec)
-
-
-def _bandit(doc: _Doc, path: str, po: _Obj) -> tuple:
-    """``bandit``: models, priors (``quality``), ``tradeoff`` (λ per USD), ``explore``, ``prior``
-    (the weight of a prior, in observations), ``context_tag``."""
-    models = po.names("models")
-    if len(models) < 2:
-        raise doc.error(f"{path}.models", "a bandit needs at least two models to choose between")
-    q = po.get("quality", dict, {})
-    for m, x in q.items():
-        if m not in models:
-            raise doc.error(f"{path}.quality.{m}", f"'{m}' is not one of this policy's models")
-        if isinstance(x, bool) or not isinstance(x, (int, float)) or not 0 <= x <= 1:
-            raise doc.error(f"{path}.quality.{m}", "must be an expected quality between 0 and 1")
-    tradeoff = po.get("tradeoff", float, 0.0)
-    if tradeoff < 0:
-        raise doc.error(f"{path}.tradeoff", "must be 0 or more (quality given up per USD)")
-    explore = _share(doc, po, "explore")
-    return "bandit", models, (), PolicySpec(
-        "bandit", models, tradeoff=tradeoff, quality=tuple((m, float(x)) for m, x in q.items()),
-        explore=0.05 if explore is None else explore, prior=po.positive("prior", float, 10.0),
-        context_tag=po.get("context_tag", str))
 
 
 def _share(doc: _Doc, o: _Obj, key: str) -> float | None:

@@ -375,6 +375,7 @@ class Executor:
             run.skipped.append(f"{model.name}:{e.kind}")
             raise _Skip(e.message, model=model.name) from None
         if self.rate_limit is not None and (model.limits.rpm or model.limits.tpm):
+            self.live.count(model.name, run.est_tokens)
             full = await self.rate_limit(model, run.est_tokens)
             if full is not None:  # the next candidate rather than the upstream's own 429
                 run.skipped.append(f"{model.name}:at-{full[0]}-limit")

@@ -34,6 +34,7 @@ from .routing import build_policy
 from .routing.base import Plan, Policy, RouteContext
 from .routing.checks import Checks
 from .routing.simple import First
+from .routing.headroom import prefer_headroom
 from .routing.sticky import Affinity, conversation
 from .types import ChatRequest, ChatResponse, StreamEvent
 
@@ -186,6 +187,8 @@ class Gateway:
         if len(chosen) > 1 and plan.checks is None and (c is None or c.sticky):
             key = conversation(req, req.end_user or "")
             chosen, reason = self.affinity.prefer(key, req, chosen, reason)
+        if t.spec.prefer == "headroom":
+            chosen, reason = prefer_headroom(chosen, reason, self.executor.live)
         names = [m.name for m in chosen]
         for group in (t.spec.fallbacks, *(models[n].fallbacks for n in plan.models)):
             for n in group:

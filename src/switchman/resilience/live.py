@@ -9,6 +9,8 @@ figure from an old one (a model not called for a while is worth measuring again)
 
 from __future__ import annotations
 
+import time
+
 from collections import Counter
 
 from ..clock import Clock, SystemClock
@@ -30,6 +32,11 @@ class LiveStats:
         self.inflight: Counter[str] = Counter()
         self.remote: Counter[str] = Counter()  # other workers' calls in flight (routing/shared.py)
         self.shared: bool | None = None  # None: not shared; False: the shared state is unreachable
+        # calls and prompt tokens per model in the current minute (models with rpm/tpm limits), this
+        # worker's and, with shared state, the others' (for prefer: headroom)
+        self.minute = -1
+        self.used: dict[str, list[int]] = {}
+        self.remote_used: dict[str, list[int]] = {}
         self._lat: dict[tuple[str, bool], _Ewma] = {}
 
     def observe(self, model: str, seconds: float, stream: bool) -> None:
@@ -46,6 +53,23 @@ class LiveStats:
         if e is None:
             return None
         return e.value, e.n, self.clock.now() - e.at
+
+    def count(self, model: str, tokens: int) -> None:
+        """One call of a rate-limited model, with its prompt's estimated tokens."""
+        m = int(time.time() // 60)
+        if m != self.minute:
+            self.minute, self.used, self.remote_used = m, {}, {}
+        u = self.used.setdefault(model, [0, 0])
+        u[0] += 1
+        u[1] += tokens
+
+    def usage(self, model: str) -> tuple[int, int]:
+        """Calls and prompt tokens of ``model`` in the current minute, across workers when shared."""
+        if int(time.time() // 60) != self.minute:
+            return 0, 0
+        a = self.used.get(model, (0, 0))
+        b = self.remote_used.get(model, (0, 0))
+        return a[0] + b[0], a[1] + b[1]
 
     def calls(self, model: str, delta: int) -> None:
         self.inflight[model] += delta

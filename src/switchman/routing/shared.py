@@ -82,6 +82,10 @@ class SharedState:
         mine = f"{self.prefix}busy:{self.worker}"
         workers = f"{self.prefix}busy:workers"
         counts = {m: n for m, n in self.live.inflight.items() if n}
+        if self.live.used:  # this minute's calls and tokens of rate-limited models (prefer: headroom)
+            counts["minute"] = self.live.minute
+            for m, (c, t) in self.live.used.items():
+                counts[f"rpm|{m}"], counts[f"tpm|{m}"] = c, t
         p = self.r.pipeline(transaction=False)
         p.delete(mine)
         if counts:
@@ -94,6 +98,7 @@ class SharedState:
         others = [w for w in others if w != self.worker]
         if not others:
             self.live.remote = Counter()
+            self.live.remote_used = {}
             return
         p = self.r.pipeline(transaction=False)
         for w in others:
@@ -101,16 +106,24 @@ class SharedState:
             p.hgetall(f"{self.prefix}busy:{w}")
         got = await p.execute()
         remote: Counter = Counter()
+        used: dict[str, list[int]] = {}
         gone = []
         for w, alive, h in zip(others, got[0::2], got[1::2]):
             if not alive:
                 gone.append(w)
                 continue
+            h = {(k.decode() if isinstance(k, bytes) else k): int(v) for k, v in h.items()}
+            same_minute = h.pop("minute", None) == self.live.minute
             for m, n in h.items():
-                remote[m.decode() if isinstance(m, bytes) else m] += int(n)
+                if "|" not in m:
+                    remote[m] += n
+                elif same_minute:
+                    kind, model = m.split("|", 1)
+                    used.setdefault(model, [0, 0])[kind == "tpm"] += n
         if gone:
             await self.r.srem(workers, *gone)
         self.live.remote = remote
+        self.live.remote_used = used
 
     async def _posteriors(self, route: str, b) -> None:
         key = f"{self.prefix}bandit:{route}"
