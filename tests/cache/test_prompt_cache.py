@@ -40,6 +40,8 @@ async def test_anthropic_automatic_mode_where_it_pays(tmp_path):
         await stop(s)
     sent = [r.json for r in s.fake.requests if r.wire == "anthropic"]
     assert sent[0]["cache_control"] == {"type": "ephemeral"}  # long system prompt: cache it
+    # ... and mark its end too, so other conversations with the same system prompt read it
+    assert sent[0]["system"][-1]["cache_control"] == {"type": "ephemeral"}
     assert "cache_control" not in sent[1]  # nothing repeated worth caching
     assert "cache_control" not in sent[2]  # the client placed its own breakpoint: left as it is
     assert sent[2]["system"][0]["cache_control"] == {"type": "ephemeral", "ttl": "1h"}

@@ -24,6 +24,10 @@ each *completed* answer reported, in the canonical convention (input counts cach
 a ledger test can compare totals exactly; a cut stream and an OpenAI stream without
 ``include_usage`` report none.
 
+Prompt caching: a model reports its fixed ``cached_tokens`` / ``cache_write_tokens``, or, with
+``prompt_caching``, what the wire's vendor would under its own caching rules (``prompt_cache``:
+Anthropic's breakpoints, OpenAI's and Gemini's automatic prefix caches), timed by ``clock``.
+
 A refused connection needs no switch: point the client at a port where no fake is running (e.g. one
 that was started and stopped).
 
@@ -47,6 +51,7 @@ from dataclasses import dataclass, field
 import orjson
 
 from ..http.server import HttpServer, Request, Response, StreamingResponse
+from .prompt_cache import CacheUse, PromptCaches
 from .wires import CONTEXT_LENGTH, Answer, AnthropicWire, BadRequest, Call, GeminiWire, OpenAIWire, Wire
 
 _ECHO_LIMIT = 200  # characters of the prompt the default reply echoes
@@ -103,6 +108,12 @@ class FakeModel:
     """Input tokens reported as written to cache (Anthropic's ``cache_creation_input_tokens``)."""
     cache_write_1h_tokens: int = 0
     """Of those, the ones reported as written to the 1-hour cache (``cache_creation.ephemeral_1h_input_tokens``)."""
+    prompt_caching: bool = False
+    """Report what the wire's vendor would read from and write to its prompt cache for each request
+    (``prompt_cache``), instead of the three fixed figures above."""
+    min_cache_tokens: int = 1024
+    """With ``prompt_caching``: the shortest prefix cached on the Anthropic and Gemini wires (OpenAI's
+    is always 1,024)."""
     context_window: int | None = None
     """A prompt of more tokens than this gets the vendor's context-window error."""
     require_key: str | None = None
@@ -185,16 +196,20 @@ class FakeUpstream:
 
     Unknown ids use ``default``, or get the vendor's 404 if it is ``None``. ``requests`` (a deque)
     keeps the last ``record_limit`` requests, newest last; ``stats`` counts per model id (an id never
-    asked for reads as zeros). ``seed`` seeds the ``fail_rate`` draws.
+    asked for reads as zeros). ``seed`` seeds the ``fail_rate`` draws. ``clock`` times prompt-cache
+    entries and ``machines`` is how many cache machines OpenAI's prompts spread over (for models
+    with ``prompt_caching``).
     """
 
     def __init__(self, models: dict[str, FakeModel] | None = None, default: FakeModel | None = None, *,
-                 seed: int = 0, record_limit: int = 1000) -> None:
+                 seed: int = 0, record_limit: int = 1000, clock: Callable[[], float] = time.monotonic,
+                 machines: int = 4) -> None:
         self.models: dict[str, FakeModel] = dict(models or {})
         self.default = default
         self.seed = seed
         self.requests: deque[RecordedRequest] = deque(maxlen=record_limit)
         self.stats: defaultdict[str, ModelStats] = defaultdict(ModelStats)
+        self.prompt_caches = PromptCaches(clock, machines)
         self.host = "127.0.0.1"
         self.port = 0
         self._rngs: dict[str, random.Random] = {}
@@ -230,10 +245,11 @@ class FakeUpstream:
         raise ValueError(f"unknown wire kind {kind!r}: expected openai, anthropic, gemini or azure")
 
     def reset(self) -> None:
-        """Forget recorded requests, counters and random draws."""
+        """Forget recorded requests, counters, random draws and prompt caches."""
         self.requests.clear()
         self.stats.clear()
         self._rngs.clear()
+        self.prompt_caches.clear()
 
     # -- serving -----------------------------------------------------------------------------------
     def _route(self, path: str) -> tuple[Wire, str | None, bool] | None:
@@ -301,8 +317,14 @@ class FakeUpstream:
                                           spec.retry_after), st, wire, spec.retry_after)
         if spec.context_window is not None and prompt > spec.context_window:
             return self._error(wire.too_long(prompt, spec.context_window), st)
+        use = None
+        if spec.prompt_caching:
+            try:
+                use = self.prompt_caches.use(wire.name, call.model, rec.json or {}, spec.min_cache_tokens)
+            except BadRequest as e:
+                return self._error(wire.bad_request(e), st)
 
-        a = self._answer(call, spec, prompt, wire)
+        a = self._answer(call, spec, prompt, wire, use)
         if call.stream:
             ctype = wire.stream_type if call.sse else _JSON
             return StreamingResponse(200, self._stream(req, wire, a, spec, st, failing),
@@ -346,11 +368,13 @@ class FakeUpstream:
             rng = self._rngs[model] = random.Random(self.seed ^ zlib.crc32(model.encode()))
         return rng.random() < rate
 
-    def _answer(self, call: Call, spec: FakeModel, prompt: int, wire: Wire) -> Answer:
+    def _answer(self, call: Call, spec: FakeModel, prompt: int, wire: Wire, use: CacheUse | None = None) -> Answer:
         self._seq += 1
         n = self._seq
-        cached = min(spec.cached_tokens, prompt)
-        written = min(spec.cache_write_tokens, prompt - cached) if wire is _ANTHROPIC else 0
+        if use is None:
+            cached = min(spec.cached_tokens, prompt)
+            written = min(spec.cache_write_tokens, prompt - cached) if wire is _ANTHROPIC else 0
+            use = CacheUse(cached, written, min(spec.cache_write_1h_tokens, written))
         if call.tool is not None and spec.tool_call:
             args = orjson.dumps(spec.tool_arguments).decode()
             pieces = _split(args, max(2, spec.chunks))
@@ -375,8 +399,8 @@ class FakeUpstream:
         return Answer(
             id=f"{prefix}{n:016x}", call_id=f"{call_prefix}{n:016x}", model=call.model, created=int(time.time()),
             pieces=pieces, tool=tool, arguments=spec.tool_arguments if tool else None, finish=finish,
-            input_tokens=prompt, output_tokens=out, cache_read=cached, cache_write=written,
-            cache_write_1h=min(spec.cache_write_1h_tokens, written),
+            input_tokens=prompt, output_tokens=out, cache_read=use.read, cache_write=use.write,
+            cache_write_1h=use.write_1h,
             include_usage=call.include_usage, sse=call.sse,
             logprob=spec.logprob if call.logprobs and not tool else None, usage_override=spec.usage,
         )
