@@ -367,8 +367,10 @@ class Executor:
         att = Attempt(model.name, model.provider.name, role)
         try:
             if req.native_only and adapter.kind != req.dialect:
+                hint = ("; send the whole conversation in messages instead (the SDK's thread=False)"
+                        if req.native_only == "thread" else "")
                 raise Unsupported(f"{req.native_only} can only be sent to a model of the {req.dialect} API; "
-                                  f"{model.name} is reached through the {adapter.kind} API", param=req.native_only)
+                                  f"{model.name} is reached through the {adapter.kind} API{hint}", param=req.native_only)
             call = adapter.build(req, model)
         except ClientError as e:  # e.g. images to a text-only model: another may take them
             run.unsupported = run.unsupported or e

@@ -340,9 +340,23 @@ def _decode(body: object) -> ChatRequest:
 _PORTABLE_BLOCKS = frozenset({"text", "image", "tool_use", "tool_result", "thinking", "redacted_thinking"})
 
 
+# Top-level fields the canonical request carries, or that another upstream may go without (a
+# cost hint, a scratch-work budget). Any other is Anthropic's own: ``thread`` (the conversation
+# kept on Anthropic's side: another upstream would answer without the history), MCP servers,
+# containers, context management, and whatever a newer SDK adds. Never dropped in silence.
+_PORTABLE_FIELDS = frozenset({
+    "model", "max_tokens", "messages", "system", "tools", "tool_choice", "temperature", "top_p", "top_k",
+    "stop_sequences", "stream", "metadata", "output_config", "output_format", "thinking", "service_tier",
+    "cache_control",
+})
+
+
 def _native_only(body: dict) -> str | None:
-    """The path of the first block or tool only an Anthropic upstream understands (documents,
-    search results, server tools and their results), or None."""
+    """The path of the first field, block or tool only an Anthropic upstream understands (a
+    server-side thread, documents, search results, server tools and their results), or None."""
+    for k in body:
+        if k not in _PORTABLE_FIELDS:
+            return k
     for i, t in enumerate(body.get("tools") or ()):
         if type(t) is dict and t.get("type") not in (None, "custom"):
             return f"tools.{i}"
