@@ -91,3 +91,45 @@ async def test_redis_down_routes_on_local_state_and_says_so(prefix):
         assert b.pending[(None, "m1")][0] == 1.0  # kept for when Redis is back
     finally:
         await s.close()
+
+
+async def test_a_canary_is_one_rollout_across_workers(prefix):
+    """Two workers' traffic adds up to one rollout: the step is taken once for both, and a
+    regression seen in the totals rolls back every worker."""
+    import random
+
+    from switchman.routing.experiment import Experiment, ExperimentSpec
+
+    spec = ExperimentSpec(arms=(("control", "a"), ("candidate", "b")), split=(), ramp=(10.0, 50.0, 100.0),
+                          min_requests=40, alpha=0.05)
+    w1, w2 = Experiment("canary", spec, None, frozenset()), Experiment("canary", spec, None, frozenset())
+    s1 = SharedState(URL, prefix, LiveStats(), {}, experiments={"canary": w1})
+    s2 = SharedState(URL, prefix, LiveStats(), {}, experiments={"canary": w2})
+    rng = random.Random(5)
+    try:
+        def traffic(e: Experiment, n: int, cand_err: float) -> None:
+            for i in range(n):
+                arm = e.plan(ChatRequest(model="r", messages=[Message(Role.USER, [TextPart("x")])],
+                                         end_user=f"{id(e)}-{i}-{rng.random()}"), RouteContext({})).arm
+                e.settled(arm, rng.random() < (cand_err if arm == "candidate" else 0.02), 300.0, 0.001)
+
+        traffic(w1, 150, 0.02)  # ~15 candidate requests each: 30 in all, not yet 40
+        traffic(w2, 150, 0.02)
+        assert await s1.tick() and await s2.tick()
+        assert w1.step == w2.step == 0  # neither saw 40 alone, nor together yet
+        traffic(w1, 150, 0.02)
+        traffic(w2, 150, 0.02)
+        assert await s1.tick() and await s2.tick() and await s1.tick()
+        assert w1.step == w2.step == 1  # one step, taken once, seen by both
+        assert [h["action"] for h in w1.history] == [h["action"] for h in w2.history] == ["start", "step"]
+        for _ in range(6):  # now the candidate fails one time in three, on both workers
+            traffic(w1, 100, 0.33)
+            traffic(w2, 100, 0.33)
+            await s1.tick()
+            await s2.tick()
+        await s1.tick()
+        assert w1.rolled_back and w2.rolled_back and "error rate" in w2.rolled_back
+        assert w1.shares()[-1] == w2.shares()[-1] == 0.0
+    finally:
+        await s1.close()
+        await s2.close()

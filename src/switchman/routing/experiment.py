@@ -29,7 +29,12 @@ feedback (means). There is one look per step; ``alpha`` is shared out over the f
 than control is rolled back with probability at most ``alpha``. A significant regression rolls back at once (candidate share 0, the reason
 recorded); no regression takes the next step; no regression at 100% ends the rollout. Every decision is kept in
 ``history`` (``GET /admin/experiments``). The rollout state is this process's: with several
-workers each one ramps on the traffic it sees (the assignment itself is the same everywhere).
+workers and ``state: {backend: redis}`` the rollout is one for all (``routing/shared.py``): every
+worker adds its arms' figures to shared totals, the first to see ``min_requests`` new candidate
+requests reviews them (the p95 test on its own latency samples, the rest on everyone's) and
+records its decision only if no other worker moved the rollout first; every worker adopts the
+step, rollback and history on its next exchange. Without Redis each worker ramps on the traffic it
+sees (the assignment itself is the same everywhere).
 """
 
 from __future__ import annotations
@@ -177,6 +182,9 @@ class Experiment(Policy):
         self.at_step = 0  # candidate requests at this step
         self.history: list[dict] = []
         self.finished = False  # the last step was reviewed: the rollout is over
+        # With shared state (routing/shared.py): per arm, what settled here since the last tick
+        # [requests, errors, cost, cost², feedback n, sum, sum²]; None: this worker's figures alone.
+        self.pending: dict[str, list[float]] | None = None
         if spec.ramp:
             self._record("start", f"ramp starts at {spec.ramp[0]:g}%")
 
@@ -241,6 +249,14 @@ class Experiment(Policy):
         st = self.stats.get(arm)
         if st is None:
             return
+        if self.pending is not None:  # shared: counted here, added to every worker's totals on the next tick
+            st.latencies.append(latency_ms)
+            d = self.pending.setdefault(arm, [0.0] * 7)
+            d[0] += 1
+            d[1] += error
+            d[2] += cost
+            d[3] += cost * cost
+            return
         st.add(error, latency_ms, cost)
         if self.spec.ramp and not self.rolled_back and not self.finished and arm == self.arms[1]:
             self.at_step += 1
@@ -249,29 +265,45 @@ class Experiment(Policy):
 
     def feedback(self, arm: str, score: float) -> None:
         st = self.stats.get(arm)
-        if st is not None:
+        if st is not None and self.pending is not None:
+            d = self.pending.setdefault(arm, [0.0] * 7)
+            d[4] += 1
+            d[5] += score
+            d[6] += score * score
+        elif st is not None:
             st.feedback_n += 1
             st.feedback_sum += score
             st.feedback_sum2 += score * score
 
     def review(self) -> str | None:
         """Compare the candidate with control; roll back or step up. Returns what was done."""
+        action, why = self.verdict()
+        return self.apply(action, why)
+
+    def verdict(self) -> tuple[str, str]:
+        """What a review of the figures so far decides: (rollback | step | done, why)."""
         spec = self.spec
-        self.looks += 1
         worse = self.regressions({f: NormalDist().inv_cdf(1 - spec.alpha * w / len(spec.ramp))
                                   for f, w in _SPEND.items()})
         if worse:
-            self.rolled_back = "; ".join(worse)
-            self._record("rollback", self.rolled_back)
-            return "rollback"
+            return "rollback", "; ".join(worse)
         if self.step + 1 < len(spec.ramp):
+            return "step", f"no regression after {spec.min_requests} candidate requests: {spec.ramp[self.step + 1]:g}%"
+        return "done", f"no regression at 100% after {spec.min_requests} candidate requests: the rollout is over"
+
+    def apply(self, action: str, why: str) -> str | None:
+        self.looks += 1
+        if action == "rollback":
+            self.rolled_back = why
+            self._record("rollback", why)
+            return "rollback"
+        if action == "step":
             self.step += 1
             self.at_step = 0
-            self._record("step", f"no regression after {spec.min_requests} candidate requests: "
-                                 f"{spec.ramp[self.step]:g}%")
+            self._record("step", why)
             return "step"
         self.finished = True
-        self._record("done", f"no regression at 100% after {spec.min_requests} candidate requests: the rollout is over")
+        self._record("done", why)
         return None
 
     def regressions(self, z: dict[str, float]) -> list[str]:

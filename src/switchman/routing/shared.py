@@ -10,7 +10,11 @@ Nothing here is on the request path. A background task, every ``interval`` secon
 - adds the feedback, failures and costs each bandit learned since the last tick to the route's
   totals in Redis (``HINCRBYFLOAT``, so concurrent workers never overwrite each other) and reads
   the totals back: every worker's posterior is the prior plus everything any worker learned, and
-  survives restarts.
+  survives restarts;
+- does the same for each experiment's arm figures, adopts the rollout's step, rollback and history,
+  and reviews a canary once ``min_requests`` new candidate requests came in anywhere; a decision
+  is written by a script that takes it only if the rollout has not moved since it was read, so two
+  workers reviewing at once cannot both step it.
 
 Redis down: the task keeps trying; ``least-busy`` uses this worker's counts and bandits what this
 worker learned since, and both say so in the reason. Measured: a tick is two pipelined round
@@ -25,12 +29,36 @@ import os
 import time
 from collections import Counter
 
+import orjson
+
 log = logging.getLogger("switchman")
+
+
+_FIELDS = ("requests", "errors", "cost", "cost2", "fn", "fs", "fs2")
+
+# A rollout's decision, taken only if no other worker moved it since this one read it:
+# KEYS[1] the experiment's hash, KEYS[2] its history; ARGV: the step seen, the action, why, the
+# history entry. Returns 1 when this decision is the one taken.
+_DECIDE = """
+local step = tonumber(redis.call('HGET', KEYS[1], 'step') or '0')
+if step ~= tonumber(ARGV[1]) or redis.call('HGET', KEYS[1], 'rolled_back') or redis.call('HGET', KEYS[1], 'finished') then
+  return 0
+end
+if ARGV[2] == 'rollback' then
+  redis.call('HSET', KEYS[1], 'rolled_back', ARGV[3])
+elseif ARGV[2] == 'step' then
+  redis.call('HSET', KEYS[1], 'step', step + 1, 'at_step', 0)
+else
+  redis.call('HSET', KEYS[1], 'finished', '1')
+end
+redis.call('RPUSH', KEYS[2], ARGV[4])
+return 1
+"""
 
 
 class SharedState:
     def __init__(self, url: str, prefix: str, live, bandits: dict, interval: float = 0.1, ttl: float = 3.0,
-                 timeout: float = 0.25) -> None:
+                 timeout: float = 0.25, experiments: dict | None = None) -> None:
         import redis.asyncio as aioredis
 
         self.r = aioredis.from_url(url, socket_timeout=timeout, socket_connect_timeout=timeout)
@@ -44,6 +72,10 @@ class SharedState:
         self._warned = -1e18
         for b in bandits.values():
             b.pending = {}
+        self.experiments = experiments or {}  # route name -> Experiment
+        for e in self.experiments.values():
+            e.pending = {}
+        self._decide = self.r.register_script(_DECIDE)
 
     def start(self) -> None:
         if self._task is None:
@@ -60,6 +92,8 @@ class SharedState:
             await self._busy()
             for route, b in self.bandits.items():
                 await self._posteriors(route, b)
+            for route, e in self.experiments.items():
+                await self._experiment(route, e)
         except Exception as e:  # noqa: BLE001 - Redis down: route on local state, and say so
             self._down(e)
             return False
@@ -150,6 +184,58 @@ class SharedState:
             t = totals.setdefault((ctx or None, model), [0.0, 0.0, 0.0, 0.0])
             t["abcn".index(suffix)] += float(v)
         b.apply_shared(totals)
+
+    async def _experiment(self, route: str, e) -> None:
+        """Add this worker's arm figures to the shared totals, adopt the rollout's state, and review
+        when ``min_requests`` new candidate requests have come in (anywhere)."""
+        key = f"{self.prefix}exp:{route}"
+        pending, e.pending = e.pending, {}
+        p = self.r.pipeline(transaction=False)
+        for arm, d in pending.items():
+            for name, v in zip(_FIELDS, d):
+                if v:
+                    p.hincrbyfloat(key, f"{arm}|{name}", v)
+            if e.spec.ramp and arm == e.arms[1] and d[0]:
+                p.hincrbyfloat(key, "at_step", d[0])
+        p.hgetall(key)
+        p.lrange(f"{key}:history", 0, -1)
+        try:
+            got = await p.execute()
+        except Exception:
+            for arm, d in pending.items():  # not added: kept for the next tick
+                w = e.pending.setdefault(arm, [0.0] * 7)
+                for i in range(7):
+                    w[i] += d[i]
+            raise
+        h = {(k.decode() if isinstance(k, bytes) else k): (v.decode() if isinstance(v, bytes) else v)
+             for k, v in got[-2].items()}
+        for arm, st in e.stats.items():
+            vals = [float(h.get(f"{arm}|{n}", 0)) for n in _FIELDS]
+            st.requests, st.errors, st.cost, st.cost2 = int(vals[0]), int(vals[1]), vals[2], vals[3]
+            st.feedback_n, st.feedback_sum, st.feedback_sum2 = int(vals[4]), vals[5], vals[6]
+        self._adopt(e, h, got[-1])
+        if (e.spec.ramp and not e.rolled_back and not e.finished
+                and float(h.get("at_step", 0)) >= e.spec.min_requests):
+            action, why = e.verdict()
+            share = {"rollback": 0.0, "done": 100.0}.get(action) or e.spec.ramp[e.step + 1]
+            entry = {"time": time.time(), "action": action, "step": e.step + (action == "step"),
+                     "candidate_share": share, "why": why}
+            won = await self._decide(keys=[key, f"{key}:history"],
+                                     args=[e.step, action, why, orjson.dumps(entry).decode()])
+            if won:
+                e.apply(action, why)
+
+    @staticmethod
+    def _adopt(e, h: dict, history: list) -> None:
+        """The rollout's step, rollback and history as the shared state has them."""
+        step = int(h.get("step", 0))
+        e.rolled_back = h.get("rolled_back") or e.rolled_back
+        e.finished = h.get("finished") == "1" or e.finished
+        if step != e.step:
+            e.step = step
+            e.at_step = 0
+        if len(history) > len(e.history) - 1:  # the local "start" entry is not shared
+            e.history = e.history[:1] + [orjson.loads(x) for x in history]
 
     async def close(self) -> None:
         if self._task is not None:
