@@ -16,6 +16,23 @@ from switchman.testing.fake_upstream import FakeModel, FakeUpstream
 
 PROVIDER_KEY = "sk-provider-secret-0123456789"
 
+# A test that hangs (a task that will not finish after a failure, say) must not hold CI for its
+# whole time limit: past this long in one test, every thread's stack is printed and the run ends.
+_HANG_SECONDS = 300
+
+
+def pytest_runtest_setup(item):
+    import faulthandler
+    import sys
+
+    faulthandler.dump_traceback_later(_HANG_SECONDS, exit=True, file=sys.stderr)
+
+
+def pytest_sessionfinish(session, exitstatus):
+    import faulthandler
+
+    faulthandler.cancel_dump_traceback_later()
+
 # gateway model name -> (provider, upstream id); one per wire API.
 WIRE_MODELS = {
     "openai": "gpt-4o-mini",
