@@ -415,7 +415,7 @@ def _route(doc: _Doc, path: str, v: Any) -> RouteSpec:
         on_cut=on_cut, degrade_reply=do.get("reply", str), escalate_webhook=hook,
         prefer_other_provider=o.get("prefer_other_provider", bool, True),
         cache=o.get("cache", dict),  # raw here; resolved against the top-level cache section
-        pace=_pace(doc, f"{path}.pace", o.get("pace", dict), kind), prefer=_prefer(doc, f"{path}.policy", o),
+        pace=_pace(doc, f"{path}.pace", o.get("pace", dict), kind, spec), prefer=_prefer(doc, f"{path}.policy", o),
     )
 
 
@@ -426,14 +426,18 @@ def _prefer(doc: _Doc, path: str, o: _Obj) -> str | None:
     return v
 
 
-def _pace(doc: _Doc, path: str, v: dict | None, kind: str):
-    """``pace: {usd: 50, per: day, controller: multiplicative|pid, interval: 60}``."""
+def _pace(doc: _Doc, path: str, v: dict | None, kind: str, spec: PolicySpec | None):
+    """``pace: {usd: 50, per: day, controller: multiplicative|pid, interval: 60}``: on a policy with
+    a price of cost to steer (a bandit, a learned policy with a tradeoff, or a cascade starting by one)."""
     if v is None:
         return None
     from .routing.pacing import PERIODS, PaceSpec
 
-    if kind != "bandit":
-        raise doc.error(path, f"pacing steers a cost-aware policy's price of cost: a bandit, not '{kind}'")
+    steered = spec.start if kind == "cascade" and spec is not None and spec.start is not None else spec
+    if kind != "bandit" and not (steered is not None and steered.kind in ("bandit", "learned")
+                                 and (steered.kind == "bandit" or steered.tradeoff is not None)):
+        raise doc.error(path, f"pacing steers a price of cost: a bandit, a learned policy with a tradeoff, or a "
+                              f"cascade starting by one; not '{kind}'")
     po = _Obj(doc, path, v, ("usd", "per", "controller", "interval"), ("usd", "per"))
     per = po.get("per", str)
     if per not in PERIODS:

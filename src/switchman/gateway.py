@@ -120,7 +120,9 @@ class Gateway:
             if r.pace is not None:
                 from .routing.pacing import Pacer
 
-                policy.pacer = self._pacers[r.name] = Pacer(r.pace, self.clock, getattr(policy, "tradeoff", 0.0) or 1.0)
+                steered = getattr(policy, "start", None) or policy  # a cascade: the policy it starts by
+                steered.pacer = self._pacers[r.name] = Pacer(r.pace, self.clock,
+                                                             getattr(steered, "tradeoff", 0.0) or 1.0)
         for m in config.models.values():
             spec = RouteSpec(name=m.name, policy="first", models=(m.name,), fallbacks=m.fallbacks)
             self._targets[m.name] = _Target(spec, First((m.name,)), ctx)

@@ -125,3 +125,43 @@ async def test_a_paced_route_over_http(tmp_path):
         assert reason.startswith("bandit: ") and "pace: lambda=" in reason and "planned" in reason
     finally:
         await stop(s)
+
+
+def test_pacing_steers_a_learned_router_too(tmp_path):
+    """A learned policy with a tradeoff, paced: its λ moves so the day's spend lands near the
+    budget, where quality-first (λ = 0) would spend twice it. The reason shows the pace."""
+    from switchman.routing.learned import Learned, Router
+
+    from .test_policies import _router_file
+
+    router = Router.load(_router_file(tmp_path))
+    clock = VirtualClock()
+    pol = Learned(router, tradeoff=0.0)
+    pol.pacer = Pacer(PaceSpec(50.0, "day"), clock, start_tradeoff=1.0)
+    cost = {"small-model": 0.001, "dear": 0.01}
+    prompts = [ChatRequest(model="r", messages=[Message(Role.USER, [TextPart(t)])]) for t in (
+        "compute 12 times 7", "write a poem about the sea", "compute 3 times 9", "a poem of dogs and cats")]
+    unpaced = Learned(router, tradeoff=0.0)
+    spent, free = 0.0, 0.0
+    for step in range(DAY // STEP):
+        for i in range(arrivals(step * STEP)):
+            req = prompts[i % 4]
+            p = pol.plan(req, RouteContext({}))
+            m = p.models[0]
+            pol.pacer.spend(cost[m])
+            spent += cost[m]
+            free += cost[unpaced.plan(req, RouteContext({})).models[0]]
+        clock.advance(STEP)
+    assert "pace: lambda=" in p.reason
+    assert abs(spent - 50) <= 5, spent
+    assert free > 80, free  # the same traffic, quality first
+
+
+def test_pacing_is_accepted_where_a_price_of_cost_exists():
+    base = """providers: {{p: {{kind: openai, api_key: k}}}}
+models: [{{name: a, provider: p, model: gpt-4o-mini}}, {{name: b, provider: p, model: gpt-4o}}]
+routes: [{{name: r, policy: {policy}, pace: {{usd: 5, per: day}}}}]
+"""
+    with pytest.raises(ConfigError) as e:
+        configfile.loads(base.format(policy="{kind: weighted, models: {a: 1, b: 1}}"), file="s.yaml", env={})
+    assert "a learned policy with a tradeoff" in str(e.value)

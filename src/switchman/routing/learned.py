@@ -194,6 +194,7 @@ class Learned(Policy):
         self.router = router
         self.min_quality = min_quality
         self.tradeoff = tradeoff
+        self.pacer = None  # a route's budget pacing, when it has one: it sets tradeoff
         self.use_prices = use_prices
         self.task_tag = task_tag
         cost = np.array(router.cost_per_call, dtype=np.float64)
@@ -220,9 +221,13 @@ class Learned(Policy):
                 self._names[j] = name
 
     def plan(self, req: ChatRequest, ctx: RouteContext) -> Plan:
+        if self.pacer is not None:  # budget pacing steers the price of cost (routing/pacing.py)
+            self.tradeoff = self.pacer.tradeoff()
         task = request_task(req, self.task_tag)
         q, est = self.router.estimate(prompt_text(req), task)
         plan = self._plan(req, ctx, q, est)
+        if self.pacer is not None:
+            plan = replace(plan, reason=f"{plan.reason}; {self.pacer.reason()}")
         if task is None:
             return plan
         said = f",task={task}" if self.router.knows(task) else f",task={task}(unknown)"
