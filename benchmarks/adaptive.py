@@ -8,9 +8,11 @@
 2. the canary: 200 simulated rollouts of a candidate whose error rate is 3x control's (2% against
    6%; target: rolled back before 500 candidate requests) and 200 of one no worse (target: reaches
    100%; the share rolled back is the false-alarm rate, stated as ``alpha`` = 5%);
-3. sticky assignment over 10,000 subjects at 90/10 and 50/50 (target: every subject's requests on
+3. least-busy on ``switchman serve --workers 4`` with Redis state, one model 4x slower: mean calls
+   in flight at each model (target: within 1.5x of each other);
+4. sticky assignment over 10,000 subjects at 90/10 and 50/50 (target: every subject's requests on
    one arm, shares within 2 points of the split);
-4. decision time p50 of each policy (target: at most 0.1 ms).
+5. decision time p50 of each policy (target: at most 0.1 ms).
 
     python benchmarks/adaptive.py
 
@@ -91,6 +93,70 @@ models:\n{models}\nroutes:\n  - {{name: r, policy: {policy}}}\nretry: {{attempts
             "slowed_share_after": late.count("fast") / max(1, len(late))}
 
 
+async def least_busy(seconds: float = 12.0, concurrency: int = 32, workers: int = 4) -> dict:
+    """``switchman serve --workers 4`` on Redis state, a least-busy route over a model at 50 ms and
+    one 4x slower; calls in flight at each model, sampled every 10 ms at the fake upstream."""
+    import os
+    import tempfile
+    import uuid
+
+    import aiohttp
+    import redis.asyncio as aioredis
+    from gateway import free_port, start_server, stop, switchman_cmd
+
+    fake = FakeUpstream({"fast": FakeModel(latency=0.05), "slow": FakeModel(latency=0.2)})
+    fport = await fake.start()
+    tmp = Path(tempfile.mkdtemp())
+    cfg = tmp / "s.yaml"
+    prefix = f"lb-{uuid.uuid4().hex[:6]}:"
+    cfg.write_text(f"""providers:\n  f: {{kind: openai, base_url: "http://127.0.0.1:{fport}/v1", api_key: k}}
+models:\n  - {{name: fast, provider: f, model: fast, price: {{input: 1, output: 1}}}}
+  - {{name: slow, provider: f, model: slow, price: {{input: 1, output: 1}}}}
+routes:\n  - {{name: r, policy: {{kind: least-busy, models: [fast, slow]}}}}
+auth: {{admin_key: sk-bench}}\nledger: {{url: "sqlite:///{tmp}/l.db"}}
+state: {{backend: redis, prefix: '{prefix}'}}\nretry: {{attempts: 1}}\n""")
+    port = free_port()
+    proc = start_server("switchman", [*switchman_cmd(), "serve", "--config", str(cfg), "--port", str(port),
+                                      "--workers", str(workers)], port, "/health/ready", dict(os.environ),
+                        tmp / "gw.log", 30)
+    samples: list[tuple[int, int]] = []
+    seen: list[tuple[int, int]] = []  # the gateway's own counts, summed over its workers (as published)
+    r = aioredis.from_url("redis://127.0.0.1:6379/0")
+    stop_at = time.monotonic() + seconds
+    try:
+        async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0, force_close=True)) as http:
+            async def client() -> None:
+                while time.monotonic() < stop_at:
+                    async with http.post(f"http://127.0.0.1:{port}/v1/chat/completions", json={
+                            "model": "r", "messages": [{"role": "user", "content": "hi"}]},
+                            headers={"authorization": "Bearer sk-bench"}) as r:
+                        await r.read()
+
+            async def sampler() -> None:
+                await asyncio.sleep(2.0)  # past the start
+                while time.monotonic() < stop_at:
+                    samples.append((fake.inflight["fast"], fake.inflight["slow"]))
+                    if len(samples) % 5 == 0:
+                        tot = {"fast": 0, "slow": 0}
+                        for w in await r.smembers(f"{prefix}busy:workers"):
+                            h = await r.hgetall(f"{prefix}busy:{w.decode()}")
+                            for m in tot:
+                                tot[m] += int(h.get(m.encode(), 0))
+                        seen.append((tot["fast"], tot["slow"]))
+                    await asyncio.sleep(0.01)
+
+            await asyncio.gather(sampler(), *(client() for _ in range(concurrency)))
+    finally:
+        stop(proc)
+        await fake.stop()
+        await r.aclose()
+    f, s = statistics.mean(x[0] for x in seen), statistics.mean(x[1] for x in seen)
+    uf, us = statistics.mean(x[0] for x in samples), statistics.mean(x[1] for x in samples)
+    return {"fast": f, "slow": s, "ratio": max(f, s) / max(min(f, s), 1e-9), "samples": len(seen),
+            "upstream_fast": uf, "upstream_slow": us, "upstream_ratio": max(uf, us) / max(min(uf, us), 1e-9),
+            "requests": {m: fake.stats[m].requests for m in ("fast", "slow")}}
+
+
 def canary(bad: bool, runs: int = 200) -> dict:
     """Simulated rollouts; the candidate's error rate 3x control's (``bad``) or equal."""
     spec = ExperimentSpec(arms=(("control", "a"), ("candidate", "b")), split=(), ramp=(1.0, 5.0, 25.0, 50.0, 100.0),
@@ -161,6 +227,8 @@ async def main() -> None:
     w = await fleet("weighted")
     ll = await fleet("least-latency")
     print("weighted", w, "\nleast-latency", ll, flush=True)
+    lb = await least_busy()
+    print("least-busy", lb, flush=True)
     bad, same = canary(True), canary(False)
     print("canary bad", bad, "\ncanary same", same, flush=True)
     st = [sticky((90.0, 10.0)), sticky((50.0, 50.0))]
@@ -177,6 +245,10 @@ async def main() -> None:
         f"{gain:.0%} lower {ok(gain >= 0.30)} | ≥ 30% lower |",
         f"| the slowed model's share in the 10 s after it slowed | {ll['slowed_share_10s']:.1%} "
         f"{ok(ll['slowed_share_10s'] < 0.10)} (after that: {ll['slowed_share_after']:.1%}) | < 10% |",
+        f"| least-busy, 4 workers on Redis state, one model 4x slower (50 / 200 ms), 32 clients: mean calls "
+        f"in flight at each model, summed over the workers | {lb['fast']:.1f} / {lb['slow']:.1f}: {lb['ratio']:.2f}x "
+        f"{ok(lb['ratio'] <= 1.5)} (requests {lb['requests']['fast']:,} / {lb['requests']['slow']:,}; as the "
+        f"upstream sees them: {lb['upstream_fast']:.1f} / {lb['upstream_slow']:.1f}) | within 1.5x |",
         f"| canary, candidate 3x control's error rate (2% against 6%), {bad['runs']} rollouts, min_requests 100 | "
         f"rolled back in {bad['rolled_back']}, before 500 candidate requests in {bad['under_500']}; candidate "
         f"requests before it p50 {bad['candidate_before_rollback_p50']:g}, p95 {bad['candidate_before_rollback_p95']}, "

@@ -7,7 +7,7 @@
   taken for instant nor left unmeasured, and one slow call is not a verdict for ever; a figure
   older than ``stale`` seconds is measured again on the next request.
 * ``least-busy``: power of two choices on calls in flight: two models drawn at random (by
-  ``weights``), the one with fewer calls in flight first (this process's counts, plus every other
+  ``weights``), the one with fewer calls in flight first (a tie to the one answering sooner) (this process's counts, plus every other
   worker's with ``state: {backend: redis}``: ``routing/shared.py``).
 
 The rest of the plan follows by the same measure, so a failure falls back to the next best.
@@ -75,7 +75,11 @@ class LeastBusy(Policy):
         b = a
         while b == a:  # two distinct draws by weight
             b = self.rng.choices(self.models, self.weights)[0]
-        pick = a if busy.get(a, 0) <= busy.get(b, 0) else b
+        def load(m: str) -> tuple[int, float]:  # a tie goes to the model that answers sooner
+            est = live.latency(m, req.stream) if live is not None else None
+            return busy.get(m, 0), est[0] if est is not None else 0.0
+
+        pick = a if load(a) <= load(b) else b
         other = b if pick == a else a
         rest = sorted((m for m in self.models if m != pick), key=lambda m: busy.get(m, 0))
         where = ("" if live is None or live.shared is None else " across workers" if live.shared

@@ -44,7 +44,7 @@ import signal
 import sys
 import time
 import zlib
-from collections import defaultdict, deque
+from collections import Counter, defaultdict, deque
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 
@@ -209,6 +209,7 @@ class FakeUpstream:
         self.seed = seed
         self.requests: deque[RecordedRequest] = deque(maxlen=record_limit)
         self.stats: defaultdict[str, ModelStats] = defaultdict(ModelStats)
+        self.inflight: Counter[str] = Counter()  # requests being answered now, per model id (until the headers)
         self.prompt_caches = PromptCaches(clock, machines)
         self.host = "127.0.0.1"
         self.port = 0
@@ -291,7 +292,11 @@ class FakeUpstream:
             return self._error(wire.bad_request(e))
         rec.model = call.model
         rec.stream = call.stream
-        return await self._serve(req, wire, call, rec)
+        self.inflight[call.model] += 1
+        try:
+            return await self._serve(req, wire, call, rec)
+        finally:
+            self.inflight[call.model] -= 1
 
     async def _serve(self, req: Request, wire: Wire, call: Call, rec: RecordedRequest) -> Response | StreamingResponse:
         st = self.stats[call.model]
