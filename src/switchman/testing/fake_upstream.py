@@ -46,11 +46,12 @@ import time
 import zlib
 from collections import Counter, defaultdict, deque
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import orjson
 
 from ..http.server import HttpServer, Request, Response, StreamingResponse
+from . import behave
 from .prompt_cache import CacheUse, PromptCaches
 from .wires import CONTEXT_LENGTH, Answer, AnthropicWire, BadRequest, Call, GeminiWire, OpenAIWire, Wire
 
@@ -123,6 +124,10 @@ class FakeModel:
     ``completion_tokens``, Anthropic ``output_tokens``, Gemini ``candidatesTokenCount``), with any
     value a broken upstream might send (negative, huge, fractional, a string); ``None`` as a value
     removes the field. ``stats`` still counts the true usage."""
+    behave: bool = False
+    """Behave like a model for clients that depend on it (``behave.py``): a JSON instance of the
+    requested schema in JSON mode, tool arguments built from the tool's schema, and a final text
+    answer once the last turn is a tool's result. The demo fleet's models do."""
     logprob: float | None = None
     """The answer's mean token logprob: OpenAI's ``logprobs.content`` when the request asks for
     logprobs, Gemini's ``avgLogprobs`` always (as Gemini does); Anthropic has none."""
@@ -329,7 +334,7 @@ class FakeUpstream:
             except BadRequest as e:
                 return self._error(wire.bad_request(e), st)
 
-        a = self._answer(call, spec, prompt, wire, use)
+        a = self._answer(call, spec, prompt, wire, use, rec.json if spec.behave else None)
         if call.stream:
             ctype = wire.stream_type if call.sse else _JSON
             return StreamingResponse(200, self._stream(req, wire, a, spec, st, failing),
@@ -373,15 +378,24 @@ class FakeUpstream:
             rng = self._rngs[model] = random.Random(self.seed ^ zlib.crc32(model.encode()))
         return rng.random() < rate
 
-    def _answer(self, call: Call, spec: FakeModel, prompt: int, wire: Wire, use: CacheUse | None = None) -> Answer:
+    def _answer(self, call: Call, spec: FakeModel, prompt: int, wire: Wire, use: CacheUse | None = None,
+                body: dict | None = None) -> Answer:
         self._seq += 1
         n = self._seq
+        args_for = spec.tool_arguments
+        if body is not None:  # FakeModel.behave
+            if call.tool is not None and behave.after_tool_result(body, wire.name) and not behave.forced(body, wire.name):
+                call = replace(call, tool=None)
+            elif call.tool is not None:
+                schema = behave.tool_schema(body, wire.name, call.tool)
+                if isinstance(schema, dict):
+                    args_for = behave.instance(schema)
         if use is None:
             cached = min(spec.cached_tokens, prompt)
             written = min(spec.cache_write_tokens, prompt - cached) if wire is _ANTHROPIC else 0
             use = CacheUse(cached, written, min(spec.cache_write_1h_tokens, written))
         if call.tool is not None and spec.tool_call:
-            args = orjson.dumps(spec.tool_arguments).decode()
+            args = orjson.dumps(args_for).decode()
             pieces = _split(args, max(2, spec.chunks))
             tool: str | None = call.tool
             out = _ceil4(len(call.tool) + len(args))
@@ -392,6 +406,10 @@ class FakeUpstream:
                 text = "echo: " + call.last_user[:_ECHO_LIMIT]
             else:
                 text = r if type(r) is str else r(call.last_user)
+            if body is not None:
+                wants_json, schema = behave.answer_schema(body, wire.name)
+                if wants_json:
+                    text = orjson.dumps(behave.instance(schema) if isinstance(schema, dict) else {"answer": text}).decode()
             finish = "stop"
             if call.max_tokens is not None and _ceil4(len(text)) > call.max_tokens:
                 text = text[:max(0, call.max_tokens) * 4]
@@ -403,7 +421,7 @@ class FakeUpstream:
         call_prefix = "toolu_fake" if wire is _ANTHROPIC else "call_fake"
         return Answer(
             id=f"{prefix}{n:016x}", call_id=f"{call_prefix}{n:016x}", model=call.model, created=int(time.time()),
-            pieces=pieces, tool=tool, arguments=spec.tool_arguments if tool else None, finish=finish,
+            pieces=pieces, tool=tool, arguments=args_for if tool else None, finish=finish,
             input_tokens=prompt, output_tokens=out, cache_read=use.read, cache_write=use.write,
             cache_write_1h=use.write_1h,
             include_usage=call.include_usage, sse=call.sse,

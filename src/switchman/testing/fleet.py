@@ -44,27 +44,27 @@ def demo_models() -> dict[str, FakeModel]:
             reply=_declines("dose", "I'm sorry, but I can't give medical advice.", _reply(
                 "gpt-4o-mini here, the cheap and fast model.",
                 f"Short answer: a quick, inexpensive reply is often all a question like this needs. {_SIMULATED}")),
-            latency=0.030, ttft=0.010, inter_token=0.002, chunks=6,
+            latency=0.030, ttft=0.010, inter_token=0.002, chunks=6, behave=True,
         ),
         # ~150 ms.
         "claude-haiku-4-5": FakeModel(
             reply=_reply("claude-haiku-4-5 here, the mid-tier model.",
                          f"A careful, well-organised answer would go here, with a little more depth than the "
                          f"cheap model's. {_SIMULATED}"),
-            latency=0.080, ttft=0.040, inter_token=0.006, chunks=6,
+            latency=0.080, ttft=0.040, inter_token=0.006, chunks=6, behave=True,
         ),
         # ~400 ms.
         "gemini-2.5-pro": FakeModel(
             reply=_reply("gemini-2.5-pro here, the frontier model.",
                          f"A thorough, step-by-step answer would go here: the kind worth paying more for on "
                          f"hard questions. {_SIMULATED}"),
-            latency=0.200, ttft=0.120, inter_token=0.016, chunks=6,
+            latency=0.200, ttft=0.120, inter_token=0.016, chunks=6, behave=True,
         ),
         # Fails half its requests with 503 (deterministically, from the fake's seeded RNG).
         "flaky-llama": FakeModel(
             reply=_reply("flaky-llama here, the self-hosted model that fails half the time; it got through.",
                          f"The cheapest answer, when it comes. {_SIMULATED}"),
-            latency=0.030, ttft=0.010, inter_token=0.002, chunks=6,
+            latency=0.030, ttft=0.010, inter_token=0.002, chunks=6, behave=True,
             error_status=503, fail_rate=0.5,
             error_message="The server is overloaded or not ready yet. (simulated)",
         ),
