@@ -126,6 +126,7 @@ def parser() -> argparse.ArgumentParser:
     sub.add_parser("train", help="fit a learned router, or a cascade's answer scorer, from outcome data (switchman train --help)")
     sub.add_parser("keys", help="create, list and revoke virtual keys (switchman keys --help)")
     sub.add_parser("spend", help="spend by model, key, user, tag, route or day (switchman spend --help)")
+    sub.add_parser("import-litellm", help="print a switchman config translated from a LiteLLM config.yaml")
     sub.add_parser("experiments", help="a running gateway's experiments, arm by arm (switchman experiments --help)")
     return p
 
@@ -173,6 +174,10 @@ def _main(argv: list[str] | None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv and argv[0] in _OFFLINE:
         return _offline(argv[0], argv[1:])
+    if argv and argv[0] == "import-litellm":
+        from .migrate.litellm import import_main
+
+        return import_main(argv[1:])
     if argv and argv[0] == "experiments":
         from .routing.experiments_cli import experiments_main
 

@@ -1,0 +1,1 @@
+"""Moving to switchman from another gateway's config (``switchman import-litellm``)."""
