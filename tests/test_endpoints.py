@@ -83,3 +83,30 @@ async def test_a_server_side_thread_is_never_dropped_on_the_way_to_another_api(g
     sent = [x.json for x in gw.fake.requests if x.model == "claude"][-1]
     assert sent["thread"] == {"type": "create"}  # passed through to Anthropic itself
     await c.close()
+
+
+async def test_legacy_completions_through_any_upstream(gw):
+    """POST /v1/completions with the openai SDK: the prompt goes to a chat upstream (OpenAI-wire
+    and Anthropic-wire alike) and comes back as text_completion, streamed or not, with usage;
+    what a chat model cannot do is a 400 naming the field."""
+    c = openai.AsyncOpenAI(base_url=gw.base + "/v1", api_key=ADMIN, max_retries=0)
+    for model in ("echo", "claude"):
+        r = await c.completions.create(model=model, prompt="Say hello", max_tokens=50)
+        assert r.object == "text_completion" and "Say hello" in r.choices[0].text
+        assert r.choices[0].finish_reason == "stop" and r.usage.prompt_tokens > 0
+    parts, usage = [], None
+    async for ch in await c.completions.create(model="echo", prompt="Stream me", max_tokens=50, stream=True,
+                                               stream_options={"include_usage": True}):
+        if ch.choices:
+            parts.append(ch.choices[0].text)
+        if ch.usage:
+            usage = ch.usage
+    assert "Stream me" in "".join(parts) and usage is not None and usage.completion_tokens > 0
+    for kw, field in (({"n": 2}, "n"), ({"echo": True}, "echo"), ({"logprobs": 2}, "logprobs")):
+        with pytest.raises(openai.BadRequestError) as e:
+            await c.completions.create(model="echo", prompt="x", **kw)
+        assert field in str(e.value)
+    with pytest.raises(openai.BadRequestError) as e:
+        await c.completions.create(model="echo", prompt=["one", "two"])
+    assert "prompt" in str(e.value)
+    await c.close()

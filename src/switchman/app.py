@@ -53,6 +53,8 @@ class App:
             ("POST", "/v1/chat/completions"): self._openai,
             ("POST", "/chat/completions"): self._openai,  # clients whose base_url lacks /v1
             ("POST", "/v1/messages"): self._anthropic,
+            ("POST", "/v1/completions"): self._completions,
+            ("POST", "/completions"): self._completions,
             ("GET", "/v1/models"): self._models,
             ("GET", "/models"): self._models,
             ("GET", "/health/live"): self._live,
@@ -66,9 +68,11 @@ class App:
             ("DELETE", "/admin/cache"): self._cache,
             ("GET", "/admin/experiments"): self._experiments,
         }
-        self._chat_paths = frozenset(p for (m, p), h in self._routes.items() if h in (self._openai, self._anthropic))
+        self._chat_paths = frozenset(p for (m, p), h in self._routes.items()
+                                     if h in (self._openai, self._anthropic, self._completions))
         self._openai_d = dialect_for("openai")
         self._anthropic_d = dialect_for("anthropic")
+        self._completions_d = dialect_for("completions")
         # No key at all: only this machine may call (DNS rebinding and CSRF from a browser page),
         # unless the operator said the network is trusted.
         srv = gateway.config.server
@@ -184,6 +188,9 @@ class App:
 
     async def _anthropic(self, req: Request):
         return await self._chat(req, self._anthropic_d)
+
+    async def _completions(self, req: Request):
+        return await self._chat(req, self._completions_d)
 
     async def _chat(self, req: Request, d: Dialect) -> Response | StreamingResponse:
         rid = _rid()

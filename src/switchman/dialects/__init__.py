@@ -10,6 +10,7 @@ from .base import Dialect
 _REGISTRY = {
     "openai": ("switchman.dialects.openai", "OpenAIDialect"),
     "anthropic": ("switchman.dialects.anthropic", "AnthropicDialect"),
+    "completions": ("switchman.dialects.completions", "CompletionsDialect"),
 }
 
 
