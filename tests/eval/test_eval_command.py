@@ -126,3 +126,19 @@ def test_eval_plans_says_which_plan_each_task_got(tmp_path, capsys):
     s = orjson.loads((out / "summary.json").read_bytes())
     (plans,) = [x for x in s["strategies"] if x["name"] == "plans"]
     assert plans["plans"][0]["math"] == "cheap"
+
+
+def test_eval_bandit_replays_the_stream_warm_and_cold(tmp_path, capsys):
+    """The bandit policy replayed as traffic with feedback on a fifth of it: warm-started from the
+    train split it learns per task that maths can go to the cheap model, and reaches full quality
+    cheaper than the dear model alone; cold it pays to learn."""
+    data = _data(tmp_path / "o.jsonl", n=400)
+    out = tmp_path / "out"
+    assert eval_main(["--data", str(data), "--out", str(out), "--strategy", "bandit,bandit-cold",
+                      "--bootstrap", "20"]) == 0
+    names = {x["name"]: x for x in orjson.loads((out / "summary.json").read_bytes())["strategies"]}
+    warm, cold = names["bandit"], names["bandit-cold"]
+    best_warm = max(warm["points"], key=lambda p: (p["quality"] >= 0.95, -p["cost"]))
+    assert best_warm["quality"] >= 0.95 and best_warm["cost_share"] < 0.8
+    assert max(p["quality"] for p in cold["points"]) <= max(p["quality"] for p in warm["points"])
+    assert "bandit" in capsys.readouterr().out

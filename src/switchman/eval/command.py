@@ -25,7 +25,7 @@ from ..routing.files import ModelFileError
 from ..routing.learned import Router
 from .from_ledger import LedgerUnavailable
 
-STRATEGIES = ("learned", "learned-minq", "cascade", "hybrid", "plans")
+STRATEGIES = ("learned", "learned-minq", "cascade", "hybrid", "plans", "bandit", "bandit-cold")
 
 
 class UsageError(Exception):
@@ -334,6 +334,10 @@ def _strategies(wanted: Sequence[str], table: OutcomeTable, router: Router | Non
             else:
                 learned.share_cache(strat)
             strategies.append(strat)
+        elif s in ("bandit", "bandit-cold"):
+            from .bandit import BanditStrategy
+
+            strategies.append(BanditStrategy(s, warm=s == "bandit"))
         elif s == "plans":
             from .plans import PlansStrategy
 

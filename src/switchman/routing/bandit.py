@@ -60,6 +60,8 @@ class Bandit(Policy):
         # per (context, model): [alpha, beta, cost_sum, cost_n]; and whether the exchange works.
         self.pending: dict[tuple[str | None, str], list[float]] | None = None
         self.shared: bool | None = None
+        # priors per context value (the evaluator's warm start from a train split), over ``quality``
+        self.context_quality: dict[str | None, dict[str, float]] = {}
 
     def _context(self, tags: dict[str, str] | None) -> str | None:
         return (tags or {}).get(self.context_tag) if self.context_tag else None
@@ -67,11 +69,11 @@ class Bandit(Policy):
     def arms(self, context: str | None = None) -> dict[str, Arm]:
         got = self._arms.get(context)
         if got is None:
-            got = self._arms[context] = {m: self._prior(m) for m in self.models}
+            got = self._arms[context] = {m: self._prior(m, context) for m in self.models}
         return got
 
-    def _prior(self, model: str) -> Arm:
-        q = self.quality.get(model)
+    def _prior(self, model: str, context: str | None = None) -> Arm:
+        q = (self.context_quality.get(context) or {}).get(model, self.quality.get(model))
         if q is None:
             return Arm(1.0, 1.0)
         n = self.prior
@@ -129,7 +131,7 @@ class Bandit(Policy):
         for (ctx, model), (a, b, c, n) in totals.items():
             if model not in self.models:
                 continue
-            p = self._prior(model)
+            p = self._prior(model, ctx)
             w = (self.pending or {}).get((ctx, model), (0.0, 0.0, 0.0, 0.0))
             arm = self.arms(ctx)[model]
             arm.alpha, arm.beta = p.alpha + a + w[0], p.beta + b + w[1]
