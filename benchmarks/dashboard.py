@@ -29,11 +29,9 @@ import asyncio
 import datetime as dt
 import os
 import re
-import resource
 import shlex
 import sqlite3
 import statistics
-import subprocess
 import sys
 import tempfile
 import time

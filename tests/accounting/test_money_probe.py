@@ -12,7 +12,7 @@ from switchman.accounting.budgets import BudgetRule, Period, Scope, holds_for
 from switchman.accounting.settings import StateSettings
 
 from .conftest import NOON, REDIS_URL
-from .test_facade import DEAR, Clock, ctx, record, started
+from .test_facade import Clock, ctx, record, started
 
 D = Decimal
 

@@ -7,7 +7,7 @@ import random
 from decimal import Decimal
 
 from switchman.accounting import reports
-from switchman.accounting.records import AttemptRecord, RequestRecord, Role
+from switchman.accounting.records import AttemptRecord, RequestRecord
 from switchman.accounting.rollups import percentile
 from switchman.accounting.schema import LATENCY_BOUNDS
 

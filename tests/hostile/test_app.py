@@ -21,8 +21,8 @@ def body(resp: bytes) -> dict:
 
 async def test_no_key_is_refused_on_the_head_before_any_body_is_sent(keyed):
     r, w = await asyncio.open_connection("127.0.0.1", keyed.port)
-    w.write(f"POST /v1/chat/completions HTTP/1.1\r\nhost: 127.0.0.1\r\ncontent-type: application/json\r\n"
-            f"content-length: 30000000\r\n\r\n".encode())
+    w.write("POST /v1/chat/completions HTTP/1.1\r\nhost: 127.0.0.1\r\ncontent-type: application/json\r\n"
+            "content-length: 30000000\r\n\r\n".encode())
     async with asyncio.timeout(5):
         got = await r.read()  # not one byte of the 30 MB was sent
     w.close()
@@ -39,8 +39,8 @@ async def test_a_bad_body_without_a_key_is_401_not_400(keyed):
 
 async def test_an_unknown_virtual_key_is_looked_up_then_refused_before_the_body(keyed):
     r, w = await asyncio.open_connection("127.0.0.1", keyed.port)
-    w.write(f"POST /v1/chat/completions HTTP/1.1\r\nhost: 127.0.0.1\r\nauthorization: Bearer sk-sm-nosuchkey\r\n"
-            f"content-type: application/json\r\ncontent-length: 30000000\r\n\r\n".encode())
+    w.write("POST /v1/chat/completions HTTP/1.1\r\nhost: 127.0.0.1\r\nauthorization: Bearer sk-sm-nosuchkey\r\n"
+            "content-type: application/json\r\ncontent-length: 30000000\r\n\r\n".encode())
     async with asyncio.timeout(5):
         got = await r.read()
     w.close()

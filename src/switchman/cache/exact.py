@@ -32,7 +32,7 @@ import orjson
 from ..types import ChatRequest, ChatResponse, FinishReason, TextPart, ToolCallPart, Usage
 from .semantic import Probe, SemanticCache
 from .settings import CacheSettings, SemanticSettings
-from .stores import CacheStore, open_cache_store
+from .stores import CacheStore, Warner, open_cache_store
 
 log = logging.getLogger("switchman.cache")
 
@@ -116,7 +116,7 @@ class ExactCache:
         self._writes: set[asyncio.Task] = set()
         self.hits = self.misses = self.stored = 0
         self.saved = Decimal(0)
-        self._warned = -1e18
+        self._warn = Warner(log)
         self.semantic: SemanticCache | None = None
         self.ask = None  # ask(model, system, prompt) -> text: a judge model's verdict (set by metering)
         if semantic:
@@ -222,12 +222,6 @@ class ExactCache:
             self.stored += 1
         except Exception as e:  # noqa: BLE001
             self._warn(f"cache write failed: {type(e).__name__}: {e}")
-
-    def _warn(self, msg: str) -> None:
-        now = time.monotonic()
-        if now - self._warned > 30:
-            self._warned = now
-            log.warning(msg)
 
     async def stats(self) -> dict:
         out = {"backend": self.settings.backend, "hits": self.hits, "misses": self.misses, "stored": self.stored,

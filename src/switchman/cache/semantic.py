@@ -41,6 +41,7 @@ from . import embedder as emb
 from .calibration import Calibrator, load_prior
 from .guard import conflict
 from .settings import SemanticSettings
+from .stores import Warner
 from .vectors import Vectors
 
 log = logging.getLogger("switchman.cache")
@@ -291,7 +292,7 @@ class _Shared:
         self.last = "0"
         self.mine: set[str] = set()
         self._tasks: set[asyncio.Task] = set()
-        self._warned = -1e18
+        self._warn = Warner(log)
 
     def publish(self, d: dict) -> None:
         async def go() -> None:
@@ -332,12 +333,6 @@ class _Shared:
                 elif d["t"] == "obs":
                     e = next((x for x in self.cache.entries.values() if x.key == d["key"]), None)
                     self.cache.observe(d["route"], s, d["sim"], d["wrong"], d["w"], e)
-
-    def _warn(self, msg: str) -> None:
-        now = time.monotonic()
-        if now - self._warned > 30:
-            self._warned = now
-            log.warning(msg)
 
     async def close(self) -> None:
         if self._tasks:

@@ -18,6 +18,21 @@ from .settings import CacheSettings
 _OVERHEAD = 200  # bytes an entry costs beyond its key and value (the dict, the tuple, the floats)
 
 
+class Warner:
+    """A warning at most every ``every`` seconds: a cache that keeps failing logs once, not per request."""
+
+    def __init__(self, logger, every: float = 30.0) -> None:
+        self.log = logger
+        self.every = every
+        self._at = -1e18
+
+    def __call__(self, msg: str) -> None:
+        now = time.monotonic()
+        if now - self._at > self.every:
+            self._at = now
+            self.log.warning(msg)
+
+
 class CacheStore(abc.ABC):
     @abc.abstractmethod
     async def get(self, key: str) -> bytes | None: ...
