@@ -151,7 +151,45 @@ class RedisStore(CacheStore):
             return False
 
 
+class NearStore(CacheStore):
+    """Redis with a small in-process copy in front: an entry read or written here is kept for
+    ``near`` seconds (at most its own TTL), so a hot answer is served without the round trip. Kept
+    answers never change, so the copy is never wrong; a ``DELETE /admin/cache`` clears this worker's
+    copy at once and the other workers' within ``near`` seconds."""
+
+    def __init__(self, far: CacheStore, max_bytes: int, near: float = 10.0) -> None:
+        self.far = far
+        self.near = MemoryStore(max_bytes)
+        self.seconds = near
+
+    async def get(self, key: str) -> bytes | None:
+        got = await self.near.get(key)
+        if got is not None:
+            return got
+        got = await self.far.get(key)
+        if got is not None:
+            await self.near.put(key, got, self.seconds)
+        return got
+
+    async def put(self, key: str, value: bytes, ttl: float) -> None:
+        await self.far.put(key, value, ttl)
+        await self.near.put(key, value, min(ttl, self.seconds))
+
+    async def size(self) -> dict:
+        return await self.far.size()
+
+    async def clear(self, match: dict | None = None) -> int:
+        await self.near.clear(match)
+        return await self.far.clear(match)
+
+    async def close(self) -> None:
+        await self.far.close()
+
+    async def ping(self) -> bool:
+        return await self.far.ping()
+
+
 def open_cache_store(s: CacheSettings) -> CacheStore:
-    if s.backend == "redis":
-        return RedisStore(s.url or "redis://127.0.0.1:6379/0")
+    if s.backend == "redis":  # with a near copy of up to a sixteenth of max_mb in each worker
+        return NearStore(RedisStore(s.url or "redis://127.0.0.1:6379/0"), int(s.max_mb * 1024 * 1024 / 16))
     return MemoryStore(int(s.max_mb * 1024 * 1024))
