@@ -110,3 +110,39 @@ async def test_legacy_completions_through_any_upstream(gw):
         await c.completions.create(model="echo", prompt=["one", "two"])
     assert "prompt" in str(e.value)
     await c.close()
+
+
+async def test_a_thread_continues_on_the_model_that_holds_it(tmp_path):
+    """Anthropic's thread: a continuation goes to the model that answered the message it names,
+    whatever the route would pick, streamed or not, and fails rather than lose the history."""
+    from switchman.testing.fake_upstream import FakeModel
+
+    extra = "  - {name: claude-b, provider: fake-an, model: claude-b, price: {input: 3, output: 15}}\n"
+    routes = "  - {name: chat, policy: {kind: first, models: [claude-b, claude]}}\n"
+    s = await serve(tmp_path, extra_models=extra, routes=routes,
+                    models={"claude": FakeModel(chunks=3), "claude-b": FakeModel(chunks=3)})
+    try:
+        c = anthropic.AsyncAnthropic(base_url=s.base, api_key=ADMIN, max_retries=0)
+        first = await c.messages.with_raw_response.create(
+            model="claude", max_tokens=50, messages=[{"role": "user", "content": "start"}],
+            extra_body={"thread": {"type": "create"}})
+        msg = await first.parse()
+        cont = {"thread": {"type": "continue", "previous_message_id": msg.id}}
+        nxt = await c.messages.with_raw_response.create(model="chat", max_tokens=50, extra_body=cont,
+                                                       messages=[{"role": "user", "content": "next"}])
+        assert nxt.headers["x-switchman-model"] == "claude" and "holds the conversation" in nxt.headers["x-switchman-reason"]
+        # streamed, the thread's next message is remembered too
+        async with c.messages.stream(model="chat", max_tokens=50, extra_body={
+                "thread": {"type": "continue", "previous_message_id": (await nxt.parse()).id}},
+                messages=[{"role": "user", "content": "and then"}]) as st:
+            last = await st.get_final_message()
+        assert st.response.headers["x-switchman-model"] == "claude"
+        # the holder fails: an error, not the other model without the history
+        s.fake.models["claude"].error_status = 503
+        with pytest.raises(anthropic.APIStatusError):
+            await c.messages.create(model="chat", max_tokens=50, messages=[{"role": "user", "content": "more"}],
+                                    extra_body={"thread": {"type": "continue", "previous_message_id": last.id}})
+        assert s.fake.stats["claude-b"].requests == 0
+        await c.close()
+    finally:
+        await stop(s)

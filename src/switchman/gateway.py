@@ -36,6 +36,7 @@ from .routing.checks import Checks
 from .routing.simple import First
 from .routing.headroom import prefer_headroom
 from .routing.sticky import Affinity, conversation
+from .routing.threads import Threads, continued, threaded
 from .types import ChatRequest, ChatResponse, StreamEvent
 
 log = logging.getLogger("switchman")
@@ -106,6 +107,7 @@ class Gateway:
         self._pacers: dict = {}
         self.experiments: dict = {}  # route name -> Experiment
         self.shared = None  # routing/shared.py, with state: {backend: redis}
+        self.threads = Threads()  # Anthropic thread messages -> the model holding them
         self.affinity = Affinity(self.clock)
         for r in config.routes.values():
             own = RouteContext({n: config.models[n] for n in r.models}, live) if r.models else ctx
@@ -182,6 +184,11 @@ class Gateway:
                 f"unknown model '{req.model}'; this gateway serves: {', '.join(self._targets) or 'nothing'}",
                 param="model",
             )
+        prev = continued(req.raw) if req.dialect == "anthropic" else None
+        holder = self.threads.holder(prev) if prev else None
+        if holder is not None and holder in self.config.models:  # the thread lives there: nowhere else
+            why = f"thread: continuing on {holder}, which holds the conversation ({prev[:40]})"
+            return Planned(t.spec, [self.config.models[holder]], why)
         plan = t.policy.plan(req, t.ctx)
         models = self.config.models
         chosen, reason, key = [models[n] for n in plan.models], plan.reason, None
@@ -222,6 +229,8 @@ class Gateway:
         if outcome.degraded and route.escalate_webhook:
             self._escalate(route, outcome.errors, request_id)
         reply = Reply(route.name, _reason(why, outcome), outcome)
+        if outcome.response is not None and req.dialect == "anthropic" and threaded(req.raw):
+            self.threads.answered(outcome.response.id, outcome.model.name)
         if p.conversation is not None and not outcome.degraded:
             self.affinity.remember(p.conversation, outcome.model, req.estimated_tokens(), req.prompt_ttl or "5m")
         self.decisions.record("degraded" if outcome.degraded else "answered", outcome.model.name, reply.reason,
