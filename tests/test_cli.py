@@ -184,3 +184,21 @@ def test_train_into_a_missing_directory_is_one_line_not_a_traceback(tmp_path):
     r = run("train", "--data", str(data), "--out", str(tmp_path / "no" / "such" / "dir" / "router.npz"))
     assert r.returncode in (1, 2) and "Traceback" not in r.stderr
     assert "no/such/dir" in r.stderr and len(r.stderr.strip().splitlines()) == 1
+
+
+def test_check_shows_experiments_headroom_and_caching(tmp_path):
+    cfg = tmp_path / "s.yaml"
+    cfg.write_text("""\
+providers:
+  oa: {kind: openai, base_url: "http://127.0.0.1:9/v1", api_key: k}
+models:
+  - {name: a, provider: oa, model: gpt-4o-mini}
+  - {name: b, provider: oa, model: gpt-4o}
+routes:
+  - {name: chat, policy: {kind: experiment, arms: {control: a, candidate: b}, ramp: [5, 50, 100]}}
+  - {name: r2, policy: {kind: first, models: [a, b], prefer: headroom}, cache: {enabled: true, prompt_ttl: 1h}}
+""")
+    r = run("check", "--config", str(cfg))
+    assert r.returncode == 0, r.stderr
+    assert "arms: control=a, candidate=b; ramp 5% -> 50% -> 100%" in r.stdout
+    assert "prefer: headroom" in r.stdout and "prompt cache ttl 1h" in r.stdout

@@ -45,11 +45,27 @@ def cmd_check(a: argparse.Namespace) -> int:
             plan = " -> ".join(r.models)
         fb = f"  fallbacks: {' -> '.join(r.fallbacks)}" if r.fallbacks else ""
         print(f"  {r.name:<16} {r.policy}{': ' + plan if plan else ''}{fb}")
-        for line in _policy_lines(r.spec):
+        for line in [*_policy_lines(r.spec), *_route_lines(r)]:
             print(f"  {'':<16}   {line}")
     if cfg.auth.admin_key:
         print("\nauth: admin key set")
     return 0
+
+
+def _route_lines(r) -> list[str]:
+    """A route's adaptive and caching settings, one line each, for ``check``."""
+    out = []
+    if r.prefer:
+        out.append(f"prefer: {r.prefer}")
+    if r.pace is not None:
+        out.append(f"pace: ${r.pace.usd:g} per {r.pace.per} ({r.pace.controller})")
+    c = r.cache
+    if c is not None:
+        sem = (f", semantic (max_error {c.semantic.max_error:g}, {c.semantic.embedder}"
+               f"{', judge ' + c.semantic.judge if c.semantic.judge else ''})" if c.semantic else "")
+        out.append(f"cache: {'on' if c.enabled else 'off'} (scope {c.scope}, ttl {c.ttl:g}s){sem}; "
+                   f"prompt cache ttl {c.prompt_ttl}{', sticky' if c.sticky else ''}")
+    return out
 
 
 def _policy_lines(p) -> list[str]:
@@ -73,6 +89,12 @@ def _policy_lines(p) -> list[str]:
         on += [f"scorer>={c.scorer_min:g} ({c.scorer})"] if c.scorer else []
         on += [f"judge {c.judge}>={c.judge_min:g}"] if c.judge else []
         out.append(f"checks: {', '.join(on) or 'none'}")
+    if p.experiment is not None:
+        e = p.experiment
+        arms = ", ".join(f"{a}={t}" for a, t in e.arms)
+        how = (f"ramp {' -> '.join(f'{x:g}%' for x in e.ramp)} every {e.min_requests} candidate requests, "
+               f"alpha {e.alpha:g}" if e.ramp else "split " + "/".join(f"{x:g}" for x in e.split))
+        out.append(f"arms: {arms}; {how}; sticky by {e.by or 'episode, user or key'}")
     if p.start is not None:
         out.append(f"starts by {p.start.kind}:")
         out += ["  " + x for x in _policy_lines(p.start)]
