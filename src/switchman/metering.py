@@ -421,8 +421,9 @@ class Metering:
         c = self.config.cache
         on = c is not None and (c.enabled or any(r.cache is not None and r.cache.enabled
                                                  for r in self.config.routes.values()))
-        sem = c is not None and (c.semantic is not None or any(r.cache is not None and r.cache.semantic is not None
-                                                              for r in self.config.routes.values()))
+        sem = {s.embedder for s in [c.semantic if c is not None else None,
+                                    *(r.cache.semantic for r in self.config.routes.values() if r.cache is not None)]
+               if s is not None}
         self.cache: ExactCache | None = ExactCache(c, semantic=sem) if on else None
         if self.cache is not None:
             self.cache.ask = self._ask

@@ -109,7 +109,7 @@ class Lookup:
 
 
 class ExactCache:
-    def __init__(self, settings: CacheSettings, store: CacheStore | None = None, semantic: bool = False) -> None:
+    def __init__(self, settings: CacheSettings, store: CacheStore | None = None, semantic: set[str] | bool = False) -> None:
         self.settings = settings
         self.store = store or open_cache_store(settings)
         self._flights: dict[str, asyncio.Future] = {}
@@ -121,7 +121,7 @@ class ExactCache:
         self.ask = None  # ask(model, system, prompt) -> text: a judge model's verdict (set by metering)
         if semantic:
             self.semantic = SemanticCache(request_key, settings.url if settings.backend == "redis" else None)
-            self.semantic.load()
+            self.semantic.load({"minilm"} if semantic is True else semantic)
 
     def cacheable(self, creq: ChatRequest, s: CacheSettings) -> bool:
         if not s.enabled or creq.logprobs:

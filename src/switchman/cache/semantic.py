@@ -150,10 +150,12 @@ class SemanticCache:
         self.hits = self.verified = self.wrong = 0
         self.redis = _Shared(redis_url, self) if redis_url else None
 
-    def load(self) -> None:
-        """Read both embedders now (about a second), not on the first request."""
+    def load(self, kinds: set[str]) -> None:
+        """Read the embedders the config uses now (about a second for MiniLM), not on the first
+        request: the static table always (it is the prefilter), MiniLM when a route uses it."""
         emb.shared("static")
-        emb.shared("minilm")
+        if "minilm" in kinds:
+            emb.shared("minilm")
 
     def calibrator(self, route: str, s: SemanticSettings) -> Calibrator:
         c = self.calibrators.get(route)
