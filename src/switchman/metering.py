@@ -144,9 +144,10 @@ class Ticket:
         if p is None:
             reason = f"cache hit (exact): answered by {lk.model} before"
         else:
+            # the kept prompt itself is not quoted: with a shared scope it may be another caller's words
             reason = (f"cache hit (semantic, similarity {p.sim:.3f} >= {p.threshold:.3f} learned for max_error "
-                      f"{lk.semantic.max_error if lk.semantic else ''}): answered by {lk.model} before for "
-                      f"{p.entry.text[:60]!r}" if p.entry is not None else "cache hit (semantic)")
+                      f"{lk.semantic.max_error if lk.semantic else ''}): answered by {lk.model} before for a "
+                      f"prompt like this one (entry {p.entry.id})" if p.entry is not None else "cache hit (semantic)")
         reply = Reply(self.route, reason, outcome, cache=lk.kind)
         saved = cost_of(m, resp.usage or Usage()) if m is not None else Decimal(0)
         self.meter.cache.saved += saved
