@@ -35,7 +35,7 @@ from .routing.base import Plan, Policy, RouteContext
 from .routing.checks import Checks
 from .routing.simple import First
 from .routing.headroom import prefer_headroom
-from .routing.sticky import Affinity, conversation
+from .routing.sticky import MIN_PREFIX, Affinity, conversation
 from .routing.threads import Threads, continued, threaded
 from .types import ChatRequest, ChatResponse, StreamEvent
 
@@ -193,7 +193,7 @@ class Gateway:
         models = self.config.models
         chosen, reason, key = [models[n] for n in plan.models], plan.reason, None
         c = t.spec.cache or self.config.cache
-        if len(chosen) > 1 and plan.checks is None and (c is None or c.sticky):
+        if len(chosen) > 1 and plan.checks is None and (c is None or c.sticky) and req.estimated_tokens() >= MIN_PREFIX:
             key = conversation(req, req.end_user or "")
             chosen, reason = self.affinity.prefer(key, req, chosen, reason)
         if t.spec.prefer == "headroom":

@@ -144,6 +144,7 @@ class SemanticCache:
         self.key_of = key_of
         self.clock = clock
         self.entries: OrderedDict[int, Entry] = OrderedDict()
+        self.by_key: dict[str, set[int]] = {}  # an answer's key -> the entries pointing at it
         self.spaces: dict[str, Vectors] = {}
         self.calibrators: dict[str, Calibrator] = {}
         self._ids = itertools.count(1)
@@ -242,6 +243,7 @@ class SemanticCache:
         mv = p.mv.astype("float16") if p.mv is not None else None  # half the memory; 8 dot products a lookup
         e = Entry(next(self._ids), p.ns, key, p.text, p.sv, mv, self.clock() + ttl)
         self.entries[e.id] = e
+        self.by_key.setdefault(key, set()).add(e.id)
         space = self.spaces.get(e.ns)
         if space is None:
             space = self.spaces[e.ns] = Vectors(len(e.sv))  # type: ignore[arg-type]
@@ -255,19 +257,29 @@ class SemanticCache:
 
     def _drop(self, e: Entry) -> None:
         self.entries.pop(e.id, None)
+        ids = self.by_key.get(e.key)
+        if ids is not None:
+            ids.discard(e.id)
+            if not ids:
+                del self.by_key[e.key]
         space = self.spaces.get(e.ns)
         if space is not None:
             space.remove(e.id)
             if not len(space):
                 del self.spaces[e.ns]
 
+    def with_key(self, key: str) -> list[Entry]:
+        """The entries whose answer is kept under ``key``."""
+        return [self.entries[i] for i in self.by_key.get(key, ())]
+
     def forget(self, key: str) -> None:
         """The answer behind ``key`` is gone from the store: drop the entries pointing at it."""
-        for e in [e for e in self.entries.values() if e.key == key]:
+        for e in self.with_key(key):
             self._drop(e)
 
     def clear(self) -> None:
         self.entries.clear()
+        self.by_key.clear()
         self.spaces.clear()
 
     def stats(self) -> dict:
@@ -333,7 +345,7 @@ class _Shared:
                     if ttl > 0:
                         self.cache.add(p, d["key"], ttl, s, publish=False)
                 elif d["t"] == "obs":
-                    e = next((x for x in self.cache.entries.values() if x.key == d["key"]), None)
+                    e = next(iter(self.cache.with_key(d["key"])), None)
                     self.cache.observe(d["route"], s, d["sim"], d["wrong"], d["w"], e)
 
     async def close(self) -> None:

@@ -178,7 +178,6 @@ class Experiment(Policy):
         self.stats = {a: ArmStats() for a in self.arms}
         self.step = 0  # index into the ramp
         self.rolled_back: str | None = None
-        self.looks = 0
         self.at_step = 0  # candidate requests at this step
         self.history: list[dict] = []
         self.finished = False  # the last step was reviewed: the rollout is over
@@ -292,7 +291,6 @@ class Experiment(Policy):
         return "done", f"no regression at 100% after {spec.min_requests} candidate requests: the rollout is over"
 
     def apply(self, action: str, why: str) -> str | None:
-        self.looks += 1
         if action == "rollback":
             self.rolled_back = why
             self._record("rollback", why)

@@ -16,7 +16,8 @@ When the policy's plan puts another model first and the anchor is in the plan, c
   input rate, and the expected output at its output rate;
 - switching: the whole prompt at the new model's input rate plus the same output at its rate;
 
-and move the anchor to the front when staying is no dearer. The plan is only reordered: an anchor
+and move the anchor to the front when staying is no dearer. Prompts shorter than ``MIN_PREFIX`` are
+not keyed at all: no model caches them, so there is nothing to stay for (and no hash on the request path). The plan is only reordered: an anchor
 that fails or is ejected is skipped by the executor as any first choice is, so failover still wins.
 Only models whose catalog or configured price has a cache discount hold a cache worth keeping.
 """
@@ -33,6 +34,7 @@ from ..types import ChatRequest
 
 _TTL = {"5m": 300.0, "1h": 3600.0}
 _OUT = 256  # output tokens assumed when the request sets no max_tokens
+MIN_PREFIX = 512  # the shortest prompt any catalog model caches: below it no cache is worth keeping
 
 
 @dataclass(slots=True)
