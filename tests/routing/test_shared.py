@@ -108,12 +108,12 @@ async def test_a_canary_is_one_rollout_across_workers(prefix):
     rng = random.Random(5)
     try:
         def traffic(e: Experiment, n: int, cand_err: float) -> None:
+            """``n`` settled requests on this worker, a tenth of them the candidate's (its share)."""
             for i in range(n):
-                arm = e.plan(ChatRequest(model="r", messages=[Message(Role.USER, [TextPart("x")])],
-                                         end_user=f"{id(e)}-{i}-{rng.random()}"), RouteContext({})).arm
+                arm = "candidate" if i % 10 == 0 else "control"
                 e.settled(arm, rng.random() < (cand_err if arm == "candidate" else 0.02), 300.0, 0.001)
 
-        traffic(w1, 150, 0.02)  # ~15 candidate requests each: 30 in all, not yet 40
+        traffic(w1, 150, 0.02)  # 15 candidate requests each: 30 in all, not yet 40
         traffic(w2, 150, 0.02)
         assert await s1.tick() and await s2.tick()
         assert w1.step == w2.step == 0  # neither saw 40 alone, nor together yet
