@@ -22,7 +22,9 @@ from .dialects.base import Dialect
 from .errors import (BodyTooLarge, Forbidden, InvalidRequest, MethodNotAllowed, SwitchmanError, Unauthorized,
                      UnknownModel,
                      UnknownEndpoint, UnknownResource, UnsupportedMediaType)
+from .accounting.responses import ResponseStore
 from .dashboard.handler import Dashboard
+from .dialects.responses_state import not_found, open_turn
 from .gateway import Gateway, Reply
 from .http.server import Request, Response, StreamingResponse
 from .metering import Metering, new_request_id as _rid
@@ -55,6 +57,8 @@ class App:
             ("POST", "/v1/messages"): self._anthropic,
             ("POST", "/v1/completions"): self._completions,
             ("POST", "/completions"): self._completions,
+            ("POST", "/v1/responses"): self._responses,
+            ("POST", "/responses"): self._responses,
             ("GET", "/v1/models"): self._models,
             ("GET", "/models"): self._models,
             ("GET", "/health/live"): self._live,
@@ -69,10 +73,15 @@ class App:
             ("GET", "/admin/experiments"): self._experiments,
         }
         self._chat_paths = frozenset(p for (m, p), h in self._routes.items()
-                                     if h in (self._openai, self._anthropic, self._completions))
+                                     if h in (self._openai, self._anthropic, self._completions, self._responses))
         self._openai_d = dialect_for("openai")
         self._anthropic_d = dialect_for("anthropic")
         self._completions_d = dialect_for("completions")
+        self._responses_d = dialect_for("responses")
+        acc = gateway.config.accounting
+        self.responses = ResponseStore(  # stored Responses API responses: in the ledger database, if there is one
+            metering.accountant.store if metering is not None and acc is not None and acc.ledger.enabled else None,
+            retention=(acc.ledger.responses_days if acc is not None else 30.0) * 86_400)
         # No key at all: only this machine may call (DNS rebinding and CSRF from a browser page),
         # unless the operator said the network is trusted.
         srv = gateway.config.server
@@ -156,6 +165,8 @@ class App:
             h = self._admin
         if h is None and req.method == "GET" and req.path.startswith(("/v1/models/", "/models/")):
             h = self._model
+        if h is None and req.method in ("GET", "DELETE") and req.path.startswith(("/v1/responses/", "/responses/")):
+            h = self._stored_response
         if h is None and Dashboard.handles(req.path) and req.body is not None:
             return await self.dashboard(req)
         if h is None or req.body is None:
@@ -192,10 +203,13 @@ class App:
     async def _completions(self, req: Request):
         return await self._chat(req, self._completions_d)
 
-    async def _chat(self, req: Request, d: Dialect) -> Response | StreamingResponse:
+    async def _responses(self, req: Request):
+        return await self._chat(req, self._responses_d, stateful=True)
+
+    async def _chat(self, req: Request, d: Dialect, stateful: bool = False) -> Response | StreamingResponse:
         rid = _rid()
         meter = self.metering
-        ticket = None
+        ticket = turn = None
         try:
             if meter is None and not self._authorized(req):
                 raise Unauthorized("missing or invalid API key (send it as a bearer token or x-api-key)")
@@ -203,7 +217,10 @@ class App:
                 body = orjson.loads(req.body)
             except orjson.JSONDecodeError as e:
                 raise InvalidRequest(f"body is not valid JSON: {e}") from None
-            creq = d.decode(body)
+            if stateful:  # the Responses API: previous_response_id and store, kept by the gateway
+                creq, turn = await open_turn(self.responses, body, await self._scope(req))
+            else:
+                creq = d.decode(body)
             creq.cache_marked = b'"cache_control"' in req.body  # breakpoints anywhere: writes may be billed
             vendor = {h: req.headers[h] for h in _PASSTHROUGH if h in req.headers}
             if vendor:
@@ -256,10 +273,66 @@ class App:
             if cost is not None:
                 headers["x-switchman-cost-usd"] = f"{cost:f}"
             headers["content-type"] = _JSON
+            if turn is not None:
+                obj = d.encode_object(reply.response, creq, turn.rid)  # type: ignore[attr-defined]
+                await self._keep(turn, obj, rid)
+                return Response(200, orjson.dumps(obj), headers)
             return Response(200, d.encode(reply.response, creq), headers)
         headers["content-type"] = _SSE
         headers["cache-control"] = "no-cache"
-        return StreamingResponse(200, _stream(d, creq, reply, rid), headers)
+        keep = None
+        if turn is not None:
+            async def keep(obj: dict, turn=turn) -> None:
+                await self._keep(turn, obj, rid)
+        return StreamingResponse(200, _stream(d, creq, reply, rid, turn, keep), headers)
+
+    async def _keep(self, turn, obj: dict, rid: str) -> None:
+        """Store an answered turn; a database failure costs the client the continuation (logged),
+        never the answer it paid for."""
+        try:
+            await turn.save(self.responses, obj)
+        except Exception:
+            log.exception("request %s: the response %s could not be stored", rid, turn.rid)
+
+    async def _scope(self, req: Request) -> str:
+        """Whose stored responses a caller sees: its virtual key's, else the admin key's or, where no
+        key is required, every anonymous caller's (ids are 192 random bits)."""
+        if self.metering is None:
+            return "admin"
+        key, admin = await self.metering.accountant.identify(_credential(req))
+        return key.id if key is not None else ("admin" if admin else "anonymous")
+
+    async def _stored_response(self, req: Request) -> Response:
+        """``GET`` / ``DELETE /v1/responses/{id}`` and ``GET /v1/responses/{id}/input_items``."""
+        from urllib.parse import unquote
+
+        rid_ = _rid()
+        try:
+            if self.metering is None and not self._authorized(req):
+                raise Unauthorized("missing or invalid API key (send it as a bearer token or x-api-key)")
+            rest = unquote(req.path.split("/responses/", 1)[1])
+            name, _, sub = rest.partition("/")
+            if sub not in ("", "input_items") or (sub and req.method != "GET"):
+                raise UnknownEndpoint(f"no such endpoint: {req.path[:200]}")
+            scope = await self._scope(req)
+            if req.method == "DELETE":
+                if not await self.responses.delete(scope, name):
+                    raise not_found(name)
+                return Response(200, orjson.dumps({"id": name, "object": "response", "deleted": True}),
+                                {"content-type": _JSON})
+            got = await self.responses.get(scope, name)
+            if got is None:
+                raise not_found(name)
+            if not sub:
+                return Response(200, orjson.dumps(got.response), {"content-type": _JSON})
+            data = [{"id": f"{name}-in-{i}", **it} if type(it) is dict and "id" not in it else it
+                    for i, it in enumerate(got.input)]
+            return Response(200, orjson.dumps({"object": "list", "data": data, "has_more": False,
+                                               "first_id": data[0]["id"] if data else None,
+                                               "last_id": data[-1]["id"] if data else None}),
+                            {"content-type": _JSON})
+        except SwitchmanError as e:
+            return self._error(self._responses_d, e, rid_)
 
     def _error(self, d: Dialect, e: SwitchmanError, rid: str) -> Response:
         headers = {"content-type": _JSON, "x-switchman-request-id": rid}
@@ -558,18 +631,25 @@ def _cache_control(req: Request) -> str | None:
     return v
 
 
-def _stream(d: Dialect, creq, reply: Reply, rid: str) -> Opened[bytes]:
-    """The reply's events in the client's dialect; closing it, even unread, closes them."""
-    enc = d.stream_encoder(creq)
+def _stream(d: Dialect, creq, reply: Reply, rid: str, turn=None, keep=None) -> Opened[bytes]:
+    """The reply's events in the client's dialect; closing it, even unread, closes them. A
+    Responses API ``turn`` is kept (``keep``) before the client sees its last event, so a
+    continuation sent the moment the stream ends finds it."""
+    enc = d.stream_encoder(creq, turn.rid) if turn is not None else d.stream_encoder(creq)  # type: ignore[call-arg]
     events = reply.events
 
     async def gen():
         try:
             async for ev in events:  # type: ignore[union-attr]
                 b = enc.encode(ev)
+                if keep is not None and getattr(enc, "final", None) is not None:
+                    await keep(enc.final)
                 if b:
                     yield b
-            yield enc.close()
+            b = enc.close()
+            if keep is not None and getattr(enc, "final", None) is not None:
+                await keep(enc.final)
+            yield b
         except SwitchmanError as e:
             # After the first byte there is no taking it back: a well-formed error event, then the end.
             log.warning("request %s: stream failed after it began: %s", rid, e.message)

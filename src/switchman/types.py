@@ -134,6 +134,7 @@ class ChatRequest:
     episode: str | None = None  # x-switchman-episode: groups one task's calls (request log, feedback)
     key_id: str | None = None  # the caller's virtual key (an experiment may assign by it)
     traceparent: str | None = None  # the client's W3C trace context, continued by tracing
+    reasoning_effort: str | None = None  # Responses ``reasoning.effort``: adapters map it where their API can
     logprobs: bool = False  # ask the upstream for token logprobs (a cascade's confidence check)
     cache_marked: bool = False  # the client marked prompt-cache breakpoints: input may be billed as cache writes
     prompt_ttl: str | None = None  # the route's prompt-cache TTL for breakpoints the gateway adds ("1h")

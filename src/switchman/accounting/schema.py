@@ -165,6 +165,20 @@ MIGRATIONS.append([
     "ALTER TABLE requests ADD COLUMN cache_saved_pusd {int} NOT NULL DEFAULT 0",
 ])
 
+MIGRATIONS.append([
+    # 4: Responses API responses kept for previous_response_id and GET /v1/responses/{id}
+    # (accounting/responses.py): this turn's input items and the response, as JSON
+    """CREATE TABLE responses (
+        id TEXT PRIMARY KEY,
+        ts {real} NOT NULL,
+        scope TEXT NOT NULL,
+        previous_id TEXT,
+        input TEXT NOT NULL,
+        response TEXT NOT NULL
+    )""",
+    "CREATE INDEX responses_ts ON responses (ts)",
+])
+
 VERSION = len(MIGRATIONS)
 
 

@@ -8,6 +8,7 @@
       buffer: 10000                   # entries held in memory at most (then back-pressure, then spill)
       block: 1.0                      # seconds a finishing request may wait for room in the buffer
       spill: null                     # spill-file prefix (default: beside the SQLite file, or ./switchman-ledger)
+      responses_days: 30              # how long stored Responses API responses are kept (store: true)
 
     state:
       backend: memory                 # memory (one worker) | redis (every worker, every machine)
@@ -51,6 +52,7 @@ class LedgerSettings:
     buffer: int = 10_000
     block: float = 1.0
     spill: str | None = None
+    responses_days: float = 30.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,7 +123,8 @@ def _tname(v: Any) -> str:
 def _ledger(v: Any, error: Error) -> LedgerSettings:
     if v is None:
         return LedgerSettings()
-    s = _Section("ledger", v, ("url", "enabled", "batch", "flush_interval", "buffer", "block", "spill"), error)
+    s = _Section("ledger", v, ("url", "enabled", "batch", "flush_interval", "buffer", "block", "spill",
+                                   "responses_days"), error)
     url = s.get("url", str, DEFAULT_LEDGER_URL)
     if not url.startswith(("sqlite:///", "postgresql://", "postgres://")):
         raise error("ledger.url", f"must be sqlite:///FILE or postgresql://..., not '{url}'")
@@ -134,7 +137,7 @@ def _ledger(v: Any, error: Error) -> LedgerSettings:
         raise error("ledger.buffer", f"must hold at least one batch ({batch})")
     return LedgerSettings(url=url, enabled=s.get("enabled", bool, True), batch=batch,
                           flush_interval=s.positive("flush_interval", float, 0.2), buffer=buffer, block=block,
-                          spill=s.get("spill", str))
+                          spill=s.get("spill", str), responses_days=s.positive("responses_days", float, 30.0))
 
 
 def _state(v: Any, error: Error) -> StateSettings:

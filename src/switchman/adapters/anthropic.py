@@ -230,6 +230,9 @@ def _encode(req: ChatRequest, model: ModelSpec, sampling: bool) -> dict:
             body["output_config"] = {"format": {"type": "json_schema", "schema": schema}}
         elif rf.get("type") in ("json_object", "json_schema"):
             system.append({"type": "text", "text": _JSON_OBJECT_INSTRUCTION})
+    if req.reasoning_effort:  # a Responses client's reasoning.effort (output_config_param.py: low..max)
+        e = req.reasoning_effort
+        body.setdefault("output_config", {})["effort"] = "low" if e in ("none", "minimal") else e
     if system:
         body["system"] = system
     body["messages"] = _messages(req)

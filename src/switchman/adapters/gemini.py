@@ -436,7 +436,14 @@ def _generation_config(req: ChatRequest, model: ModelSpec) -> dict:
                 c["responseJsonSchema"] = schema
         elif kind not in (None, "text"):
             raise Unsupported(f"response_format '{kind}' is not supported by Gemini", param="response_format")
+    if req.reasoning_effort:  # a Responses client's reasoning.effort, as a thinking budget in tokens
+        c["thinkingConfig"] = {"thinkingBudget": _THINKING_BUDGET.get(req.reasoning_effort, -1)}
     return c
+
+
+# reasoning.effort -> thinkingBudget (ai.google.dev/gemini-api/docs/thinking: 0 turns thinking off
+# where the model allows it, -1 lets the model decide); the budgets follow OpenAI's rough scale.
+_THINKING_BUDGET = {"none": 0, "minimal": 512, "low": 1024, "medium": 8192, "high": 24576}
 
 
 # ---- response decoding ----------------------------------------------------------------------

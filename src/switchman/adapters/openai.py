@@ -216,6 +216,8 @@ def _encode(req: ChatRequest, model: ModelSpec) -> dict:
         body["user"] = req.user
     if req.logprobs:
         body["logprobs"] = True
+    if req.reasoning_effort:  # a Responses client's reasoning.effort ("max" is Anthropic's word for xhigh)
+        body["reasoning_effort"] = "xhigh" if req.reasoning_effort == "max" else req.reasoning_effort
     if req.stream:
         body["stream"] = True
         body["stream_options"] = {"include_usage": True}

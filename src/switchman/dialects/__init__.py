@@ -11,6 +11,7 @@ _REGISTRY = {
     "openai": ("switchman.dialects.openai", "OpenAIDialect"),
     "anthropic": ("switchman.dialects.anthropic", "AnthropicDialect"),
     "completions": ("switchman.dialects.completions", "CompletionsDialect"),
+    "responses": ("switchman.dialects.responses", "ResponsesDialect"),
 }
 
 
