@@ -221,7 +221,8 @@ class App:
                 creq, turn = await open_turn(self.responses, body, await self._scope(req))
             else:
                 creq = d.decode(body)
-            creq.cache_marked = b'"cache_control"' in req.body  # breakpoints anywhere: writes may be billed
+            # breakpoints anywhere (Anthropic's, or OpenAI's explicit ones): writes may be billed
+            creq.cache_marked = b'"cache_control"' in req.body or b'"prompt_cache_breakpoint"' in req.body
             vendor = {h: req.headers[h] for h in _PASSTHROUGH if h in req.headers}
             if vendor:
                 creq.passthrough_headers = vendor

@@ -68,3 +68,13 @@ def test_refused_outright():
     with pytest.raises(Unsupported) as e:
         decode({"model": "m", "input": "x", "conversation": "conv_1"})
     assert e.value.param == "conversation"
+
+
+def test_an_explicit_prompt_cache_breakpoint_becomes_the_canonical_cache_marker():
+    req = decode({"model": "m", "input": [{"role": "user", "content": [
+        {"type": "input_text", "text": "long shared prefix", "prompt_cache_breakpoint": {"mode": "explicit", "ttl": "12h"}},
+        {"type": "input_text", "text": "question", "prompt_cache_breakpoint": {"mode": "explicit"}},
+        {"type": "input_text", "text": "unmarked"}]}]})
+    assert [p.cache_control for p in req.messages[0].parts] == [
+        {"type": "ephemeral", "ttl": "1h"}, {"type": "ephemeral"}, None]
+    assert req.native_only is None

@@ -56,7 +56,7 @@ _KNOWN = frozenset({
     "model", "input", "instructions", "tools", "tool_choice", "parallel_tool_calls", "text", "reasoning",
     "max_output_tokens", "temperature", "top_p", "stream", "store", "previous_response_id", "user",
     "safety_identifier", "metadata", "include", "prompt_cache_key", "prompt_cache_retention", "service_tier",
-    "truncation", "stream_options", "max_tool_calls", "top_logprobs",
+    "truncation", "stream_options", "max_tool_calls", "top_logprobs", "prompt_cache_options",
 })
 _REFUSED = {
     "background": "background mode is not supported by this gateway; make the request in the foreground",
@@ -159,7 +159,7 @@ class _Decoder:
             key = "refusal" if t == "refusal" else "text"
             if type(p.get(key)) is not str:
                 raise _fail(f"{pp}.{key}", f"'{key}' must be a string")
-            out.append(TextPart(p[key]))
+            out.append(TextPart(p[key], _breakpoint(p)))
         return out
 
     def _user(self, c: object, path: str) -> list[Part]:
@@ -176,7 +176,7 @@ class _Decoder:
             if t == "input_text":
                 if type(p.get("text")) is not str:
                     raise _fail(f"{pp}.text", "'text' must be a string")
-                out.append(TextPart(p["text"]))
+                out.append(TextPart(p["text"], _breakpoint(p)))
             elif t == "input_image":
                 out.append(_image(p, pp))
             elif t == "input_file":
@@ -206,6 +206,16 @@ class _Decoder:
             raise _fail(f"{path}.output", "'output' must be a string or an array of content parts")
         self._append(Role.USER, [ToolResultPart(cid, content, name=it.get("name") if type(it.get("name")) is str
                                                 else None)])
+
+
+def _breakpoint(p: dict) -> dict | None:
+    """OpenAI's explicit ``prompt_cache_breakpoint`` as the canonical (Anthropic) cache marker, so
+    a prefix the client marked is cached at whichever vendor answers: 12h asks the longest
+    lifetime Anthropic sells (1h), 30m its default (5m, refreshed on every read)."""
+    bp = p.get("prompt_cache_breakpoint")
+    if type(bp) is not dict:
+        return None
+    return {"type": "ephemeral", "ttl": "1h"} if bp.get("ttl") == "12h" else {"type": "ephemeral"}
 
 
 def _image(p: dict, path: str) -> ImagePart:
