@@ -146,3 +146,29 @@ async def test_a_thread_continues_on_the_model_that_holds_it(tmp_path):
         await c.close()
     finally:
         await stop(s)
+
+
+@pytest.mark.parametrize("model", ["claude-haiku-4-5", "gemini-2.5-flash"])
+async def test_count_tokens_is_the_vendors_own_count_where_it_has_one(model):
+    import aiohttp
+
+    from conftest import start_stack, stop_stack
+
+    s = await start_stack()
+    try:
+        c = anthropic.AsyncAnthropic(base_url=s.base, api_key="k", max_retries=0)
+        msgs = [{"role": "user", "content": "how many tokens is this question, exactly? " * 7}]
+        raw = await c.messages.with_raw_response.count_tokens(model=model, system="Be terse.", messages=msgs)
+        counted = (await raw.parse()).input_tokens
+        assert raw.headers["x-switchman-token-count"] == "exact"
+        assert s.fake.requests[-1].path.endswith(("/count_tokens", ":countTokens"))
+        billed = await c.messages.create(model=model, max_tokens=20, system="Be terse.", messages=msgs)
+        assert counted == billed.usage.input_tokens, "the count is what the same request is billed"
+        async with aiohttp.ClientSession() as h:  # a route (no model chosen yet) and an OpenAI model: estimated
+            for name in ("auto", "gpt-4o-mini"):
+                async with h.post(s.base + "/v1/messages/count_tokens", json={"model": name, "messages": msgs}) as r:
+                    assert r.status == 200 and r.headers["x-switchman-token-count"] == "estimate"
+                    assert (await r.json())["input_tokens"] > 50
+        await c.close()
+    finally:
+        await stop_stack(s)

@@ -381,8 +381,9 @@ class App:
         return Response(200, orjson.dumps(got), {"content-type": _JSON})
 
     async def _count_tokens(self, req: Request) -> Response:
-        """Anthropic's ``POST /v1/messages/count_tokens``: the prompt's input tokens, counted here
-        with the gateway's tokenizer (o200k; an estimate for models that tokenize otherwise)."""
+        """Anthropic's ``POST /v1/messages/count_tokens``: the prompt's input tokens. For a model
+        whose vendor counts (Anthropic, Gemini) its own count, exact; else, or should that call fail,
+        the gateway's tokenizer (o200k), marked ``x-switchman-token-count: estimate``."""
         d = self._anthropic_d
         try:
             if self.metering is not None:
@@ -396,12 +397,19 @@ class App:
             if isinstance(body, dict):
                 body = {**body, "max_tokens": body.get("max_tokens", 1)}  # not part of this request's shape
             creq = d.decode(body)
-            if creq.model not in self.gateway.config.models and creq.model not in self.gateway.config.routes:
+            cfg = self.gateway.config
+            if creq.model not in cfg.models and creq.model not in cfg.routes:
                 raise UnknownModel(f"model '{creq.model[:100]}' is not configured", param="model")
-            n = await tokens.count_later("".join(creq.texts()))
+            model = cfg.models.get(creq.model)
+            n = await self.gateway.executor.count(creq, model) if model is not None else None
+            how = "exact" if n is not None else "estimate"
+            if n is None:
+                n = (await tokens.count_later("".join(creq.texts())))[0]
         except SwitchmanError as e:
             return self._error(d, e, _rid())
-        return Response(200, orjson.dumps({"input_tokens": n[0]}), {"content-type": _JSON})
+        # exact: the vendor's own count for that model; estimate: o200k here (a route, whose model is
+        # not chosen yet, or a vendor with no count endpoint)
+        return Response(200, orjson.dumps({"input_tokens": n}), {"content-type": _JSON, "x-switchman-token-count": how})
 
     async def _breakers(self, req: Request) -> Response:
         """Outlier-ejection state per model, and rate-limit cool-downs."""

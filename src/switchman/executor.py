@@ -30,6 +30,7 @@ from .errors import (
     ClientError,
     Origin,
     StreamCut,
+    SwitchmanError,
     Unsupported,
     UpstreamError,
     UpstreamKind,
@@ -458,6 +459,25 @@ class Executor:
             self.cooldowns.cool(model.name, e.retry_after or _DEFAULT_COOL)
         if run is not None and model.name in run.probes:
             self.outliers.abandon_probe(model.name)  # says nothing of health: the next probe decides
+
+    async def count(self, req: ChatRequest, model: ModelSpec, timeout: float = 10.0) -> int | None:
+        """The vendor's own count of ``req``'s input tokens at ``model`` (``count_tokens``,
+        ``countTokens``); None where its API has none, or the call failed: then the caller counts
+        locally. A count is free and changes no state, so it takes no retries, breakers or ledger."""
+        adapter = adapter_for(model.provider.wire)
+        try:
+            call = adapter.count_call(req, model)
+        except ClientError:
+            return None
+        if call is None:
+            return None
+        until = asyncio.get_running_loop().time() + timeout
+        try:
+            resp = await self.client.request(call.method, call.url, call.headers, call.body, until)
+            body = await resp.read(until, MAX_ERROR_BODY, truncate=True)
+        except (SwitchmanError, OSError):
+            return None
+        return adapter.parse_count(body) if resp.status == 200 else None
 
     # -- the ends ------------------------------------------------------------------------------
     def _exhausted(self, run: _Run) -> Outcome:

@@ -7,6 +7,7 @@ https://docs.anthropic.com/en/api/errors and the SDK's ``types/shared/`` error o
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import TYPE_CHECKING
 
 import orjson
@@ -407,6 +408,22 @@ class AnthropicAdapter(Adapter):
             _mark_shared_prefix(body, req, model, mark)
         url = model.provider.base_url.rstrip("/") + "/v1/messages"
         return UpstreamCall("POST", url, headers, orjson.dumps(body))
+
+    def count_call(self, req: ChatRequest, model: ModelSpec) -> UpstreamCall:
+        """``POST /v1/messages/count_tokens``: the same body without what counting does not take."""
+        call = self.build(replace(req, stream=False), model)
+        body = orjson.loads(call.body)
+        for k in ("max_tokens", "stream", "temperature", "top_p", "top_k", "stop_sequences", "metadata",
+                  "service_tier", "cache_control", "thread", "container"):
+            body.pop(k, None)
+        return UpstreamCall("POST", call.url + "/count_tokens", call.headers, orjson.dumps(body))
+
+    def parse_count(self, body: bytes) -> int | None:
+        try:
+            n = orjson.loads(body).get("input_tokens")
+        except (orjson.JSONDecodeError, AttributeError):
+            return None
+        return n if type(n) is int and n >= 0 else None
 
     def parse(self, body: bytes, model: ModelSpec) -> ChatResponse:
         try:

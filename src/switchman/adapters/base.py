@@ -63,6 +63,15 @@ class Adapter(ABC):
     def error(self, status: int, headers: dict[str, str], body: bytes, model: ModelSpec) -> UpstreamError:
         """An error answer, classified by status and the vendor's error code."""
 
+    def count_call(self, req: ChatRequest, model: ModelSpec) -> UpstreamCall | None:
+        """The vendor's own input-token count for ``req`` (Anthropic's ``count_tokens``, Gemini's
+        ``countTokens``), or None where the API has none: the gateway then counts locally."""
+        return None
+
+    def parse_count(self, body: bytes) -> int | None:
+        """The count from a ``count_call``'s answer; None if the answer holds none."""
+        return None
+
 
 def retry_after(headers: dict[str, str]) -> float | None:
     """Seconds from ``retry-after`` (seconds form) or ``retry-after-ms``; header names lower-case.

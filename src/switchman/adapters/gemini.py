@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import os
 import time
+from dataclasses import replace
 from typing import TYPE_CHECKING
 
 import orjson
@@ -143,6 +144,22 @@ class GeminiAdapter(Adapter):
         for k, v in p.headers:
             headers[k] = v
         return UpstreamCall("POST", url, headers, orjson.dumps(body))
+
+    def count_call(self, req: ChatRequest, model: ModelSpec) -> UpstreamCall:
+        """``models/{m}:countTokens`` over the whole ``generateContentRequest`` (system prompt and
+        tools included, which a bare ``contents`` count would leave out)."""
+        call = self.build(replace(req, stream=False), model)
+        body = orjson.loads(call.body)
+        body["model"] = "models/" + model.upstream.removeprefix("models/")
+        url = call.url.replace(":generateContent", ":countTokens")
+        return UpstreamCall("POST", url, call.headers, orjson.dumps({"generateContentRequest": body}))
+
+    def parse_count(self, body: bytes) -> int | None:
+        try:
+            n = orjson.loads(body).get("totalTokens")
+        except (orjson.JSONDecodeError, AttributeError):
+            return None
+        return n if type(n) is int and n >= 0 else None
 
     def parse(self, body: bytes, model: ModelSpec) -> ChatResponse:
         d = _loads(body, model)

@@ -273,7 +273,32 @@ class FakeUpstream:
             return _AZURE, path[20:-17], False
         return None
 
+    def _count(self, req: Request) -> Response:
+        """Anthropic's ``count_tokens`` and Gemini's ``countTokens``: the input tokens the same
+        request would be billed (the fake's own count), recorded like any request."""
+        gemini = req.path.endswith(":countTokens")
+        wire = _GEMINI if gemini else _ANTHROPIC
+        rec = RecordedRequest(wire.name, req.method, req.path, req.query, req.headers, req.body, None,
+                              api_key=wire.credential(req.headers, req.query))
+        self.requests.append(rec)
+        try:
+            d = orjson.loads(req.body or b"")
+            if gemini:
+                model = req.path.partition("/models/")[2].partition(":")[0]
+                call = wire.read(d["generateContentRequest"], model, False, req.query)
+            else:
+                call = wire.read({**d, "max_tokens": 1}, None, False, req.query)
+        except (orjson.JSONDecodeError, KeyError, TypeError) as e:
+            return self._error(wire.bad_request(BadRequest(f"bad count request: {e}")))
+        except BadRequest as e:
+            return self._error(wire.bad_request(e))
+        n = _ceil4(call.prompt_chars)
+        return Response(200, orjson.dumps({"totalTokens": n} if gemini else {"input_tokens": n}),
+                        {"content-type": _JSON})
+
     async def _handle(self, req: Request) -> Response | StreamingResponse:
+        if req.method == "POST" and (req.path == "/v1/messages/count_tokens" or req.path.endswith(":countTokens")):
+            return self._count(req)
         route = self._route(req.path)
         if route is None or req.method != "POST":
             msg = f"Unknown request URL: {req.method} {req.path}."  # OpenAI's words for it
