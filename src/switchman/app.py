@@ -18,7 +18,8 @@ from . import tokens
 from .accounting.records import parse_tags
 from .accounting.requestlog import BadQuery, NotFound, parse_feedback
 from .dialects import dialect_for
-from .dialects.base import Dialect
+from .dialects.base import Dialect, StreamEncoder
+from .dialects.gemini import decode as gemini_decode, parse_path as gemini_path
 from .errors import (BodyTooLarge, Forbidden, InvalidRequest, MethodNotAllowed, SwitchmanError, Unauthorized,
                      UnknownModel,
                      UnknownEndpoint, UnknownResource, UnsupportedMediaType)
@@ -78,6 +79,7 @@ class App:
         self._anthropic_d = dialect_for("anthropic")
         self._completions_d = dialect_for("completions")
         self._responses_d = dialect_for("responses")
+        self._gemini_d = dialect_for("gemini")
         acc = gateway.config.accounting
         self.responses = ResponseStore(  # stored Responses API responses: in the ledger database, if there is one
             metering.accountant.store if metering is not None and acc is not None and acc.ledger.enabled else None,
@@ -112,7 +114,8 @@ class App:
         path = req.path
         if path.startswith("/health/") or (path == "/metrics" and self._metrics_public):
             return None
-        d = self._anthropic_d if path.startswith("/v1/messages") else self._openai_d
+        gemini = _is_gemini(req.method, path)
+        d = self._gemini_d if gemini else self._anthropic_d if path.startswith("/v1/messages") else self._openai_d
         h = req.headers
         try:
             if self._loopback_only:
@@ -131,7 +134,7 @@ class App:
                 if not self._authorized(req):
                     raise Unauthorized("the admin API needs auth.admin_key, sent as a bearer token")
                 return None
-            if (req.method, path) not in self._routes:
+            if (req.method, path) not in self._routes and not gemini:
                 return None  # 404 or 405, from the handler
             if self.metering is None:
                 if not self._authorized(req):
@@ -167,10 +170,13 @@ class App:
             h = self._model
         if h is None and req.method in ("GET", "DELETE") and req.path.startswith(("/v1/responses/", "/responses/")):
             h = self._stored_response
+        if h is None and _is_gemini(req.method, req.path):
+            h = self._gemini
         if h is None and Dashboard.handles(req.path) and req.body is not None:
             return await self.dashboard(req)
         if h is None or req.body is None:
-            d = self._anthropic_d if req.path.startswith("/v1/messages") else self._openai_d
+            d = (self._gemini_d if _is_gemini(req.method, req.path) else
+                 self._anthropic_d if req.path.startswith("/v1/messages") else self._openai_d)
             if req.body is None:
                 limit = self.gateway.config.server.max_body_bytes
                 return self._error(d, BodyTooLarge(f"request body exceeds the limit of {limit} bytes"), _rid())
@@ -206,7 +212,20 @@ class App:
     async def _responses(self, req: Request):
         return await self._chat(req, self._responses_d, stateful=True)
 
-    async def _chat(self, req: Request, d: Dialect, stateful: bool = False) -> Response | StreamingResponse:
+    async def _gemini(self, req: Request):
+        """``/v1beta/models/{model}:generateContent`` and ``:streamGenerateContent`` (``alt=sse``:
+        server-sent events, else one JSON array): the model and streaming are the URL's."""
+        try:
+            model, method = gemini_path(req.path)
+        except SwitchmanError as e:
+            return self._error(self._gemini_d, e, _rid())
+        stream = method == "streamGenerateContent"
+        sse = ("alt", "sse") in parse_qsl(req.query)
+        return await self._chat(req, self._gemini_d, decode=lambda body: gemini_decode(body, model, stream),
+                                encoder=lambda creq: self._gemini_d.stream_encoder(creq, sse))
+
+    async def _chat(self, req: Request, d: Dialect, stateful: bool = False, decode=None,
+                    encoder=None) -> Response | StreamingResponse:
         rid = _rid()
         meter = self.metering
         ticket = turn = None
@@ -220,7 +239,7 @@ class App:
             if stateful:  # the Responses API: previous_response_id and store, kept by the gateway
                 creq, turn = await open_turn(self.responses, body, await self._scope(req))
             else:
-                creq = d.decode(body)
+                creq = decode(body) if decode is not None else d.decode(body)
             # breakpoints anywhere (Anthropic's, or OpenAI's explicit ones): writes may be billed
             creq.cache_marked = b'"cache_control"' in req.body or b'"prompt_cache_breakpoint"' in req.body
             vendor = {h: req.headers[h] for h in _PASSTHROUGH if h in req.headers}
@@ -279,13 +298,17 @@ class App:
                 await self._keep(turn, obj, rid)
                 return Response(200, orjson.dumps(obj), headers)
             return Response(200, d.encode(reply.response, creq), headers)
-        headers["content-type"] = _SSE
+        if encoder is not None:
+            enc = encoder(creq)
+        else:
+            enc = d.stream_encoder(creq, turn.rid) if turn is not None else d.stream_encoder(creq)  # type: ignore[call-arg]
+        headers["content-type"] = _SSE if getattr(enc, "sse", True) else _JSON
         headers["cache-control"] = "no-cache"
         keep = None
         if turn is not None:
             async def keep(obj: dict, turn=turn) -> None:
                 await self._keep(turn, obj, rid)
-        return StreamingResponse(200, _stream(d, creq, reply, rid, turn, keep), headers)
+        return StreamingResponse(200, _stream(enc, reply, rid, keep), headers)
 
     async def _keep(self, turn, obj: dict, rid: str) -> None:
         """Store an answered turn; a database failure costs the client the continuation (logged),
@@ -577,11 +600,22 @@ def _json_only(h: dict[str, str]) -> None:
 
 def _credential(req: Request) -> str:
     """The client's key: OpenAI SDKs and current Anthropic SDKs send a bearer token, older
-    Anthropic SDKs ``x-api-key``."""
+    Anthropic SDKs ``x-api-key``, Google's ``x-goog-api-key`` or, in the URL, ``?key=``."""
     got = req.headers.get("authorization", "")
     if got[:7].lower() == "bearer ":
         return got[7:].strip()
-    return req.headers.get("x-api-key", "")
+    h = req.headers
+    got = h.get("x-api-key") or h.get("x-goog-api-key")
+    if got:
+        return got
+    if "key=" in req.query:
+        return next((v for k, v in parse_qsl(req.query) if k == "key"), "")
+    return ""
+
+
+def _is_gemini(method: str, path: str) -> bool:
+    """A Gemini API call: ``POST /v1beta/models/{model}:{method}``."""
+    return method == "POST" and path.startswith(("/v1beta/models/", "/v1/models/")) and ":" in path
 
 
 def _max_cost(req: Request) -> Decimal | None:
@@ -640,11 +674,10 @@ def _cache_control(req: Request) -> str | None:
     return v
 
 
-def _stream(d: Dialect, creq, reply: Reply, rid: str, turn=None, keep=None) -> Opened[bytes]:
+def _stream(enc: StreamEncoder, reply: Reply, rid: str, keep=None) -> Opened[bytes]:
     """The reply's events in the client's dialect; closing it, even unread, closes them. A
     Responses API ``turn`` is kept (``keep``) before the client sees its last event, so a
     continuation sent the moment the stream ends finds it."""
-    enc = d.stream_encoder(creq, turn.rid) if turn is not None else d.stream_encoder(creq)  # type: ignore[call-arg]
     events = reply.events
 
     async def gen():

@@ -123,17 +123,20 @@ class GeminiAdapter(Adapter):
     def build(self, req: ChatRequest, model: ModelSpec) -> UpstreamCall:
         if not model.vision and req.has_images():
             raise Unsupported(f"model '{model.name}' does not accept images", param="messages")
-        body: dict = {"contents": _contents(req)}
-        system = [{"text": p.text} for p in req.system if p.text]
-        if system:
-            body["systemInstruction"] = {"parts": system}
-        if req.tools:
-            body["tools"] = [{"functionDeclarations": [_declaration(t) for t in req.tools]}]
-            if req.tool_choice is not None:
-                body["toolConfig"] = {"functionCallingConfig": _calling_config(req.tool_choice)}
-        config = _generation_config(req, model)
-        if config:
-            body["generationConfig"] = config
+        if req.dialect == "gemini" and req.raw is not None:
+            body = _passthrough(req, model)
+        else:
+            body = {"contents": _contents(req)}
+            system = [{"text": p.text} for p in req.system if p.text]
+            if system:
+                body["systemInstruction"] = {"parts": system}
+            if req.tools:
+                body["tools"] = [{"functionDeclarations": [_declaration(t) for t in req.tools]}]
+                if req.tool_choice is not None:
+                    body["toolConfig"] = {"functionCallingConfig": _calling_config(req.tool_choice)}
+            config = _generation_config(req, model)
+            if config:
+                body["generationConfig"] = config
 
         p = model.provider
         upstream = model.upstream.removeprefix("models/")
@@ -341,6 +344,18 @@ def _contents(req: ChatRequest) -> list[dict]:
         else:
             contents.append({"role": role, "parts": parts})
     return contents
+
+
+def _passthrough(req: ChatRequest, model: ModelSpec) -> dict:
+    """A Gemini client's own body (``dialects/gemini.py``): every field it sent (thought signatures,
+    built-in tools, safety settings) reaches Gemini, with the output cap budgets reserved for."""
+    body = {k: v for k, v in req.raw.items() if k != "model"}  # type: ignore[union-attr]
+    key = "generation_config" if "generation_config" in body else "generationConfig"
+    config = dict(body.get(key) or {})
+    config.pop("max_output_tokens", None)
+    config["maxOutputTokens"] = model.output_cap(req.max_tokens)
+    body[key] = config
+    return body
 
 
 def _args(p: ToolCallPart) -> dict:

@@ -12,6 +12,7 @@ _REGISTRY = {
     "anthropic": ("switchman.dialects.anthropic", "AnthropicDialect"),
     "completions": ("switchman.dialects.completions", "CompletionsDialect"),
     "responses": ("switchman.dialects.responses", "ResponsesDialect"),
+    "gemini": ("switchman.dialects.gemini", "GeminiDialect"),
 }
 
 

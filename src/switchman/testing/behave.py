@@ -125,5 +125,6 @@ def tool_schema(body: dict, wire: str, name: str) -> Any:
         for t in body.get("tools") or ():
             for f in (t or {}).get("functionDeclarations") or ():
                 if f.get("name") == name:
-                    return f.get("parametersJsonSchema") or f.get("parameters")
+                    return (f.get("parametersJsonSchema") or f.get("parameters_json_schema")  # the SDK sends either
+                            or f.get("parameters"))
     return None
