@@ -58,6 +58,8 @@ class App:
             ("POST", "/v1/messages"): self._anthropic,
             ("POST", "/v1/completions"): self._completions,
             ("POST", "/completions"): self._completions,
+            ("POST", "/v1/embeddings"): self._embeddings,
+            ("POST", "/embeddings"): self._embeddings,
             ("POST", "/v1/responses"): self._responses,
             ("POST", "/responses"): self._responses,
             ("GET", "/v1/models"): self._models,
@@ -74,12 +76,14 @@ class App:
             ("GET", "/admin/experiments"): self._experiments,
         }
         self._chat_paths = frozenset(p for (m, p), h in self._routes.items()
-                                     if h in (self._openai, self._anthropic, self._completions, self._responses))
+                                     if h in (self._openai, self._anthropic, self._completions, self._responses,
+                                              self._embeddings))
         self._openai_d = dialect_for("openai")
         self._anthropic_d = dialect_for("anthropic")
         self._completions_d = dialect_for("completions")
         self._responses_d = dialect_for("responses")
         self._gemini_d = dialect_for("gemini")
+        self._embeddings_d = dialect_for("embeddings")
         acc = gateway.config.accounting
         self.responses = ResponseStore(  # stored Responses API responses: in the ledger database, if there is one
             metering.accountant.store if metering is not None and acc is not None and acc.ledger.enabled else None,
@@ -208,6 +212,9 @@ class App:
 
     async def _completions(self, req: Request):
         return await self._chat(req, self._completions_d)
+
+    async def _embeddings(self, req: Request):
+        return await self._chat(req, self._embeddings_d)
 
     async def _responses(self, req: Request):
         return await self._chat(req, self._responses_d, stateful=True)

@@ -51,6 +51,7 @@ _ENTRY_KEYS = frozenset(
     {
         "id", "vendor", "host", "input", "output", "cached_input", "cache_write", "cache_write_1h",
         "min_cache_tokens", "context_window", "max_output", "vision", "aliases", "long_context", "source", "note",
+        "mode",
     }
 )
 _TIER_KEYS = frozenset({"above", "input", "output", "cached_input", "cache_write", "cache_write_1h"})
@@ -80,6 +81,7 @@ class CatalogEntry:
     long_context: LongContext | None = None
     source: str = ""  # where the figures came from
     min_cache_tokens: int | None = None  # the shortest prefix the vendor's prompt cache takes
+    mode: str = "chat"  # chat | embedding: what the model does (an embedding model makes no chat answers)
 
 
 @dataclass(frozen=True, slots=True)
@@ -162,7 +164,22 @@ def _entry(item: dict) -> CatalogEntry:
         long_context=None if tier is None else _long_context(tier, f"{where}: long_context"),
         source=_required_str(item, "source", where),
         min_cache_tokens=_optional_int(item.get("min_cache_tokens"), f"{where}: min_cache_tokens"),
+        mode=_mode(item.get("mode", "chat"), where),
     )
+
+
+def _mode(v: object, where: str) -> str:
+    if v not in ("chat", "embedding"):
+        raise ValueError(f"{where}: mode must be chat or embedding, not {v!r}")
+    return v  # type: ignore[return-value]
+
+
+@cache
+def mode_of(model_id: str) -> str | None:
+    """``chat`` or ``embedding`` for a model the catalog knows; None for one it does not (an
+    OpenAI-compatible server may host either)."""
+    e = lookup(model_id)
+    return e.mode if e is not None else None
 
 
 def _long_context(tier: dict, where: str) -> LongContext:

@@ -22,7 +22,8 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field, replace
 from decimal import Decimal
 
-from .adapters import adapter_for
+from . import catalog, tokens
+from .adapters import adapter_for, adapter_of
 from .clock import Clock, SystemClock
 from .config import ModelSpec, ResilienceSpec, RouteSpec
 from .errors import (
@@ -364,9 +365,13 @@ class Executor:
 
     async def _attempt(self, run: _Run, model: ModelSpec, role: str) -> Outcome:
         req = run.req
-        adapter = adapter_for(model.provider.wire)
+        adapter = adapter_of(req, model)
         att = Attempt(model.name, model.provider.name, role)
         try:
+            mode = catalog.mode_of(model.upstream)
+            if mode is not None and (mode == "embedding") != (req.embedding is not None):
+                raise Unsupported(f"'{model.name}' is {'an embedding' if mode == 'embedding' else 'a chat'} model: it "
+                                  f"makes no {'chat answers' if mode == 'embedding' else 'embeddings'}", param="model")
             if req.native_only and adapter.kind != req.dialect:
                 hint = ("; send the whole conversation in messages instead (the SDK's thread=False)"
                         if req.native_only == "thread" else "")
@@ -414,7 +419,11 @@ class Executor:
                 raise adapter.error(resp.status, resp.headers, body, model)
             if not req.stream:
                 body = await resp.read(_loop_time(self.clock, deadline))
-                outcome = Outcome(model, run.attempts, run.skipped, response=adapter.parse(body, model))
+                resp = adapter.parse(body, model)
+                if resp.usage is None and req.embedding is not None:  # Gemini's embeddings report none
+                    resp.usage = Usage(input_tokens=tokens.count("".join(req.texts())),
+                                       estimated=True)
+                outcome = Outcome(model, run.attempts, run.skipped, response=resp)
             else:
                 # Same-kind streams pass the upstream's own events through, unless the route may
                 # resume a cut stream from another model: then every event must be canonical, so

@@ -92,7 +92,7 @@ class Ticket:
     async def run(self, deadline: float | None = None) -> Reply:
         """Execute the admitted plan (or answer from the cache). A failure settles the ticket and
         is raised; a streaming reply's events settle it when they end, however they end."""
-        cache = self.meter.cache if not self.internal else None
+        cache = self.meter.cache if not self.internal and self.creq.embedding is None else None
         if cache is not None:
             s = self.plan.route.cache or cache.settings
             try:

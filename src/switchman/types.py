@@ -107,6 +107,16 @@ class ToolChoice:
 
 
 @dataclass(slots=True)
+class Embedding:
+    """What an embeddings request asks besides its model: ``inputs`` are texts, or token-id lists
+    (OpenAI's own API takes those); ``dimensions`` shortens each vector where the model can."""
+
+    inputs: list
+    dimensions: int | None = None
+    base64: bool = False  # the client wants little-endian float32 in base64 (the openai SDK's default)
+
+
+@dataclass(slots=True)
 class ChatRequest:
     model: str
     messages: list[Message]
@@ -139,6 +149,9 @@ class ChatRequest:
     cache_marked: bool = False  # the client marked prompt-cache breakpoints: input may be billed as cache writes
     prompt_ttl: str | None = None  # the route's prompt-cache TTL for breakpoints the gateway adds ("1h")
     prompt_retention: str | None = None  # the route's OpenAI prompt_cache_retention
+    # ``POST /v1/embeddings``: the same route, plan, resilience and ledger as chat, with the
+    # embedding codecs (``adapters/embeddings.py``) in place of the chat ones.
+    embedding: Embedding | None = None
 
     def has_images(self) -> bool:
         for m in self.messages:

@@ -6,7 +6,13 @@ from __future__ import annotations
 from functools import cache
 from importlib import import_module
 
+from typing import TYPE_CHECKING
+
 from .base import Adapter
+
+if TYPE_CHECKING:
+    from ..config import ModelSpec
+    from ..types import ChatRequest
 
 _REGISTRY = {
     "openai": ("switchman.adapters.openai", "OpenAIAdapter"),
@@ -14,6 +20,11 @@ _REGISTRY = {
     "gemini": ("switchman.adapters.gemini", "GeminiAdapter"),
 }
 WIRES = tuple(_REGISTRY)
+_REGISTRY.update({  # the embeddings API of each wire
+    "embed-openai": ("switchman.adapters.embeddings", "OpenAIEmbeddings"),
+    "embed-anthropic": ("switchman.adapters.embeddings", "NoEmbeddings"),
+    "embed-gemini": ("switchman.adapters.embeddings", "GeminiEmbeddings"),
+})
 
 
 @cache
@@ -21,3 +32,9 @@ def adapter_for(wire: str) -> Adapter:
     """The (stateless, shared) adapter for a wire API."""
     module, name = _REGISTRY[wire]
     return getattr(import_module(module), name)()
+
+
+def adapter_of(req: ChatRequest, model: ModelSpec) -> Adapter:
+    """The codec for ``req`` at ``model``: its provider's wire, or that wire's embeddings API."""
+    wire = model.provider.wire
+    return adapter_for(wire if req.embedding is None else "embed-" + wire)

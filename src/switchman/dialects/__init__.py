@@ -13,6 +13,7 @@ _REGISTRY = {
     "completions": ("switchman.dialects.completions", "CompletionsDialect"),
     "responses": ("switchman.dialects.responses", "ResponsesDialect"),
     "gemini": ("switchman.dialects.gemini", "GeminiDialect"),
+    "embeddings": ("switchman.dialects.embeddings", "EmbeddingsDialect"),
 }
 
 

@@ -51,7 +51,7 @@ from dataclasses import dataclass, field, replace
 import orjson
 
 from ..http.server import HttpServer, Request, Response, StreamingResponse
-from . import behave
+from . import behave, embed_wire
 from .prompt_cache import CacheUse, PromptCaches
 from .wires import CONTEXT_LENGTH, Answer, AnthropicWire, BadRequest, Call, GeminiWire, OpenAIWire, Wire
 
@@ -296,9 +296,47 @@ class FakeUpstream:
         return Response(200, orjson.dumps({"totalTokens": n} if gemini else {"input_tokens": n}),
                         {"content-type": _JSON})
 
+    def _embed(self, req: Request) -> Response:
+        """Embeddings on the OpenAI and Gemini wires (``embed_wire``), failing as the model is set to."""
+        gemini = not req.path.endswith("/embeddings")
+        batch = req.path.endswith(":batchEmbedContents")
+        wire = _GEMINI if gemini else _OPENAI
+        rec = RecordedRequest(wire.name, req.method, req.path, req.query, req.headers, req.body, None,
+                              api_key=wire.credential(req.headers, req.query))
+        self.requests.append(rec)
+        try:
+            d = orjson.loads(req.body or b"")
+            rec.json = d
+            if gemini:
+                model = req.path.partition("/models/")[2].partition(":")[0]
+                texts, dims = embed_wire.read_gemini(d, batch)
+            else:
+                model, texts, dims = embed_wire.read_openai(d)
+        except (orjson.JSONDecodeError, AttributeError):
+            return self._error(wire.bad_request(BadRequest("We could not parse the JSON body of your request.")))
+        except BadRequest as e:
+            return self._error(wire.bad_request(e))
+        rec.model = model
+        st = self.stats[model]
+        st.requests += 1
+        spec = self.models.get(model) or self.default
+        if spec is None:
+            return self._error(wire.not_found(model), st)
+        if self._fails(model, spec):
+            return self._error(wire.error(spec.error_status or _FAIL_STATUS, spec.error_code, spec.error_message,
+                                          spec.retry_after), st, wire, spec.retry_after)
+        st.answers += 1
+        if not gemini:
+            st.input_tokens += sum(map(embed_wire.tokens_of, texts))
+        body = embed_wire.gemini_body(texts, dims, batch) if gemini else embed_wire.openai_body(model, texts, dims)
+        return Response(200, body, {"content-type": _JSON, **self._ids(wire)})
+
     async def _handle(self, req: Request) -> Response | StreamingResponse:
         if req.method == "POST" and (req.path == "/v1/messages/count_tokens" or req.path.endswith(":countTokens")):
             return self._count(req)
+        if req.method == "POST" and (req.path == "/v1/embeddings" or req.path.endswith(
+                (":embedContent", ":batchEmbedContents"))):
+            return self._embed(req)
         route = self._route(req.path)
         if route is None or req.method != "POST":
             msg = f"Unknown request URL: {req.method} {req.path}."  # OpenAI's words for it
