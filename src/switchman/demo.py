@@ -37,6 +37,8 @@ _FLEET = (
     ("claude-haiku-4-5", "claude-haiku-4-5", "anthropic"),
     ("gemini-2.5-pro", "gemini-2.5-pro", "gemini"),
     ("flaky-llama", "flaky-llama", "openai"),
+    ("text-embedding-3-small", "text-embedding-3-small", "openai"),  # POST /v1/embeddings
+    ("gemini-embedding-001", "gemini-embedding-001", "gemini"),
 )
 _FLAKY_PRICE = Price(Decimal("0.05"), Decimal("0.08"))  # a small self-hosted-class model
 _TIERS = ("gpt-4o-mini", "claude-haiku-4-5", "gemini-2.5-pro")
@@ -112,9 +114,10 @@ async def _run(port: int, exit_after: bool, host: str) -> int:
     server = HttpServer(App(gw, meter), limits=config.server.limits)
     actual = await server.start(host, port)
     base = f"http://{host}:{actual}"
-    print(f"switchman demo: gateway on {base} over 4 simulated models "
+    print(f"switchman demo: gateway on {base} over 6 simulated models "
           f"(gpt-4o-mini via OpenAI wire, claude-haiku-4-5 via Anthropic, gemini-2.5-pro via Gemini, "
-          f"flaky-llama failing half the time); routes: auto, best, split, smart (rules, then a cascade)")
+          f"flaky-llama failing half the time; text-embedding-3-small and gemini-embedding-001 for embeddings); "
+          f"routes: auto, best, split, smart (rules, then a cascade)")
     await _samples(meter)
     if not exit_after:
         print(f"""

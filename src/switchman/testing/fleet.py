@@ -68,4 +68,7 @@ def demo_models() -> dict[str, FakeModel]:
             error_status=503, fail_rate=0.5,
             error_message="The server is overloaded or not ready yet. (simulated)",
         ),
+        # Embedding models (POST /v1/embeddings): deterministic vectors (testing/embed_wire.py).
+        "text-embedding-3-small": FakeModel(latency=0.010),
+        "gemini-embedding-001": FakeModel(latency=0.015),
     }
