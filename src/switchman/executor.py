@@ -368,15 +368,7 @@ class Executor:
         adapter = adapter_of(req, model)
         att = Attempt(model.name, model.provider.name, role)
         try:
-            mode = catalog.mode_of(model.upstream)
-            if mode is not None and (mode == "embedding") != (req.embedding is not None):
-                raise Unsupported(f"'{model.name}' is {'an embedding' if mode == 'embedding' else 'a chat'} model: it "
-                                  f"makes no {'chat answers' if mode == 'embedding' else 'embeddings'}", param="model")
-            if req.native_only and adapter.kind != req.dialect:
-                hint = ("; send the whole conversation in messages instead (the SDK's thread=False)"
-                        if req.native_only == "thread" else "")
-                raise Unsupported(f"{req.native_only} can only be sent to a model of the {req.dialect} API; "
-                                  f"{model.name} is reached through the {adapter.kind} API{hint}", param=req.native_only)
+            _check_takes(req, model, adapter.kind)
             call = adapter.build(req, model)
         except ClientError as e:  # e.g. images to a text-only model: another may take them
             run.unsupported = run.unsupported or e
@@ -599,6 +591,20 @@ class _Skip(UpstreamError):
 
     upstream_kind = UpstreamKind.OVERLOADED
     origin = Origin.LOCAL
+
+
+def _check_takes(req: ChatRequest, model: ModelSpec, kind: str) -> None:
+    """``Unsupported`` when ``model`` cannot take ``req`` at all: a chat request to an embedding
+    model (or the reverse), or a field only the client's own API has toward another API."""
+    mode = catalog.mode_of(model.upstream)
+    if mode is not None and (mode == "embedding") != (req.embedding is not None):
+        raise Unsupported(f"'{model.name}' is {'an embedding' if mode == 'embedding' else 'a chat'} model: it "
+                          f"makes no {'chat answers' if mode == 'embedding' else 'embeddings'}", param="model")
+    if req.native_only and kind != req.dialect:
+        hint = ("; send the whole conversation in messages instead (the SDK's thread=False)"
+                if req.native_only == "thread" else "")
+        raise Unsupported(f"{req.native_only} can only be sent to a model of the {req.dialect} API; "
+                          f"{model.name} is reached through the {kind} API{hint}", param=req.native_only)
 
 
 def _loop_time(clock: Clock, t: float) -> float:
