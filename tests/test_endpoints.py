@@ -63,17 +63,11 @@ async def test_anthropic_forced_tool_must_be_offered(gw):
     await c.close()
 
 
-async def test_a_server_side_thread_is_never_dropped_on_the_way_to_another_api(gw):
-    """anthropic's thread (and any top-level field only Anthropic knows) goes to an Anthropic
-    upstream as it is; toward an OpenAI-wire model it is a 400 naming it, not a silent drop of the
-    conversation's history."""
+async def test_anthropic_only_fields_are_never_dropped_on_the_way_to_another_api(gw):
+    """A top-level field only Anthropic knows goes to an Anthropic upstream as it is; toward an
+    OpenAI-wire model it is a 400 naming it, not a silent drop (threads: test_anthropic_threads)."""
     c = anthropic.AsyncAnthropic(base_url=gw.base, api_key=ADMIN, max_retries=0)
     msgs = [{"role": "user", "content": "and the next step?"}]
-    with pytest.raises(anthropic.BadRequestError) as e:
-        await c.messages.create(model="echo", max_tokens=50, messages=msgs,
-                                extra_body={"thread": {"type": "continue", "id": "thr_1"}})
-    assert "thread" in str(e.value) and "whole conversation" in str(e.value)
-    assert not any(r.model == "echo" for r in gw.fake.requests)
     with pytest.raises(anthropic.BadRequestError) as e:
         await c.messages.create(model="echo", max_tokens=50, messages=msgs, extra_body={"mcp_servers": []})
     assert "mcp_servers" in str(e.value)

@@ -25,6 +25,7 @@ from .errors import (BodyTooLarge, Forbidden, InvalidRequest, MethodNotAllowed, 
                      UnknownEndpoint, UnknownResource, UnsupportedMediaType)
 from .accounting.responses import ResponseStore
 from .dashboard.handler import Dashboard
+from .dialects.anthropic_threads import ThreadStream, ThreadTurn, open_thread
 from .dialects.responses_state import not_found, open_turn
 from .gateway import Gateway, Reply
 from .http.server import Request, Response, StreamingResponse
@@ -245,6 +246,8 @@ class App:
                 raise InvalidRequest(f"body is not valid JSON: {e}") from None
             if stateful:  # the Responses API: previous_response_id and store, kept by the gateway
                 creq, turn = await open_turn(self.responses, body, await self._scope(req))
+            elif d is self._anthropic_d and type(body) is dict and "thread" in body:  # kept by the gateway
+                creq, turn = await open_thread(self.responses, body, await self._scope(req), self._holds)
             else:
                 creq = decode(body) if decode is not None else d.decode(body)
             # breakpoints anywhere (Anthropic's, or OpenAI's explicit ones): writes may be billed
@@ -300,6 +303,10 @@ class App:
             if cost is not None:
                 headers["x-switchman-cost-usd"] = f"{cost:f}"
             headers["content-type"] = _JSON
+            if type(turn) is ThreadTurn:
+                b = d.encode(reply.response, creq)
+                await self._keep(turn, orjson.loads(b), rid)
+                return Response(200, b, headers)
             if turn is not None:
                 obj = d.encode_object(reply.response, creq, turn.rid)  # type: ignore[attr-defined]
                 await self._keep(turn, obj, rid)
@@ -307,13 +314,17 @@ class App:
             return Response(200, d.encode(reply.response, creq), headers)
         if encoder is not None:
             enc = encoder(creq)
+        elif type(turn) is ThreadTurn:
+            enc = ThreadStream(d.stream_encoder(creq))  # type: ignore[arg-type]
         else:
             enc = d.stream_encoder(creq, turn.rid) if turn is not None else d.stream_encoder(creq)  # type: ignore[call-arg]
         headers["content-type"] = _SSE if getattr(enc, "sse", True) else _JSON
         headers["cache-control"] = "no-cache"
         keep = None
         if turn is not None:
-            async def keep(obj: dict, turn=turn) -> None:
+            async def keep(obj: dict, turn=turn, enc=enc) -> None:
+                if getattr(enc, "native", False):  # streamed by Anthropic itself, which holds the thread
+                    self.gateway.threads.answered(obj["id"], reply.outcome.model.name)
                 await self._keep(turn, obj, rid)
         return StreamingResponse(200, _stream(enc, reply, rid, keep), headers)
 
@@ -324,6 +335,10 @@ class App:
             await turn.save(self.responses, obj)
         except Exception:
             log.exception("request %s: the response %s could not be stored", rid, turn.rid)
+
+    def _holds(self, message_id: str) -> bool:
+        """Whether an Anthropic model of this gateway holds the thread of ``message_id`` itself."""
+        return self.gateway.threads.holder(message_id) in self.gateway.config.models
 
     async def _scope(self, req: Request) -> str:
         """Whose stored responses a caller sees: its virtual key's, else the admin key's or, where no

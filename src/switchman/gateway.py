@@ -229,7 +229,8 @@ class Gateway:
         if outcome.degraded and route.escalate_webhook:
             self._escalate(route, outcome.errors, request_id)
         reply = Reply(route.name, _reason(why, outcome), outcome)
-        if outcome.response is not None and req.dialect == "anthropic" and threaded(req.raw):
+        if (outcome.response is not None and req.dialect == "anthropic" == outcome.response.dialect
+                and threaded(req.raw)):  # a thread Anthropic itself holds
             self.threads.answered(outcome.response.id, outcome.model.name)
         if p.conversation is not None and not outcome.degraded:
             self.affinity.remember(p.conversation, outcome.model, req.estimated_tokens(), req.prompt_ttl or "5m")

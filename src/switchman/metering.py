@@ -39,7 +39,6 @@ from .types import (ChatRequest, ChatResponse, Finish, ResponseBuilder, StreamEv
                     Message, TextPart, Usage, UsageEvent)
 from .types import Role as Speaker
 from .types import Start
-from .routing.threads import threaded
 
 log = logging.getLogger("switchman.accounting")
 
@@ -170,7 +169,6 @@ class Ticket:
 
         keep = ResponseBuilder() if self.lookup is not None and not reply.outcome.degraded else None
 
-        thread = self.creq.dialect == "anthropic" and threaded(self.creq.raw)
 
         async def gen() -> AsyncIterator[StreamEvent]:
             usage = None
@@ -181,8 +179,6 @@ class Ticket:
                     if keep is not None:
                         keep.add(ev)
                     t = type(ev)
-                    if t is Start and thread:
-                        self.meter.gateway.threads.answered(ev.id, reply.outcome.model.name)
                     if t is UsageEvent:
                         usage = ev.usage
                     elif t is TextDelta:

@@ -85,7 +85,11 @@ def _error_type(status: int) -> str:
 
 
 def _error_body(err: SwitchmanError) -> bytes:
-    return orjson.dumps({"type": "error", "error": {"type": _error_type(err.status), "message": err.message}})
+    e = {"type": _error_type(err.status), "message": err.message}
+    details = getattr(err, "details", None)
+    if details:  # e.g. a thread's ``error_code``, which the SDK's thread recovery reads
+        e["details"] = details
+    return orjson.dumps({"type": "error", "error": e})
 
 
 def _fail(param: str, msg: str) -> InvalidRequest:
@@ -341,8 +345,8 @@ _PORTABLE_BLOCKS = frozenset({"text", "image", "tool_use", "tool_result", "think
 
 
 # Top-level fields the canonical request carries, or that another upstream may go without (a
-# cost hint, a scratch-work budget). Any other is Anthropic's own: ``thread`` (the conversation
-# kept on Anthropic's side: another upstream would answer without the history), MCP servers,
+# cost hint, a scratch-work budget). Any other is Anthropic's own: ``thread`` (a continuation the
+# gateway does not keep, ``anthropic_threads.py``, goes to Anthropic alone), MCP servers,
 # containers, context management, and whatever a newer SDK adds. Never dropped in silence.
 _PORTABLE_FIELDS = frozenset({
     "model", "max_tokens", "messages", "system", "tools", "tool_choice", "temperature", "top_p", "top_k",

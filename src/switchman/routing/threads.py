@@ -4,10 +4,10 @@ With ``thread: {"type": "create"}`` Anthropic keeps the conversation under the r
 later ``{"type": "continue", "previous_message_id": ID}`` sends only the new turn. That state is at
 one model of one provider: a continuation sent anywhere else would be answered without its
 history. So the gateway remembers which model answered each thread message (the last ``MAX`` of
-them, in this process), and a continuation of one it knows goes to that model alone, no
-fallbacks, with the reason saying so. If that model fails, the request fails: it cannot be
-answered elsewhere. A continuation of a message this process did not see goes by the route's plan,
-to Anthropic models only (a thread is an Anthropic-only field: ``dialects/anthropic.py``).
+them, in this process, answered by Anthropic itself), and a continuation of one it knows goes to
+that model alone, no fallbacks, with the reason saying so. If that model fails, the request
+fails: it cannot be answered elsewhere. Every other continuation is rebuilt from the turns the
+gateway keeps and may go anywhere (``dialects/anthropic_threads.py``).
 """
 
 from __future__ import annotations
