@@ -46,7 +46,8 @@ def test_a_litellm_config_becomes_one_that_passes_check(tmp_path):
     assert "bedrock-claude" not in models
     notes = out.stderr.splitlines()
     assert all(n.startswith("# not mapped: ") for n in notes)
-    for words in ("bedrock/anthropic.claude-3", "mock_response", "redis_host", "alerting", "drop_params",
+    assert cfg["state"] == {"backend": "redis", "url": "redis://localhost:6379/0"}  # LiteLLM's shared state, ours
+    for words in ("bedrock/anthropic.claude-3", "mock_response", "alerting", "drop_params",
                   "gpt-4o-eu): no price known"):
         assert any(words in n for n in notes), words
 

@@ -19,6 +19,11 @@ What maps:
   ``fallbacks`` (switchman falls back on any failure, the context window's included);
   ``num_retries`` → ``retry.attempts`` (one more: the first try); ``allowed_fails`` →
   ``breaker.failures``; ``cooldown_time`` → ``breaker.cooldown``; ``timeout`` → ``deadline``.
+- The same keys under ``litellm_settings`` (``fallbacks``, ``context_window_fallbacks``,
+  ``num_retries``, ``request_timeout``), which the proxy hands its router: fallback lists of both
+  sections add up, ``router_settings`` wins otherwise.
+- ``redis_host``/``redis_port``/``redis_password`` (or ``redis_url``) → ``state: {backend: redis}``,
+  so limits, in-flight counts and posteriors are shared by every replica, as LiteLLM's are.
 - ``general_settings.master_key`` → ``auth.admin_key``; a PostgreSQL ``database_url`` → the ledger.
 
 Everything else is listed, with the reason, on standard error as ``# not mapped:`` lines, and the
@@ -90,7 +95,7 @@ def translate(doc: Any) -> tuple[dict, list[str]]:
         m = _deployment(entry, i, providers, notes)
         if m is not None:
             groups.setdefault(str(entry.get("model_name")), []).append(m)
-    rs = doc.get("router_settings") or {}
+    rs = _merged(doc, notes)
     models, routes, names = _models_and_routes(groups, rs, notes)
     _fallbacks(rs, names, models, routes, notes)
     out: dict = {"providers": {p["name"]: {k: v for k, v in p.items() if k != "name"} for p in providers.values()},
@@ -100,7 +105,8 @@ def translate(doc: Any) -> tuple[dict, list[str]]:
     _router_settings(rs, out, notes)
     _general(doc.get("general_settings") or {}, out, notes)
     for k in doc.get("litellm_settings") or {}:
-        notes.append(f"litellm_settings.{k}: LiteLLM's own library setting")
+        if k not in _ROUTER_KEYS:
+            notes.append(f"litellm_settings.{k}: LiteLLM's own library setting")
     if doc.get("environment_variables"):
         notes.append("environment_variables: set them in the environment; the config reads ${VAR}")
     return out, notes
@@ -181,6 +187,31 @@ def _price(m: dict, upstream: str, info: dict, kind: str, where: str, notes: lis
                      "model_info.base_model): 0 written, set the real one or its spend reads $0")
 
 
+# litellm_settings keys the proxy hands its router when router_settings does not set them.
+_ROUTER_KEYS = ("fallbacks", "context_window_fallbacks", "content_policy_fallbacks", "num_retries", "request_timeout")
+
+
+def _merged(doc: dict, notes: list[str]) -> dict:
+    """router_settings, with what litellm_settings gives the router (router_settings wins; fallback
+    lists of both sections add up, as the proxy merges them)."""
+    rs = dict(doc.get("router_settings") or {})
+    ls = doc.get("litellm_settings") or {}
+    if not isinstance(rs, dict) or not isinstance(ls, dict):
+        raise ImportProblem("router_settings and litellm_settings must be mappings")
+    for k in _ROUTER_KEYS:
+        if k not in ls:
+            continue
+        if k.endswith("fallbacks") and isinstance(ls[k], list):
+            rs[k] = [*(rs.get(k) or []), *ls[k]]
+        elif k == "request_timeout":
+            rs.setdefault("timeout", ls[k])
+        elif k in rs:
+            notes.append(f"litellm_settings.{k}: router_settings.{k} set too, which the router uses")
+        else:
+            rs[k] = ls[k]
+    return rs
+
+
 def _models_and_routes(groups: OrderedDict, rs: dict, notes: list[str]) -> tuple[list, list, dict]:
     strategy = rs.get("routing_strategy", "simple-shuffle")
     kind = _STRATEGY.get(strategy)
@@ -248,9 +279,22 @@ def _router_settings(rs: dict, out: dict, notes: list[str]) -> None:
         elif k == "timeout":
             out["deadline"] = float(v)
         elif k in ("redis_host", "redis_port", "redis_password", "redis_url"):
-            notes.append(f"router_settings.{k}: give switchman's state: {{backend: redis, url: ...}} instead")
+            continue  # below: one state URL
         else:
             notes.append(f"router_settings.{k}: no switchman counterpart")
+    url = _redis_url(rs)
+    if url is not None:  # LiteLLM shares cooldowns and usage there; switchman its limits, loads and posteriors
+        out["state"] = {"backend": "redis", "url": url}
+
+
+def _redis_url(rs: dict) -> str | None:
+    if rs.get("redis_url"):
+        return str(_env(rs["redis_url"]))
+    if not rs.get("redis_host"):
+        return None
+    password = rs.get("redis_password")
+    auth = f":{_env(password)}@" if password else ""
+    return f"redis://{auth}{_env(rs['redis_host'])}:{_env(rs.get('redis_port', 6379))}/0"
 
 
 def _general(gs: dict, out: dict, notes: list[str]) -> None:
