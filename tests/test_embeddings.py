@@ -60,6 +60,17 @@ async def test_vectors_in_float_and_in_base64_the_sdks_default(stack, model):
         assert [q["content"]["parts"][0]["text"] for q in sent["requests"]] == texts  # one batch call
 
 
+async def test_more_inputs_than_a_gemini_batch_takes_are_split_and_joined_in_order(stack):
+    texts = [f"text number {i}" for i in range(250)]  # Gemini takes at most 100 a call
+    stack.fake.requests.clear()
+    r = await stack.client.embeddings.create(model="gemini-embedding-001", input=texts, encoding_format="float")
+    assert len(r.data) == 250 and all(close(d.embedding, vector(t)) for d, t in zip(r.data, texts))
+    assert [d.index for d in r.data] == list(range(250))
+    sizes = sorted(len(q.json["requests"]) for q in stack.fake.requests if q.path.endswith(":batchEmbedContents"))
+    assert sizes == [50, 100, 100]
+    assert r.usage.prompt_tokens > 0  # Gemini reports none: the gateway's count of all 250
+
+
 async def test_a_route_falls_back_when_its_first_model_fails(stack):
     raw = await stack.client.embeddings.with_raw_response.create(model="embed", input="hello")
     assert raw.headers["x-switchman-model"] == "text-embedding-3-small"

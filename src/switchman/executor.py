@@ -24,6 +24,7 @@ from decimal import Decimal
 
 from . import catalog, tokens
 from .adapters import adapter_for, adapter_of
+from .adapters.base import UpstreamCall
 from .clock import Clock, SystemClock
 from .config import ModelSpec, ResilienceSpec, RouteSpec
 from .errors import (
@@ -399,36 +400,36 @@ class Executor:
         first = deadline if t.first_token is None else min(deadline, start + t.first_token)
         released = False
         try:
-            try:
-                resp = await self.client.request(call.method, call.url, call.headers, call.body,
-                                                 _loop_time(self.clock, first if req.stream else deadline))
-            except UpstreamTimeout:
-                if req.stream and first < deadline:
-                    raise UpstreamTimeout(f"no first token within {first - start:g}s") from None
-                raise
-            if resp.status >= 400:
-                body = await resp.read(_loop_time(self.clock, deadline), MAX_ERROR_BODY, truncate=True)
-                raise adapter.error(resp.status, resp.headers, body, model)
-            if not req.stream:
-                body = await resp.read(_loop_time(self.clock, deadline))
-                resp = adapter.parse(body, model)
-                if resp.usage is None and req.embedding is not None:  # Gemini's embeddings report none
-                    resp.usage = Usage(input_tokens=tokens.count("".join(req.texts())),
-                                       estimated=True)
-                outcome = Outcome(model, run.attempts, run.skipped, response=resp)
+            if call.more:  # one answer in several calls (an upstream's batch cap): not a stream
+                outcome = Outcome(model, run.attempts, run.skipped,
+                                  response=_counted(req, await self._split(call, adapter, model, deadline)))
             else:
-                # Same-kind streams pass the upstream's own events through, unless the route may
-                # resume a cut stream from another model: then every event must be canonical, so
-                # the splice is one well-formed stream.
-                keep_raw = req.dialect == adapter.kind and run.route.on_cut != "resume"
-                decoder = adapter.stream_decoder(model, keep_raw=keep_raw)
-                events = _decode(resp.chunks(_loop_time(self.clock, deadline)), decoder, model)
-                head = await _first_content(events, _loop_time(self.clock, first), first - start, model)
-                released = True  # the stream holds the slot until it ends
-                stream = _hold(_chain(head, events), limit, lambda: on_call(model.name, -1))
-                if run.route.on_cut == "resume":
-                    stream = self._resumable(run, model, stream)
-                outcome = Outcome(model, run.attempts, run.skipped, events=stream)
+                try:
+                    resp = await self.client.request(call.method, call.url, call.headers, call.body,
+                                                     _loop_time(self.clock, first if req.stream else deadline))
+                except UpstreamTimeout:
+                    if req.stream and first < deadline:
+                        raise UpstreamTimeout(f"no first token within {first - start:g}s") from None
+                    raise
+                if resp.status >= 400:
+                    body = await resp.read(_loop_time(self.clock, deadline), MAX_ERROR_BODY, truncate=True)
+                    raise adapter.error(resp.status, resp.headers, body, model)
+                if not req.stream:
+                    body = await resp.read(_loop_time(self.clock, deadline))
+                    outcome = Outcome(model, run.attempts, run.skipped, response=_counted(req, adapter.parse(body, model)))
+                else:
+                    # Same-kind streams pass the upstream's own events through, unless the route may
+                    # resume a cut stream from another model: then every event must be canonical, so
+                    # the splice is one well-formed stream.
+                    keep_raw = req.dialect == adapter.kind and run.route.on_cut != "resume"
+                    decoder = adapter.stream_decoder(model, keep_raw=keep_raw)
+                    events = _decode(resp.chunks(_loop_time(self.clock, deadline)), decoder, model)
+                    head = await _first_content(events, _loop_time(self.clock, first), first - start, model)
+                    released = True  # the stream holds the slot until it ends
+                    stream = _hold(_chain(head, events), limit, lambda: on_call(model.name, -1))
+                    if run.route.on_cut == "resume":
+                        stream = self._resumable(run, model, stream)
+                    outcome = Outcome(model, run.attempts, run.skipped, events=stream)
         except UpstreamError as e:
             e.model = model.name
             att.error = e
@@ -451,6 +452,23 @@ class Executor:
         self.outliers.record_success(model.name)
         outcome.attempt = att
         return outcome
+
+    async def _split(self, call: UpstreamCall, adapter, model: ModelSpec, deadline: float) -> ChatResponse:
+        """A call and its ``more``, all at once; the first failure cancels the rest and is the attempt's."""
+
+        async def one(c: UpstreamCall) -> ChatResponse:
+            resp = await self.client.request(c.method, c.url, c.headers, c.body, _loop_time(self.clock, deadline))
+            if resp.status >= 400:
+                body = await resp.read(_loop_time(self.clock, deadline), MAX_ERROR_BODY, truncate=True)
+                raise adapter.error(resp.status, resp.headers, body, model)
+            return adapter.parse(await resp.read(_loop_time(self.clock, deadline)), model)
+
+        tasks = [asyncio.ensure_future(one(c)) for c in (call, *call.more)]
+        try:
+            return adapter.join(list(await asyncio.gather(*tasks)), model)
+        finally:
+            for t in tasks:
+                t.cancel()
 
     def _record_failure(self, model: ModelSpec, e: UpstreamError, run: _Run | None = None) -> None:
         if e.upstream_kind in _UNHEALTHY:
@@ -591,6 +609,12 @@ class _Skip(UpstreamError):
 
     upstream_kind = UpstreamKind.OVERLOADED
     origin = Origin.LOCAL
+
+
+def _counted(req: ChatRequest, resp: ChatResponse) -> ChatResponse:
+    if resp.usage is None and req.embedding is not None:  # Gemini's embeddings report none
+        resp.usage = Usage(input_tokens=tokens.count("".join(req.texts())), estimated=True)
+    return resp
 
 
 def _check_takes(req: ChatRequest, model: ModelSpec, kind: str) -> None:

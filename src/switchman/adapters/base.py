@@ -28,6 +28,9 @@ class UpstreamCall:
     url: str
     headers: dict[str, str]
     body: bytes
+    more: tuple[UpstreamCall, ...] = ()
+    """Further calls of the same answer, where the upstream caps a batch (Gemini embeds at most 100
+    inputs a call): the executor sends them all at once and the adapter's ``join`` makes one answer."""
 
 
 class StreamDecoder(ABC):
@@ -62,6 +65,11 @@ class Adapter(ABC):
     @abstractmethod
     def error(self, status: int, headers: dict[str, str], body: bytes, model: ModelSpec) -> UpstreamError:
         """An error answer, classified by status and the vendor's error code."""
+
+    def join(self, parts: list[ChatResponse], model: ModelSpec) -> ChatResponse:
+        """One answer from the answers of a call and its ``more`` (in order); only adapters that
+        build such calls need it."""
+        raise NotImplementedError(f"{type(self).__name__} builds no split calls")
 
     def count_call(self, req: ChatRequest, model: ModelSpec) -> UpstreamCall | None:
         """The vendor's own input-token count for ``req`` (Anthropic's ``count_tokens``, Gemini's

@@ -88,6 +88,9 @@ def _vector(v: object) -> list[float]:
     raise ValueError("not a vector")
 
 
+GEMINI_BATCH = 100  # batchEmbedContents refuses more: "at most 100 requests can be in one batch"
+
+
 class GeminiEmbeddings(Adapter):
     kind = "gemini"
     _errors = GeminiAdapter()
@@ -107,15 +110,23 @@ class GeminiEmbeddings(Adapter):
             return r
 
         base = f"{(p.base_url or DEFAULT_BASE_URL).rstrip('/')}/v1beta/{name}"
-        if len(texts) == 1:
-            url, body = base + ":embedContent", one(texts[0])
-        else:
-            url, body = base + ":batchEmbedContents", {"requests": [{"model": name, **one(t)} for t in texts]}
         headers = {"content-type": "application/json", "accept-encoding": "identity"}
         headers.update(auth_headers(p.auth, p.api_key))
         for k, v in p.headers:
             headers[k] = v
-        return UpstreamCall("POST", url, headers, orjson.dumps(body))
+        if len(texts) == 1:
+            return UpstreamCall("POST", base + ":embedContent", headers, orjson.dumps(one(texts[0])))
+        calls = [UpstreamCall("POST", base + ":batchEmbedContents", headers,
+                              orjson.dumps({"requests": [{"model": name, **one(t)} for t in texts[i:i + GEMINI_BATCH]]}))
+                 for i in range(0, len(texts), GEMINI_BATCH)]
+        first = calls[0]
+        first.more = tuple(calls[1:])
+        return first
+
+    def join(self, parts: list[ChatResponse], model: ModelSpec) -> ChatResponse:
+        vectors = [v for r in parts for v in r.raw["vectors"]]  # type: ignore[index]
+        counts = [r.usage.input_tokens for r in parts if r.usage is not None]
+        return _answer(model, vectors, sum(counts) if len(counts) == len(parts) else None)
 
     def parse(self, body: bytes, model: ModelSpec) -> ChatResponse:
         try:

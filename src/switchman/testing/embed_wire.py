@@ -57,6 +57,8 @@ def read_gemini(d: dict, batch: bool) -> tuple[list[str], int]:
     reqs = d.get("requests") if batch else [d]
     if type(reqs) is not list or not reqs:
         raise BadRequest("requests must be a non-empty list", "requests")
+    if len(reqs) > 100:  # Gemini's own answer to a bigger batch
+        raise BadRequest("BatchEmbedContentsRequest.requests: at most 100 requests can be in one batch", "requests")
     texts, dims = [], DEFAULT_DIMS
     for r in reqs:
         try:
