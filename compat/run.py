@@ -33,7 +33,7 @@ PROVIDERS = {"openai": "gpt-4o-mini", "anthropic": "claude-haiku-4-5", "gemini":
 # client scenario -> the environment (requirements.txt section) it runs in, in matrix order
 CLIENTS = {
     "openai_sdk": "main", "anthropic_sdk": "main", "google_genai_sdk": "main", "openai_agents": "main",
-    "pydantic_ai": "pydantic-ai", "langchain_openai": "main", "langchain_anthropic": "main",
+    "pydantic_ai_agent": "pydantic-ai", "langchain_openai_chat": "main", "langchain_anthropic_chat": "main",
     "litellm_client": "main", "instructor_client": "instructor",
 }
 PIP_TIMEOUT = 600

@@ -25,6 +25,10 @@ CELL_TIMEOUT = float(os.environ.get("COMPAT_CELL_TIMEOUT", "30"))
 BASE = sys.argv[1].rstrip("/") if len(sys.argv) > 1 else "http://127.0.0.1:4000"
 OPENAI_BASE = BASE + "/v1"
 _results: list[dict] = []
+# One event loop for every async cell, as in an application: some clients cache an async HTTP client
+# process-wide (langchain-openai does), and it belongs to the loop that made it.
+_LOOP = asyncio.new_event_loop()
+threading.Thread(target=_LOOP.run_forever, daemon=True).start()
 
 WEATHER_SCHEMA = {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}
 
@@ -59,7 +63,7 @@ def cell(row: str, col: str, provider: str, fn: Callable[[str], object], timeout
         try:
             out = fn(PROVIDERS[provider])
             if inspect.iscoroutine(out):
-                asyncio.run(out)
+                asyncio.run_coroutine_threadsafe(out, _LOOP).result()
             box["ok"] = True
         except BaseException as e:  # noqa: BLE001 - every failure is a cell's result
             box["err"] = _short(e)
