@@ -36,6 +36,14 @@ CLIENTS = {
     "pydantic_ai_agent": "pydantic-ai", "langchain_openai_chat": "main", "langchain_anthropic_chat": "main",
     "litellm_client": "main", "instructor_client": "instructor",
 }
+# Cells that fail because of a gateway bug someone is fixing: still shown failing (✗) with the bug named,
+# but they do not fail the run; one that starts passing does, so it is taken off this list.
+KNOWN = {
+    ("pydantic-ai · GoogleModel", "tools", p): "gateway bug: the Gemini dialect reads functionCallingConfig.mode "
+    "VALIDATED (pydantic-ai's default) as ANY, so toward a non-Gemini upstream a tool call is required even after "
+    "the tool result (dialects/gemini.py _tool_choice; tests/test_gemini_validated_mode.py)"
+    for p in ("openai", "anthropic")
+}
 PIP_TIMEOUT = 600
 CLIENT_TIMEOUT = 240
 
@@ -176,7 +184,9 @@ class Matrix:
         bad = [r for r in rs if not r["ok"]]
         if not bad:
             return f"✓ {len(rs)}/{len(rs)}"
-        refs = ",".join(str(self._note(f"{row} / {col} / {r['provider']}: {r['why']}")) for r in bad)
+        refs = ",".join(str(self._note(f"{row} / {col} / {r['provider']}: {r['why']}"
+                                       + (f" — known {KNOWN[row, col, r['provider']]}"
+                                          if (row, col, r["provider"]) in KNOWN else ""))) for r in bad)
         return f"✗ {len(rs) - len(bad)}/{len(rs)} [{refs}]"
 
     def rows(self) -> list[str]:
@@ -195,6 +205,12 @@ class Matrix:
         bad = sum(1 for r in self.results if r["ok"] is False)
         return ok, bad, sum(1 for r in self.results if r["ok"] is None)
 
+    def unexpected(self) -> tuple[list[dict], list[dict]]:
+        """Failures not on the KNOWN list, and KNOWN cells that now pass."""
+        key = lambda r: (r["row"], r["col"], r["provider"])  # noqa: E731
+        return ([r for r in self.results if r["ok"] is False and key(r) not in KNOWN],
+                [r for r in self.results if r["ok"] is True and key(r) in KNOWN])
+
 
 def render_text(m: Matrix) -> str:
     t = m.table()
@@ -209,9 +225,11 @@ def render_text(m: Matrix) -> str:
 def render_md(m: Matrix, versions: dict[str, dict[str, str]], envs: dict[str, Env], cmd: str, secs: float) -> str:
     t = m.table()
     ok, bad, _ = m.counts()
+    known = bad - len(m.unexpected()[0])
     out = [
         "# Real-client conformance", "",
-        f"{datetime.date.today().isoformat()}, `{cmd}` ({secs:.0f}s): {ok} passed, {bad} failed.", "",
+        f"{datetime.date.today().isoformat()}, `{cmd}` ({secs:.0f}s): {ok} passed, {bad} failed"
+        + (f" ({known} of them known gateway bugs, in the notes)" if known else "") + ".", "",
         "Each cell: how many of the demo fleet's three models passed, one per upstream wire API: "
         + ", ".join(f"`{m_}` ({p})" for p, m_ in PROVIDERS.items()) + ". The gateway is `switchman demo`.", "",
         "| client | " + " | ".join(COLUMNS) + " |", "|" + "---|" * (len(COLUMNS) + 1),
@@ -260,9 +278,13 @@ def main(argv: list[str] | None = None) -> int:
     if not a.no_write and set(clients) == set(CLIENTS):
         cmd = "python compat/run.py"
         (HERE / "RESULTS.md").write_text(render_md(Matrix(results), versions, envs, cmd, secs))
-    print(f"\ncompat ({secs:.0f}s): {ok} passed, {bad} failed, {na} not applicable")
-    print(f"compat: {ok} passed, {bad} failed")
-    return 1 if bad else 0
+    new_bad, fixed = m.unexpected()
+    for r in fixed:
+        print(f"compat: {r['row']} / {r['col']} / {r['provider']} now passes: take it off KNOWN in compat/run.py")
+    print(f"\ncompat ({secs:.0f}s): {ok} passed, {bad} failed ({bad - len(new_bad)} of them known gateway bugs, "
+          f"in the notes above), {na} not applicable")
+    print(f"compat: {ok} passed, {len(new_bad)} failed")
+    return 1 if new_bad or fixed else 0
 
 
 if __name__ == "__main__":

@@ -4,6 +4,8 @@ non-Anthropic upstreams)."""
 
 from __future__ import annotations
 
+import json
+
 import anthropic
 from anthropic import beta_async_tool, beta_tool
 from pydantic import BaseModel
@@ -99,11 +101,20 @@ def runner_tools(model):
         calls.append(city)
         return weather(city)
 
+    threads = []  # the runner's default mode keeps the conversation on the server: each turn names its thread
+
+    def seen(request):
+        threads.append(json.loads(request.content).get("thread"))
+
+    c = anthropic.Anthropic(base_url=BASE, api_key=KEY, max_retries=0, timeout=20,
+                            http_client=anthropic.DefaultHttpxClient(event_hooks={"request": [seen]}))
     last = None
-    for last in client().beta.messages.tool_runner(model=model, max_tokens=300, tools=[get_weather],
-                                                   messages=WEATHER_Q, max_iterations=4):
+    for last in c.beta.messages.tool_runner(model=model, max_tokens=300, tools=[get_weather],
+                                            messages=WEATHER_Q, max_iterations=4):
         pass
     _runner_check(calls, last)
+    check(threads[0] == {"type": "create"} and (threads[-1] or {}).get("type") == "continue",
+          f"not in thread mode: {threads}")
 
 
 def runner_stream(model):

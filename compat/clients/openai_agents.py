@@ -23,11 +23,26 @@ class City(BaseModel):
 ASK = "What is the capital of France?"
 
 
-def _setup(api: str) -> None:
-    # A fresh client per cell: each cell runs its own event loop, and an async client belongs to one.
-    set_default_openai_client(openai.AsyncOpenAI(base_url=OPENAI_BASE, api_key=KEY, max_retries=0, timeout=20),
-                              use_for_tracing=False)
-    set_default_openai_api(api)
+PATHS: list[str] = []  # the API paths the agent called: the default mode is the Responses API
+
+
+async def _seen(request) -> None:
+    PATHS.append(request.url.path)
+
+
+def _setup(api: str | None) -> None:
+    """Point the SDK at the gateway; ``api=None`` leaves its default API alone (this row runs first)."""
+    http = openai.DefaultAsyncHttpxClient(event_hooks={"request": [_seen]})
+    set_default_openai_client(openai.AsyncOpenAI(base_url=OPENAI_BASE, api_key=KEY, max_retries=0, timeout=20,
+                                                 http_client=http), use_for_tracing=False)
+    if api:
+        set_default_openai_api(api)
+    PATHS.clear()
+
+
+def _used(api: str | None) -> None:
+    want = "/v1/chat/completions" if api == "chat_completions" else "/v1/responses"
+    check(PATHS and set(PATHS) == {want}, f"called {sorted(set(PATHS))}, not {want}")
 
 
 def scenarios(api: str):
@@ -36,6 +51,7 @@ def scenarios(api: str):
         r = Runner.run_sync(Agent(name="a", instructions="Be brief.", model=model), ASK)
         check(isinstance(r.final_output, str) and r.final_output, "empty final_output")
         check(r.context_wrapper.usage.output_tokens > 0, "no usage")
+        _used(api)
 
     async def stream(model):
         _setup(api)
@@ -64,6 +80,7 @@ def scenarios(api: str):
                             max_turns=4)
         check(calls, "the agent never called the tool")
         check(isinstance(r.final_output, str) and r.final_output, "no final text")
+        _used(api)
 
     def structured(model):
         _setup(api)
@@ -78,7 +95,7 @@ def scenarios(api: str):
     return plain, stream, tools, structured, async_
 
 
-for row, api in (("openai-agents · responses (default)", "responses"),
+for row, api in (("openai-agents · default (Responses API)", None),
                  ("openai-agents · chat_completions", "chat_completions")):
     for col, fn in zip(("plain", "stream", "tools", "structured", "async"), scenarios(api)):
         each(row, col, fn)

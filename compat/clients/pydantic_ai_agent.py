@@ -11,6 +11,7 @@ from pydantic_ai.models.openai import OpenAIChatModel, OpenAIResponsesModel
 from pydantic_ai.providers.anthropic import AnthropicProvider
 from pydantic_ai.providers.google import GoogleProvider
 from pydantic_ai.providers.openai import OpenAIProvider
+from pydantic_ai.exceptions import UsageLimitExceeded
 from pydantic_ai.usage import UsageLimits
 
 from _common import BASE, KEY, OPENAI_BASE, check, each, finish
@@ -59,7 +60,10 @@ def scenarios(make):
             calls.append(city)
             return f"sunny, 21 C in {city}"
 
-        r = agent.run_sync("What is the weather in Paris?", usage_limits=UsageLimits(request_limit=6))
+        try:
+            r = agent.run_sync("What is the weather in Paris?", usage_limits=UsageLimits(request_limit=6))
+        except UsageLimitExceeded:
+            check(False, f"the loop never ended: 6 requests, the model called the tool {len(calls)} times")
         check(calls, "the agent never called the tool")
         check(isinstance(r.output, str) and r.output, "no final text")
 
