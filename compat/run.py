@@ -16,7 +16,6 @@ import argparse
 import concurrent.futures
 import datetime
 import json
-import os
 import re
 import socket
 import subprocess

@@ -1,4 +1,4 @@
-"""What every client scenario shares (stdlib only: each client runs in its own venv).
+"""What every client scenario shares (the standard library and pydantic only: each client runs in its own venv).
 
 A scenario script is run as ``python compat/clients/<name>.py BASE_URL``; it calls :func:`cell` once
 per (row, column, provider) and :func:`finish` at the end, which prints one JSON line the runner reads.
@@ -16,6 +16,8 @@ import threading
 import traceback
 from collections.abc import Callable
 
+from pydantic import BaseModel  # every client library here depends on pydantic
+
 # The demo fleet's three models, one per upstream wire API (switchman/demo.py).
 PROVIDERS = {"openai": "gpt-4o-mini", "anthropic": "claude-haiku-4-5", "gemini": "gemini-2.5-pro"}
 COLUMNS = ("plain", "stream", "tools", "structured", "async")
@@ -31,6 +33,16 @@ _LOOP = asyncio.new_event_loop()
 threading.Thread(target=_LOOP.run_forever, daemon=True).start()
 
 WEATHER_SCHEMA = {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}
+# The weather tool as an OpenAI Chat Completions tool.
+OPENAI_TOOL = {"type": "function", "function": {"name": "weather", "description": "The current weather in a city.",
+                                                "parameters": WEATHER_SCHEMA}}
+
+
+class City(BaseModel):
+    """What the structured-output cells ask for."""
+    name: str
+    country: str
+    population: int
 
 
 def weather(city: str) -> str:
@@ -46,6 +58,26 @@ def check(cond: object, what: str) -> None:
     """Assert something a user would notice; ``what`` is the short reason shown in the matrix."""
     if not cond:
         raise Fail(what)
+
+
+def chat_tool_loop(create: Callable[[list], object], turns: int = 4) -> None:
+    """A Chat Completions tool round trip: ``create(messages)`` returns the assistant message; run the weather
+    tool for each call it makes, until it answers in text."""
+    msgs: list = [{"role": "user", "content": "What is the weather in Paris?"}]
+    called = False
+    for _ in range(turns):
+        m = create(msgs)
+        if not m.tool_calls:
+            check(called, "answered without calling the tool")
+            check(m.content, "no final text")
+            return
+        msgs.append(m.model_dump(exclude_none=True))
+        for tc in m.tool_calls:
+            called = True
+            check(tc.function.name == "weather", f"called {tc.function.name}")
+            out = weather(**json.loads(tc.function.arguments))
+            msgs.append({"role": "tool", "tool_call_id": tc.id, "content": out})
+    check(False, f"no final answer after {turns} turns")
 
 
 def _short(e: BaseException) -> str:

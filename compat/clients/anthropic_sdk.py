@@ -4,23 +4,15 @@ non-Anthropic upstreams)."""
 
 from __future__ import annotations
 
+import functools
 import json
 
 import anthropic
 from anthropic import beta_async_tool, beta_tool
-from pydantic import BaseModel
 
-from _common import BASE, KEY, check, each, finish, na, weather
+from _common import BASE, KEY, WEATHER_SCHEMA, City, check, each, finish, na, weather
 
-
-class City(BaseModel):
-    name: str
-    country: str
-    population: int
-
-
-TOOL = {"name": "weather", "description": "The current weather in a city.",
-        "input_schema": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}
+TOOL = {"name": "weather", "description": "The current weather in a city.", "input_schema": WEATHER_SCHEMA}
 ASK = [{"role": "user", "content": "What is the capital of France?"}]
 WEATHER_Q = [{"role": "user", "content": "What is the weather in Paris?"}]
 
@@ -62,7 +54,8 @@ def tools(model):
             return
         called = True
         msgs += [{"role": "assistant", "content": [b.model_dump(exclude_none=True) for b in m.content]},
-                 {"role": "user", "content": [{"type": "tool_result", "tool_use_id": u.id, "content": weather(**u.input)}
+                 {"role": "user", "content": [{"type": "tool_result", "tool_use_id": u.id,
+                                               "content": weather(**u.input)}
                                               for u in uses]}]
     check(False, "no final answer after 4 turns")
 
@@ -88,10 +81,8 @@ def _runner_check(calls, last):
     check(last is not None and last.stop_reason == "end_turn" and text_of(last), "the loop did not end with text")
 
 
-def runner_tools(model):
-    calls = []
-
-    @beta_tool
+def _get_weather(calls: list, is_async: bool = False):
+    """The weather tool as the runner takes it, recording each call in ``calls``."""
     def get_weather(city: str) -> str:
         """The current weather in a city.
 
@@ -101,7 +92,15 @@ def runner_tools(model):
         calls.append(city)
         return weather(city)
 
-    threads = []  # the runner's default mode keeps the conversation on the server: each turn names its thread
+    @functools.wraps(get_weather)
+    async def get_weather_async(city: str) -> str:
+        return get_weather(city)
+
+    return beta_async_tool(get_weather_async) if is_async else beta_tool(get_weather)
+
+
+def runner_tools(model):
+    calls, threads = [], []  # default mode: the server keeps the conversation; each turn names its thread
 
     def seen(request):
         threads.append(json.loads(request.content).get("thread"))
@@ -109,7 +108,7 @@ def runner_tools(model):
     c = anthropic.Anthropic(base_url=BASE, api_key=KEY, max_retries=0, timeout=20,
                             http_client=anthropic.DefaultHttpxClient(event_hooks={"request": [seen]}))
     last = None
-    for last in c.beta.messages.tool_runner(model=model, max_tokens=300, tools=[get_weather],
+    for last in c.beta.messages.tool_runner(model=model, max_tokens=300, tools=[_get_weather(calls)],
                                             messages=WEATHER_Q, max_iterations=4):
         pass
     _runner_check(calls, last)
@@ -118,20 +117,8 @@ def runner_tools(model):
 
 
 def runner_stream(model):
-    calls = []
-
-    @beta_tool
-    def get_weather(city: str) -> str:
-        """The current weather in a city.
-
-        Args:
-            city: the city's name
-        """
-        calls.append(city)
-        return weather(city)
-
-    last, deltas = None, 0
-    for s in client().beta.messages.tool_runner(model=model, max_tokens=300, tools=[get_weather], stream=True,
+    calls, last, deltas = [], None, 0
+    for s in client().beta.messages.tool_runner(model=model, max_tokens=300, tools=[_get_weather(calls)], stream=True,
                                                 messages=WEATHER_Q, max_iterations=4):
         for ev in s:
             deltas += ev.type == "content_block_delta"
@@ -141,21 +128,9 @@ def runner_stream(model):
 
 
 async def runner_async(model):
-    calls = []
-
-    @beta_async_tool
-    async def get_weather(city: str) -> str:
-        """The current weather in a city.
-
-        Args:
-            city: the city's name
-        """
-        calls.append(city)
-        return weather(city)
-
+    calls, last = [], None
     async with aclient() as c:
-        last = None
-        async for last in c.beta.messages.tool_runner(model=model, max_tokens=300, tools=[get_weather],
+        async for last in c.beta.messages.tool_runner(model=model, max_tokens=300, tools=[_get_weather(calls, True)],
                                                       messages=WEATHER_Q, max_iterations=4):
             pass
     _runner_check(calls, last)

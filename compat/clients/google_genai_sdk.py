@@ -5,16 +5,8 @@ from __future__ import annotations
 
 from google import genai
 from google.genai import types
-from pydantic import BaseModel
 
-from _common import BASE, KEY, check, each, finish
-
-
-class City(BaseModel):
-    name: str
-    country: str
-    population: int
-
+from _common import BASE, KEY, City, check, each, finish
 
 ASK = "What is the capital of France?"
 

@@ -6,16 +6,8 @@ from __future__ import annotations
 import anthropic
 import instructor
 import openai
-from pydantic import BaseModel
 
-from _common import BASE, KEY, OPENAI_BASE, check, each, finish, na
-
-
-class City(BaseModel):
-    name: str
-    country: str
-    population: int
-
+from _common import BASE, KEY, OPENAI_BASE, City, check, each, finish, na
 
 ASK = [{"role": "user", "content": "Describe Paris."}]
 ONLY_OBJECTS = "instructor returns validated objects only: its plain-text and tool-loop calls are the SDK's own rows"
@@ -41,7 +33,8 @@ def scenarios(make, amake, extra):
         City.model_validate(parts[-1].model_dump())
 
     async def async_(model):
-        c = await amake().chat.completions.create(model=model, response_model=City, messages=ASK, max_retries=0, **extra)
+        c = await amake().chat.completions.create(model=model, response_model=City, messages=ASK, max_retries=0,
+                                                  **extra)
         check(isinstance(c, City), f"got {type(c).__name__}, not City")
 
     return stream, structured, async_

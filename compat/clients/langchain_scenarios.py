@@ -5,15 +5,8 @@ from __future__ import annotations
 
 from langchain_core.messages import HumanMessage, ToolMessage
 from langchain_core.tools import tool
-from pydantic import BaseModel
 
-from _common import check
-
-
-class City(BaseModel):
-    name: str
-    country: str
-    population: int
+from _common import City, check
 
 
 ASK = "What is the capital of France?"

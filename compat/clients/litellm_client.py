@@ -2,26 +2,14 @@
 
 from __future__ import annotations
 
-import json
 import os
 
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")  # no network fetch of the price map at import
 
 import litellm
-from pydantic import BaseModel
 
-from _common import KEY, OPENAI_BASE, check, each, finish, weather
+from _common import KEY, OPENAI_BASE, OPENAI_TOOL, City, chat_tool_loop, check, each, finish
 
-
-class City(BaseModel):
-    name: str
-    country: str
-    population: int
-
-
-TOOLS = [{"type": "function", "function": {
-    "name": "weather", "description": "The current weather in a city.",
-    "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}}]
 ASK = [{"role": "user", "content": "What is the capital of France?"}]
 
 
@@ -44,19 +32,7 @@ def stream(model):
 
 
 def tools(model):
-    msgs = [{"role": "user", "content": "What is the weather in Paris?"}]
-    called = False
-    for _ in range(4):
-        m = litellm.completion(messages=msgs, tools=TOOLS, **kw(model)).choices[0].message
-        if not m.tool_calls:
-            check(called, "answered without calling the tool")
-            check(m.content, "no final text")
-            return
-        msgs.append(m.model_dump(exclude_none=True))
-        for tc in m.tool_calls:
-            called = True
-            msgs.append({"role": "tool", "tool_call_id": tc.id, "content": weather(**json.loads(tc.function.arguments))})
-    check(False, "no final answer after 4 turns")
+    chat_tool_loop(lambda msgs: litellm.completion(messages=msgs, tools=[OPENAI_TOOL], **kw(model)).choices[0].message)
 
 
 def structured(model):

@@ -7,17 +7,10 @@ import openai
 from agents import (Agent, Runner, function_tool, set_default_openai_api, set_default_openai_client,
                     set_tracing_disabled)
 from openai.types.responses import ResponseTextDeltaEvent
-from pydantic import BaseModel
 
-from _common import KEY, OPENAI_BASE, check, each, finish
+from _common import KEY, OPENAI_BASE, City, check, each, finish
 
 set_tracing_disabled(True)
-
-
-class City(BaseModel):
-    name: str
-    country: str
-    population: int
 
 
 ASK = "What is the capital of France?"

@@ -5,22 +5,10 @@ from __future__ import annotations
 import json
 
 import openai
-from pydantic import BaseModel
 
-from _common import KEY, OPENAI_BASE, check, each, finish, weather
+from _common import KEY, OPENAI_BASE, OPENAI_TOOL, City, chat_tool_loop, check, each, finish, weather
 
-
-class City(BaseModel):
-    name: str
-    country: str
-    population: int
-
-
-TOOL_CHAT = [{"type": "function", "function": {
-    "name": "weather", "description": "The current weather in a city.",
-    "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}}]
-TOOL_RESP = [{"type": "function", "name": "weather", "description": "The current weather in a city.",
-              "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}]
+TOOL_RESP = [{"type": "function", **OPENAI_TOOL["function"]}]  # the Responses API's flat form
 ASK = "What is the capital of France?"
 
 
@@ -53,21 +41,8 @@ def chat_stream(model):
 
 def chat_tools(model):
     c = client()
-    msgs = [{"role": "user", "content": "What is the weather in Paris?"}]
-    called = False
-    for _ in range(4):
-        r = c.chat.completions.create(model=model, messages=msgs, tools=TOOL_CHAT)
-        m = r.choices[0].message
-        if not m.tool_calls:
-            check(called, "answered without calling the tool")
-            check(m.content, "no final text")
-            return
-        msgs.append(m.model_dump(exclude_none=True))
-        for tc in m.tool_calls:
-            called = True
-            check(tc.function.name == "weather", f"called {tc.function.name}")
-            msgs.append({"role": "tool", "tool_call_id": tc.id, "content": weather(**json.loads(tc.function.arguments))})
-    check(False, "no final answer after 4 turns")
+    chat_tool_loop(lambda msgs: c.chat.completions.create(model=model, messages=msgs, tools=[OPENAI_TOOL])
+                   .choices[0].message)
 
 
 def chat_structured(model):

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel
 from pydantic_ai import Agent
 from pydantic_ai.models.anthropic import AnthropicModel
 from pydantic_ai.models.google import GoogleModel
@@ -14,20 +13,14 @@ from pydantic_ai.providers.openai import OpenAIProvider
 from pydantic_ai.exceptions import UsageLimitExceeded
 from pydantic_ai.usage import UsageLimits
 
-from _common import BASE, KEY, OPENAI_BASE, check, each, finish
-
-
-class City(BaseModel):
-    name: str
-    country: str
-    population: int
-
+from _common import BASE, KEY, OPENAI_BASE, City, check, each, finish
 
 ASK = "What is the capital of France?"
 
 # A fresh model (so a fresh HTTP client) per cell: each cell runs its own event loop.
 MODELS = {
-    "pydantic-ai · OpenAIChatModel": lambda m: OpenAIChatModel(m, provider=OpenAIProvider(base_url=OPENAI_BASE, api_key=KEY)),
+    "pydantic-ai · OpenAIChatModel": lambda m: OpenAIChatModel(
+        m, provider=OpenAIProvider(base_url=OPENAI_BASE, api_key=KEY)),
     "pydantic-ai · OpenAIResponsesModel": lambda m: OpenAIResponsesModel(
         m, provider=OpenAIProvider(base_url=OPENAI_BASE, api_key=KEY)),
     "pydantic-ai · AnthropicModel": lambda m: AnthropicModel(m, provider=AnthropicProvider(base_url=BASE, api_key=KEY)),
