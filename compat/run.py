@@ -37,12 +37,7 @@ CLIENTS = {
 }
 # Cells that fail because of a gateway bug someone is fixing: still shown failing (✗) with the bug named,
 # but they do not fail the run; one that starts passing does, so it is taken off this list.
-KNOWN = {
-    ("pydantic-ai · GoogleModel", "tools", p): "gateway bug: the Gemini dialect reads functionCallingConfig.mode "
-    "VALIDATED (pydantic-ai's default) as ANY, so toward a non-Gemini upstream a tool call is required even after "
-    "the tool result (dialects/gemini.py _tool_choice; tests/test_gemini_validated_mode.py)"
-    for p in ("openai", "anthropic")
-}
+KNOWN: dict[tuple[str, str, str], str] = {}
 PIP_TIMEOUT = 600
 CLIENT_TIMEOUT = 240
 

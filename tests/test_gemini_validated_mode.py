@@ -1,7 +1,7 @@
 """Found by the real-client conformance suite (compat/): pydantic-ai's ``GoogleModel`` sends every tool
 request with ``functionCallingConfig.mode: VALIDATED`` ("function calls or natural language", constrained to
-the declared schemas). Toward a non-Gemini upstream the gateway reads it as ``ANY`` (a call is required), so
-after the tool result the model must call again and the agent's loop never ends."""
+the declared schemas). Toward a non-Gemini upstream the gateway read it as ``ANY`` (a call required), so after
+the tool result the model had to call again and the agent's loop never ended; it is ``AUTO`` now."""
 
 from __future__ import annotations
 
@@ -22,8 +22,6 @@ async def stack():
         await stop_stack(s)
 
 
-@pytest.mark.xfail(strict=True, reason="dialects/gemini.py _tool_choice maps VALIDATED to a required call "
-                                       "(ToolChoice 'required'/'tool'); VALIDATED lets the model answer in text")
 @pytest.mark.parametrize("wire", ["openai", "anthropic"])
 async def test_validated_mode_lets_the_model_answer_after_the_tool_result(stack, wire):
     client = genai.Client(api_key="k", http_options={"base_url": stack.base})

@@ -300,8 +300,12 @@ def _tool_choice(v: object, tools: list[Tool] | None) -> tuple[ToolChoice | None
             raise _fail("toolConfig.functionCallingConfig.allowedFunctionNames",
                         f"names '{unknown[0][:80]}', which is not declared in 'tools'")
         tools = [t for t in tools or () if t.name in names]  # only those may be called: exactly so
+        if mode == "VALIDATED":
+            return ToolChoice("auto"), tools
         if len(tools) == 1:
             return ToolChoice("tool", tools[0].name), tools
+    if mode == "VALIDATED":  # calls or text, the calls held to their schemas: auto, not forced
+        return ToolChoice("auto"), tools
     if not tools:
         raise _fail("toolConfig.functionCallingConfig.mode", "ANY needs function declarations in 'tools'")
     return ToolChoice("required"), tools
