@@ -46,6 +46,17 @@ async def test_generate_content_from_every_upstream_wire(stack, wire):
 
 
 @pytest.mark.parametrize("wire", WIRES)
+async def test_top_p_reaches_every_upstream(stack, wire):  # it was a 500: passed under Gemini's own name
+    r = await stack.client.aio.models.generate_content(
+        model=WIRE_MODELS[wire], contents="hi", config=types.GenerateContentConfig(top_p=0.3, temperature=0.5))
+    assert r.text == "echo: hi"
+    sent = json.loads(stack.fake.requests[-1].body)
+    top_p = sent.get("top_p", sent.get("generationConfig", {}).get("topP"))
+    # Anthropic's current API version takes no sampling parameters (adapters/anthropic.py API_VERSION)
+    assert top_p is None if wire == "anthropic" else top_p == pytest.approx(0.3)
+
+
+@pytest.mark.parametrize("wire", WIRES)
 async def test_a_stream_comes_in_pieces_with_usage_last(stack, wire):
     chunks = [c async for c in await stack.client.aio.models.generate_content_stream(
         model=WIRE_MODELS[wire], contents="stream this answer")]
@@ -111,6 +122,7 @@ async def test_keys_in_the_header_or_the_url_and_errors_in_googles_shape(stack):
     ({}, "contents"),
     ({"contents": [{"role": "robot", "parts": [{"text": "x"}]}]}, "contents[0].role"),
     ({"contents": [{"role": "user", "parts": [{"text": 3}]}]}, "contents[0].parts[0].text"),
+    ({"contents": [{"parts": [{"text": "x"}]}], "generationConfig": {"topP": "high"}}, "generationConfig.topP"),
     ({"contents": [{"parts": [{"text": "x"}]}], "generationConfig": {"candidateCount": 2}},
      "generationConfig.candidateCount"),
     ({"contents": [{"parts": [{"functionResponse": {"name": "f", "response": {}}}]}]},

@@ -321,12 +321,12 @@ def _config(c: object, d: _Decoder) -> dict:
     if n not in (None, 1):
         raise Unsupported("generationConfig.candidateCount: only 1 candidate is served (the gateway routes and "
                           "accounts one)", param="generationConfig.candidateCount")
-    for key, lo, hi in (("temperature", 0, 2), ("topP", 0, 1)):
+    for key, field, lo, hi in (("temperature", "temperature", 0, 2), ("topP", "top_p", 0, 1)):
         v = _get(c, key)
         if v is not None:
             if type(v) not in (int, float) or not lo <= v <= hi:
                 raise _fail(f"generationConfig.{key}", f"must be a number between {lo} and {hi}")
-            out[key] = float(v)
+            out[field] = float(v)
     mt = _get(c, "maxOutputTokens")
     if mt is not None:
         if type(mt) is not int or mt < 1:
