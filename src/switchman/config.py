@@ -143,6 +143,7 @@ class PolicySpec:
     router: str | None = None  # learned (and cheapest): a trained router file
     aliases: tuple[tuple[str, str], ...] = ()  # configured model name -> the router's name
     task_tag: str = "task"  # cheapest, learned: the request tag naming the prompt's task for the router
+    costs: str | None = None  # learned: "router" (its per-prompt estimates) or "prices"; None: chosen (learned.py)
     output_tokens: int = 256  # cheapest: expected answer length, to price a request
     rules: tuple[RuleSpec, ...] = ()
     default: RuleSpec | None = None  # rules: where a request no rule matches goes
