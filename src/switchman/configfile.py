@@ -458,7 +458,7 @@ _POLICY_KEYS = {
     "cascade": ("kind", "models", "checks", "start"),
     "least-latency": ("kind", "models", "tolerance", "explore", "stale"),
     "least-busy": ("kind", "models"),
-    "bandit": ("kind", "models", "quality", "tradeoff", "explore", "prior", "context_tag", "router"),
+    "bandit": ("kind", "models", "quality", "tradeoff", "explore", "prior", "context_tag", "router", "seed"),
     "experiment": ("kind", "arms", "split", "ramp", "by", "min_requests", "alpha", "tolerance", "secret"),
 }
 _POLICY_KEYS = {k: (*v, "prefer") for k, v in _POLICY_KEYS.items()}  # prefer: headroom, any kind

@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+import random
 from collections.abc import Callable
 
 from ..config import PolicySpec, RouteSpec
@@ -42,7 +43,8 @@ def _build(spec: PolicySpec, route_plan: RoutePlanner) -> Policy:
 
             router = Router.load(spec.router)
         return Bandit(spec.models, dict(spec.quality), spec.tradeoff or 0.0, spec.explore, prior=spec.prior,
-                      context_tag=spec.context_tag, router=router)
+                      context_tag=spec.context_tag, router=router,
+                      rng=random.Random(spec.seed) if spec.seed is not None else None)
     if spec.kind in ("least-latency", "least-busy"):
         from .live import LeastBusy, LeastLatency
 
