@@ -25,10 +25,10 @@ Which costs a served route weighs (``costs:``): the router's per-prompt estimate
 very figures ``switchman eval`` decides with, so a route does live what the evaluation measured;
 ``costs: prices`` (the default with ``aliases``, or a router trained without USD costs) prices the
 request from the configured prices instead: input tokens from the prompt's length, output tokens
-from the training data's mean per model. Pricing by the mean answer length loses what the
-per-prompt estimate knows (a coding answer is long): on routerbench-3task it moved the served
-router's cost at 95% of gpt-4's quality from the evaluated 33.3% to 31.1% at a different λ
-(``benchmarks/RESULTS.md``, ``live-offline``).
+from the training data's mean per model. Served routes used to price every request that way,
+which loses what the per-prompt estimate knows (a coding answer is long), so they did not do what
+the evaluation measured (issue 16: 31.1% of gpt-4's cost at 95% of its quality live, 33.3%
+offline); with the router's costs, ``benchmarks/live_offline.py`` finds every decision the same.
 
 λ is unitless: cost enters as a share of the dearest candidate's expected (mean) cost per call,
 so ``tradeoff: 0.1`` means "paying for the dearest model must buy at least 0.1 of quality".
