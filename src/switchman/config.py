@@ -143,6 +143,7 @@ class PolicySpec:
     router: str | None = None  # learned (and cheapest): a trained router file
     aliases: tuple[tuple[str, str], ...] = ()  # configured model name -> the router's name
     task_tag: str = "task"  # cheapest, learned: the request tag naming the prompt's task for the router
+    costs: str | None = None  # learned: "router" (its per-prompt estimates) or "prices"; None: chosen (learned.py)
     output_tokens: int = 256  # cheapest: expected answer length, to price a request
     rules: tuple[RuleSpec, ...] = ()
     default: RuleSpec | None = None  # rules: where a request no rule matches goes
@@ -154,6 +155,7 @@ class PolicySpec:
     stale: float = 60.0  # least-latency: seconds after which a model's figure is measured again
     prior: float = 10.0  # bandit: the weight of a ``quality`` prior, in observations
     context_tag: str | None = None  # bandit: learn per value of this request tag
+    seed: int | None = None  # bandit: seeds its draws (a replay that must repeat itself)
     experiment: "ExperimentSpec | None" = None  # experiment: arms, split, ramp (routing/experiment.py)
 
 

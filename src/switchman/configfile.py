@@ -453,12 +453,12 @@ _POLICY_KEYS = {
     "first": ("kind", "models"),
     "weighted": ("kind", "models"),
     "cheapest": ("kind", "models", "min_quality", "quality", "router", "aliases", "output_tokens", "task_tag"),
-    "learned": ("kind", "models", "router", "min_quality", "tradeoff", "aliases", "task_tag"),
+    "learned": ("kind", "models", "router", "min_quality", "tradeoff", "aliases", "task_tag", "costs"),
     "rules": ("kind", "models", "rules", "default"),
     "cascade": ("kind", "models", "checks", "start"),
     "least-latency": ("kind", "models", "tolerance", "explore", "stale"),
     "least-busy": ("kind", "models"),
-    "bandit": ("kind", "models", "quality", "tradeoff", "explore", "prior", "context_tag"),
+    "bandit": ("kind", "models", "quality", "tradeoff", "explore", "prior", "context_tag", "router", "seed"),
     "experiment": ("kind", "arms", "split", "ramp", "by", "min_requests", "alpha", "tolerance", "secret"),
 }
 _POLICY_KEYS = {k: (*v, "prefer") for k, v in _POLICY_KEYS.items()}  # prefer: headroom, any kind
@@ -491,7 +491,10 @@ def _policy(doc: _Doc, path: str, v: Any, chain: tuple[str, ...] | None = None
     if kind in ("least-latency", "least-busy", "bandit"):
         from .routing import settings as policies
 
-        return policies.live(po, path, kind, doc.error) if kind != "bandit" else policies.bandit(po, path, doc.error)
+        if kind != "bandit":
+            return policies.live(po, path, kind, doc.error)
+        got = policies.bandit(po, path, doc.error)
+        return (*got[:3], replace(got[3], router=_path(doc, got[3].router)))
     if kind == "experiment":
         from .routing import experiment
 
@@ -531,6 +534,9 @@ def _policy(doc: _Doc, path: str, v: Any, chain: tuple[str, ...] | None = None
             raise doc.error(path, "missing required key 'router' (a file from `switchman train`)")
         if (spec["min_quality"] is None) == (spec["tradeoff"] is None):
             raise doc.error(path, "give exactly one of min_quality or tradeoff")
+        spec["costs"] = po.get("costs", str)
+        if spec["costs"] not in (None, "router", "prices"):
+            raise doc.error(f"{path}.costs", f"must be router or prices, not '{spec['costs']}'")
     elif kind == "rules":
         rules = po.get("rules", list, [])
         spec["rules"] = tuple(_rule(doc, f"{path}.rules[{i}]", r, i) for i, r in enumerate(rules))

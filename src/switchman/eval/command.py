@@ -337,7 +337,10 @@ def _strategies(wanted: Sequence[str], table: OutcomeTable, router: Router | Non
         elif s in ("bandit", "bandit-cold"):
             from .bandit import BanditStrategy
 
-            strategies.append(BanditStrategy(s, warm=s == "bandit"))
+            if s == "bandit" and learned is None:  # its prior: the router the learned strategies use
+                learned = st.LearnedStrategy("learned", "tradeoff", router=router, train=train)
+            strategies.append(BanditStrategy(s, warm=s == "bandit",
+                                             predictions=learned.predictions if s == "bandit" else None))
         elif s == "plans":
             from .plans import PlansStrategy
 
@@ -411,6 +414,11 @@ def _eval(argv: list[str]) -> int:
             first = s.chosen[label][0]
             notes.append(f"{s.name} at {label}" + (" (first fold)" if len(folds) > 1 else "") + ": "
                          + "; ".join(f"{u or '(no task)'} → {plan}" for u, plan in sorted(first.items())))
+    for s in strategies:
+        if hasattr(s, "streams"):  # the bandits: second half of the stream, and regret
+            lines, figures = s.notes(args.target)
+            notes += lines
+            next(x for x in summary["strategies"] if x["name"] == s.name)["stream"] = figures
     summary["notes"] = notes
     summary["data"] = _sources(args)
     summary["seconds"] = round(time.monotonic() - t0, 1)

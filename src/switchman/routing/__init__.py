@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+import random
 from collections.abc import Callable
 
 from ..config import PolicySpec, RouteSpec
@@ -36,8 +37,14 @@ def _build(spec: PolicySpec, route_plan: RoutePlanner) -> Policy:
     if spec.kind == "bandit":
         from .bandit import Bandit
 
+        router = None
+        if spec.router is not None:
+            from .learned import Router
+
+            router = Router.load(spec.router)
         return Bandit(spec.models, dict(spec.quality), spec.tradeoff or 0.0, spec.explore, prior=spec.prior,
-                      context_tag=spec.context_tag)
+                      context_tag=spec.context_tag, router=router,
+                      rng=random.Random(spec.seed) if spec.seed is not None else None)
     if spec.kind in ("least-latency", "least-busy"):
         from .live import LeastBusy, LeastLatency
 
@@ -64,7 +71,7 @@ def _build(spec: PolicySpec, route_plan: RoutePlanner) -> Policy:
 
         assert router is not None
         return Learned(router, min_quality=spec.min_quality, tradeoff=spec.tradeoff, aliases=dict(spec.aliases),
-                       use_prices=True, task_tag=spec.task_tag)
+                       use_prices=Learned.prices_needed(router, spec.costs, dict(spec.aliases)), task_tag=spec.task_tag)
     if spec.kind == "cascade":
         from .cascade import Cascade
         from .checks import Checks

@@ -12,6 +12,17 @@ the rest of the plan follows by posterior mean reward, so a failure falls back t
 * ``context_tag: task``: a posterior per value of that request tag, so a route learns per kind of
   request (a value it has not seen starts from the priors).
 
+* ``router: router.npz`` (a file from ``switchman train``): the bandit starts as the learned
+  router and learns a correction on top of it. A request's score for a model is the router's
+  predicted quality *for this prompt* plus a drawn residual, less ``tradeoff`` × the router's
+  cost estimate for this prompt (USD); so with no feedback yet it decides as the ``learned``
+  policy at the same price of cost. The residual, per model and context, is what feedback says the
+  model scores beyond what the router predicted for the requests it answered: its posterior is a
+  normal around (Σ scores − n × mean prediction) ÷ (n + ``prior``), of spread 0.05 ÷ √(n + ``prior``),
+  so ``prior`` is how many observations the router's word is worth. (Mean prediction over every
+  request the model answered in the context, feedback being a random share of them: feedback
+  names no prompt, only the request's model and tags.) The router's names must be the models'.
+
 Posteriors live in this process, or, with ``state: {backend: redis}``, in Redis: every worker
 adds what it learns to shared totals and reads them back (``routing/shared.py``), off the request path.
 Feedback is validated before it gets here (a score in [0, 1], once per id), so a posterior cannot
@@ -20,12 +31,18 @@ be pushed outside its range.
 
 from __future__ import annotations
 
+import math
 import random
 from dataclasses import dataclass
 
 from ..types import ChatRequest
-from .base import Plan, Policy, RouteContext
+from .base import Plan, Policy, RouteContext, prompt_text, request_task
 
+# With a router: the spread of the residual's draws is SPREAD ÷ √(n + prior), a tempered posterior
+# (a 0/1 score's own spread is 0.5): the router's prediction already ranks the models per prompt, and
+# full-width draws sent many prompts to models it rightly ranked lower (routerbench-3task: the warm
+# bandit never reached 95% of gpt-4's quality at 0.5; at 0.05 it did, below the router's cost).
+SPREAD = 0.05
 
 @dataclass(slots=True)
 class Arm:
@@ -33,10 +50,13 @@ class Arm:
     beta: float
     cost_sum: float = 0.0
     cost_n: int = 0
+    pred_sum: float = 0.0  # with a router: its predicted quality, summed over the requests answered
+    pred_n: int = 0
 
     @property
     def mean(self) -> float:
-        return self.alpha / (self.alpha + self.beta)
+        n = self.alpha + self.beta
+        return self.alpha / n if n > 0 else 0.5
 
     @property
     def cost(self) -> float:
@@ -46,7 +66,7 @@ class Arm:
 class Bandit(Policy):
     def __init__(self, models: tuple[str, ...], quality: dict[str, float], tradeoff: float = 0.0,
                  explore: float = 0.05, prior: float = 10.0, context_tag: str | None = None,
-                 rng: random.Random | None = None) -> None:
+                 rng: random.Random | None = None, router=None) -> None:
         self.models = tuple(models)
         self.quality = quality
         self.tradeoff = tradeoff
@@ -62,6 +82,12 @@ class Bandit(Policy):
         self.shared: bool | None = None
         # priors per context value (the evaluator's warm start from a train split), over ``quality``
         self.context_quality: dict[str | None, dict[str, float]] = {}
+        self.router = router  # a learned Router: per-prompt priors (see the module's doc)
+        if router is not None:
+            missing = [m for m in self.models if m not in router.models]
+            if missing:
+                raise ValueError(f"bandit: the router knows no model {', '.join(missing)}")
+            self._cols = [router.models.index(m) for m in self.models]
 
     def _context(self, tags: dict[str, str] | None) -> str | None:
         return (tags or {}).get(self.context_tag) if self.context_tag else None
@@ -73,6 +99,8 @@ class Bandit(Policy):
         return got
 
     def _prior(self, model: str, context: str | None = None) -> Arm:
+        if self.router is not None:  # feedback only: the router is the prior
+            return Arm(0.0, 0.0)
         q = (self.context_quality.get(context) or {}).get(model, self.quality.get(model))
         if q is None:
             return Arm(1.0, 1.0)
@@ -80,6 +108,9 @@ class Bandit(Policy):
         return Arm(max(q * n, 1e-3), max((1 - q) * n, 1e-3))
 
     def plan(self, req: ChatRequest, ctx: RouteContext) -> Plan:
+        if self.router is not None:
+            q, c = self.router.estimate(prompt_text(req), request_task(req, self.context_tag or "task"))
+            return self.choose(q[self._cols], c[self._cols], req.tags)
         ctxv = self._context(req.tags)
         arms = self.arms(ctxv)
         lam = self.pacer.tradeoff() if self.pacer is not None else self.tradeoff
@@ -97,6 +128,35 @@ class Bandit(Policy):
         if self.shared is False:
             pace += "; shared posteriors unreachable: this worker's own"
         return Plan((pick, *(m for m in by_mean if m != pick)), f"bandit{where}: {pick} ({why}; means: {means}){pace}")
+
+    def choose(self, q, cost, tags: dict[str, str] | None) -> Plan:
+        """With a router: the plan, given its predicted quality and cost of each model (in
+        ``models`` order) for this prompt. Shared by :meth:`plan` and the offline evaluator."""
+        ctxv = self._context(tags)
+        arms = self.arms(ctxv)
+        lam = self.pacer.tradeoff() if self.pacer is not None else self.tradeoff
+        n0 = self.prior
+        score, mean = [], []
+        for k, m in enumerate(self.models):
+            a = arms[m]
+            n = a.alpha + a.beta
+            resid = (a.alpha - n * (a.pred_sum / a.pred_n if a.pred_n else 0.0)) / (n + n0) if n else 0.0
+            mean.append(q[k] + resid - lam * cost[k])
+            score.append(mean[-1] + self.rng.gauss(0.0, SPREAD / math.sqrt(n + n0)))
+        if self.explore and self.rng.random() < self.explore:
+            pick, why = self.rng.randrange(len(self.models)), "exploring"
+        else:
+            pick = max(range(len(self.models)), key=score.__getitem__)
+            why = f"drew {score[pick]:.2f}"
+        a = arms[self.models[pick]]
+        a.pred_sum += float(q[pick])
+        a.pred_n += 1
+        order = sorted(range(len(self.models)), key=lambda k: -mean[k])
+        means = ", ".join(f"{self.models[k]} {q[k]:.2f}{mean[k] - q[k] + lam * cost[k]:+.2f}" for k in order[:4])
+        where = f" [{self.context_tag}={ctxv}]" if ctxv is not None else ""
+        pace = f"; {self.pacer.reason()}" if self.pacer is not None else ""
+        return Plan((self.models[pick], *(self.models[k] for k in order if k != pick)),
+                    f"bandit+router{where}: {self.models[pick]} ({why}; predicted+learned: {means}){pace}")
 
     # -- learning ----------------------------------------------------------------------------------
     def learn(self, model: str, score: float, tags: dict[str, str] | None = None) -> None:

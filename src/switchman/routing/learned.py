@@ -21,6 +21,15 @@ on MMLU, where the 57 subjects differ most in which model gets them right, the t
 took CPT(50%) from 27.1% to 24.5% of strong-model calls in cross-validation, and the AIQ above
 the per-task baseline's (``benchmarks/RESULTS.md``).
 
+Which costs a served route weighs (``costs:``): the router's per-prompt estimates by default, the
+very figures ``switchman eval`` decides with, so a route does live what the evaluation measured;
+``costs: prices`` (the default with ``aliases``, or a router trained without USD costs) prices the
+request from the configured prices instead: input tokens from the prompt's length, output tokens
+from the training data's mean per model. Served routes used to price every request that way,
+which loses what the per-prompt estimate knows (a coding answer is long), so they did not do what
+the evaluation measured (issue 16: 31.1% of gpt-4's cost at 95% of its quality live, 33.3%
+offline); with the router's costs, ``benchmarks/live_offline.py`` finds every decision the same.
+
 λ is unitless: cost enters as a share of the dearest candidate's expected (mean) cost per call,
 so ``tradeoff: 0.1`` means "paying for the dearest model must buy at least 0.1 of quality".
 """
@@ -219,6 +228,17 @@ class Learned(Policy):
         for name, j in self._column.items():
             if not self._names[j] or name in alias:
                 self._names[j] = name
+
+    @staticmethod
+    def prices_needed(router: Router, costs: str | None, aliases: Mapping[str, str]) -> bool:
+        """Whether a route prices each request from the configured prices (``costs: prices``)
+        rather than by the router's per-prompt cost estimates (``costs: router``). Unset: the
+        router's, as ``switchman eval`` measures them, when it learned costs in USD and every model
+        goes by the router's own name; else the prices (an alias is another model, or the same
+        one at another price)."""
+        if costs is not None:
+            return costs == "prices"
+        return router.cost_unit != "usd" or bool(aliases)
 
     def plan(self, req: ChatRequest, ctx: RouteContext) -> Plan:
         if self.pacer is not None:  # budget pacing steers the price of cost (routing/pacing.py)

@@ -34,7 +34,7 @@ def live(po, path: str, kind: str, error) -> tuple:
 
 def bandit(po, path: str, error) -> tuple:
     """``bandit``: models, priors (``quality``), ``tradeoff`` (λ per USD), ``explore``, ``prior``
-    (the weight of a prior, in observations), ``context_tag``."""
+    (the weight of a prior, in observations), ``context_tag``, ``router`` (per-prompt priors), ``seed`` (of the draws)."""
     models = po.names("models")
     if len(models) < 2:
         raise error(f"{path}.models", "a bandit needs at least two models to choose between")
@@ -51,7 +51,7 @@ def bandit(po, path: str, error) -> tuple:
     return "bandit", models, (), PolicySpec(
         "bandit", models, tradeoff=tradeoff, quality=tuple((m, float(x)) for m, x in q.items()),
         explore=0.05 if explore is None else explore, prior=po.positive("prior", float, 10.0),
-        context_tag=po.get("context_tag", str))
+        context_tag=po.get("context_tag", str), router=po.get("router", str), seed=po.get("seed", int))
 
 
 def _share(po, error, key: str) -> float | None:
