@@ -51,7 +51,7 @@ _ENTRY_KEYS = frozenset(
     {
         "id", "vendor", "host", "input", "output", "cached_input", "cache_write", "cache_write_1h",
         "min_cache_tokens", "context_window", "max_output", "vision", "aliases", "long_context", "source", "note",
-        "mode",
+        "mode", "api",
     }
 )
 _TIER_KEYS = frozenset({"above", "input", "output", "cached_input", "cache_write", "cache_write_1h"})
@@ -82,6 +82,7 @@ class CatalogEntry:
     source: str = ""  # where the figures came from
     min_cache_tokens: int | None = None  # the shortest prefix the vendor's prompt cache takes
     mode: str = "chat"  # chat | embedding: what the model does (an embedding model makes no chat answers)
+    api: str = "chat"  # chat | responses: OpenAI models served only by the Responses API say so
 
 
 @dataclass(frozen=True, slots=True)
@@ -165,7 +166,14 @@ def _entry(item: dict) -> CatalogEntry:
         source=_required_str(item, "source", where),
         min_cache_tokens=_optional_int(item.get("min_cache_tokens"), f"{where}: min_cache_tokens"),
         mode=_mode(item.get("mode", "chat"), where),
+        api=_api(item.get("api", "chat"), where),
     )
+
+
+def _api(v: object, where: str) -> str:
+    if v not in ("chat", "responses"):
+        raise ValueError(f"{where}: api must be chat or responses, not {v!r}")
+    return v  # type: ignore[return-value]
 
 
 def _mode(v: object, where: str) -> str:

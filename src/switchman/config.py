@@ -83,6 +83,12 @@ class ModelSpec:
     fallbacks: tuple[str, ...] = ()
     priced_by: str = "config"  # config | catalog | unknown
     prompt_cache: str = "auto"  # auto: ask the provider to cache a long repeated prefix (Anthropic, OpenAI) | off
+    api: str = "chat"  # chat | responses: an OpenAI-wire model reached through OpenAI's Responses API
+
+    @property
+    def wire(self) -> str:
+        """The adapter for this model's chat calls: its provider's wire, or ``responses``."""
+        return "responses" if self.api == "responses" else self.provider.wire
 
     def output_cap(self, requested: int | None) -> int:
         """The output tokens a call may produce, sent upstream as its cap and reserved by budgets

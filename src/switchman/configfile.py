@@ -342,7 +342,7 @@ def _provider(doc: _Doc, path: str, name: str, v: Any) -> ProviderSpec:
 
 def _model(doc: _Doc, path: str, v: Any, providers: dict[str, ProviderSpec], default_output: int = 4096) -> ModelSpec:
     o = _Obj(doc, path, v, ("name", "provider", "model", "price", "context_window", "max_output", "vision",
-                            "limits", "timeout", "fallbacks", "prompt_cache"), ("name", "provider"))
+                            "limits", "timeout", "fallbacks", "prompt_cache", "api"), ("name", "provider"))
     prompt_cache = o.get("prompt_cache", (str, bool), "auto")
     if isinstance(prompt_cache, bool):  # YAML reads a bare off / on as a boolean
         prompt_cache = "auto" if prompt_cache else "off"
@@ -366,6 +366,7 @@ def _model(doc: _Doc, path: str, v: Any, providers: dict[str, ProviderSpec], def
     else:
         raise doc.error(path, f"no price for '{upstream}' in the built-in catalog: give price: {{input, output}} "
                               "(USD per 1M tokens; 0 for a free local model)")
+    api = _api(doc, path, o.get("api", str), providers[pname], entry)
     lo = _Obj(doc, f"{path}.limits", o.get("limits", dict, {}), ("rpm", "tpm", "concurrency", "queue"))
     to = _Obj(doc, f"{path}.timeout", o.get("timeout", dict, {}), ("total", "first_token", "connect"))
     return ModelSpec(
@@ -384,7 +385,23 @@ def _model(doc: _Doc, path: str, v: Any, providers: dict[str, ProviderSpec], def
         priced_by=priced_by,
         default_output=default_output,
         prompt_cache=prompt_cache,
+        api=api,
     )
+
+
+def _api(doc: _Doc, path: str, v: str | None, provider: ProviderSpec, entry) -> str:
+    """``api: chat | responses``: which OpenAI API a model is reached through. Unset, a model the
+    catalog knows as Responses-only (``gpt-5.5-pro``) takes ``responses`` at OpenAI and Azure, and
+    everything else ``chat``, the API every OpenAI-compatible server speaks."""
+    if v is None:
+        native = provider.kind in ("openai", "azure") and entry is not None and entry.api == "responses"
+        return "responses" if native else "chat"
+    if v not in ("chat", "responses"):
+        raise doc.error(f"{path}.api", f"must be chat or responses, not '{v}'")
+    if v == "responses" and provider.wire != "openai":
+        raise doc.error(f"{path}.api", f"the Responses API is OpenAI's: provider '{provider.name}' speaks the "
+                                       f"{provider.wire} API")
+    return v
 
 
 _ROUTE_KEYS = ("name", "policy", "fallbacks", "hedge", "fallback_on", "stream", "degrade", "escalate",

@@ -483,7 +483,7 @@ class Executor:
         """The vendor's own count of ``req``'s input tokens at ``model`` (``count_tokens``,
         ``countTokens``); None where its API has none, or the call failed: then the caller counts
         locally. A count is free and changes no state, so it takes no retries, breakers or ledger."""
-        adapter = adapter_for(model.provider.wire)
+        adapter = adapter_for(model.wire)
         try:
             call = adapter.count_call(req, model)
         except ClientError:

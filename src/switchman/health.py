@@ -57,7 +57,7 @@ class HealthChecker:
         return back
 
     async def probe(self, model: ModelSpec) -> bool:
-        adapter = adapter_for(model.provider.wire)
+        adapter = adapter_for(model.wire)
         call = adapter.build(probe_request(model), model)
         loop = asyncio.get_running_loop()
         deadline = loop.time() + min(_PROBE_TIMEOUT, model.timeout.total)

@@ -20,6 +20,7 @@ _REGISTRY = {
     "gemini": ("switchman.adapters.gemini", "GeminiAdapter"),
 }
 WIRES = tuple(_REGISTRY)
+_REGISTRY["responses"] = ("switchman.adapters.responses", "ResponsesAdapter")  # a model's ``api: responses``
 _REGISTRY.update({  # the embeddings API of each wire
     "embed-openai": ("switchman.adapters.embeddings", "OpenAIEmbeddings"),
     "embed-anthropic": ("switchman.adapters.embeddings", "NoEmbeddings"),
@@ -35,6 +36,6 @@ def adapter_for(wire: str) -> Adapter:
 
 
 def adapter_of(req: ChatRequest, model: ModelSpec) -> Adapter:
-    """The codec for ``req`` at ``model``: its provider's wire, or that wire's embeddings API."""
-    wire = model.provider.wire
-    return adapter_for(wire if req.embedding is None else "embed-" + wire)
+    """The codec for ``req`` at ``model``: its own API (``ModelSpec.wire``), or its provider's
+    embeddings API."""
+    return adapter_for(model.wire if req.embedding is None else "embed-" + model.provider.wire)

@@ -72,6 +72,9 @@ def instance(schema: Any, root: Any = None, depth: int = 0) -> Any:
 
 def answer_schema(body: dict, wire: str) -> tuple[bool, Any]:
     """(JSON asked for, its schema or None) of a request body on ``wire``."""
+    if wire == "responses":
+        fmt = (body.get("text") or {}).get("format") or {}
+        return fmt.get("type") in ("json_schema", "json_object"), fmt.get("schema")
     if wire in ("openai", "azure"):
         rf = body.get("response_format") or {}
         if rf.get("type") == "json_schema":
@@ -87,6 +90,10 @@ def answer_schema(body: dict, wire: str) -> tuple[bool, Any]:
 
 def after_tool_result(body: dict, wire: str) -> bool:
     """Whether the conversation's last turn is a tool's result (so the model should now answer)."""
+    if wire == "responses":
+        items = body.get("input")
+        return isinstance(items, list) and bool(items) and isinstance(items[-1], dict) and \
+            items[-1].get("type") == "function_call_output"
     if wire in ("openai", "azure"):
         msgs = body.get("messages") or []
         return bool(msgs) and isinstance(msgs[-1], dict) and msgs[-1].get("role") == "tool"
@@ -102,6 +109,9 @@ def after_tool_result(body: dict, wire: str) -> bool:
 
 def forced(body: dict, wire: str) -> bool:
     """Whether the request obliges the model to call a tool."""
+    if wire == "responses":
+        c = body.get("tool_choice")
+        return c == "required" or isinstance(c, dict)
     if wire in ("openai", "azure"):
         c = body.get("tool_choice")
         return c == "required" or isinstance(c, dict)
@@ -112,6 +122,11 @@ def forced(body: dict, wire: str) -> bool:
 
 def tool_schema(body: dict, wire: str, name: str) -> Any:
     """The parameter schema of the tool called ``name`` in a request body."""
+    if wire == "responses":
+        for t in body.get("tools") or ():
+            if isinstance(t, dict) and t.get("type") == "function" and t.get("name") == name:
+                return t.get("parameters")
+        return None
     if wire in ("openai", "azure"):
         for t in body.get("tools") or ():
             fn = (t or {}).get("function") or {}

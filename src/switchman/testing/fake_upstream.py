@@ -53,6 +53,7 @@ import orjson
 from ..http.server import HttpServer, Request, Response, StreamingResponse
 from . import behave, embed_wire
 from .prompt_cache import CacheUse, PromptCaches
+from .responses_wire import ResponsesWire
 from .wires import CONTEXT_LENGTH, Answer, AnthropicWire, BadRequest, Call, GeminiWire, OpenAIWire, Wire
 
 _ECHO_LIMIT = 200  # characters of the prompt the default reply echoes
@@ -176,7 +177,8 @@ _OPENAI = OpenAIWire()
 _AZURE = OpenAIWire(azure=True)
 _ANTHROPIC = AnthropicWire()
 _GEMINI = GeminiWire()
-_EXACT = {"/v1/chat/completions": _OPENAI, "/v1/messages": _ANTHROPIC}
+_RESPONSES = ResponsesWire()
+_EXACT = {"/v1/chat/completions": _OPENAI, "/v1/messages": _ANTHROPIC, "/v1/responses": _RESPONSES}
 _JSON = "application/json"
 
 
@@ -274,10 +276,10 @@ class FakeUpstream:
         return None
 
     def _count(self, req: Request) -> Response:
-        """Anthropic's ``count_tokens`` and Gemini's ``countTokens``: the input tokens the same
+        """Anthropic's ``count_tokens``, OpenAI's ``responses/input_tokens`` and Gemini's ``countTokens``: the input tokens the same
         request would be billed (the fake's own count), recorded like any request."""
         gemini = req.path.endswith(":countTokens")
-        wire = _GEMINI if gemini else _ANTHROPIC
+        wire = _GEMINI if gemini else _RESPONSES if req.path.startswith("/v1/responses") else _ANTHROPIC
         rec = RecordedRequest(wire.name, req.method, req.path, req.query, req.headers, req.body, None,
                               api_key=wire.credential(req.headers, req.query))
         self.requests.append(rec)
@@ -286,6 +288,8 @@ class FakeUpstream:
             if gemini:
                 model = req.path.partition("/models/")[2].partition(":")[0]
                 call = wire.read(d["generateContentRequest"], model, False, req.query)
+            elif wire is _RESPONSES:
+                call = wire.read(d, None, False, req.query)
             else:
                 call = wire.read({**d, "max_tokens": 1}, None, False, req.query)
         except (orjson.JSONDecodeError, KeyError, TypeError) as e:
@@ -293,6 +297,9 @@ class FakeUpstream:
         except BadRequest as e:
             return self._error(wire.bad_request(e))
         n = _ceil4(call.prompt_chars)
+        if wire is _RESPONSES:
+            return Response(200, orjson.dumps({"object": "response.input_tokens", "input_tokens": n}),
+                            {"content-type": _JSON})
         return Response(200, orjson.dumps({"totalTokens": n} if gemini else {"input_tokens": n}),
                         {"content-type": _JSON})
 
@@ -332,7 +339,8 @@ class FakeUpstream:
         return Response(200, body, {"content-type": _JSON, **self._ids(wire)})
 
     async def _handle(self, req: Request) -> Response | StreamingResponse:
-        if req.method == "POST" and (req.path == "/v1/messages/count_tokens" or req.path.endswith(":countTokens")):
+        if req.method == "POST" and (req.path in ("/v1/messages/count_tokens", "/v1/responses/input_tokens")
+                                     or req.path.endswith(":countTokens")):
             return self._count(req)
         if req.method == "POST" and (req.path == "/v1/embeddings" or req.path.endswith(
                 (":embedContent", ":batchEmbedContents"))):
@@ -489,6 +497,7 @@ class FakeUpstream:
             cache_write_1h=use.write_1h,
             include_usage=call.include_usage, sse=call.sse,
             logprob=spec.logprob if call.logprobs and not tool else None, usage_override=spec.usage,
+            searches=call.searches,
         )
 
     async def _stream(self, req: Request, wire: Wire, a: Answer, spec: FakeModel, st: ModelStats,

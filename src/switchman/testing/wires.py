@@ -45,6 +45,7 @@ class Call:
     include_usage: bool = False  # OpenAI: ``stream_options.include_usage``
     sse: bool = True  # Gemini: ``alt=sse``; without it a stream is one JSON array sent piece by piece
     logprobs: bool = True  # OpenAI: ``logprobs: true`` asked for them (the other wires: always sent)
+    searches: bool = False  # Responses: a ``web_search`` built-in tool is offered (the answer runs it)
 
 
 @dataclass(slots=True)
@@ -68,6 +69,7 @@ class Answer:
     sse: bool
     logprob: float | None = None  # mean token logprob to report (OpenAI: only when asked)
     usage_override: dict | None = None  # ``FakeModel.usage``: laid over the reported usage
+    searches: bool = False  # Responses: the answer begins with a ``web_search_call`` item
 
     @property
     def text(self) -> str:
