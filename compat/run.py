@@ -6,7 +6,7 @@ Creates the virtual environments of ``compat/requirements.txt`` (``compat/.venv`
 ``# [name]`` section) if missing, installs switchman and then each pinned package one by one, starts
 ``switchman demo`` on a free loopback port, runs each client scenario (``compat/clients/*.py``) in its
 own subprocess, prints a pass/fail matrix (rows: clients; columns: plain, stream, tools, structured,
-async; each cell: how many of the three demo models, one per upstream wire API, passed) and writes it
+async; each cell: how many of the four demo models, one per upstream wire API, passed) and writes it
 to ``compat/RESULTS.md``. Exits non-zero if any cell fails.
 """
 
@@ -28,7 +28,8 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 COLUMNS = ("plain", "stream", "tools", "structured", "async")
-PROVIDERS = {"openai": "gpt-4o-mini", "anthropic": "claude-haiku-4-5", "gemini": "gemini-2.5-pro"}
+PROVIDERS = {"openai": "gpt-4o-mini", "anthropic": "claude-haiku-4-5", "gemini": "gemini-2.5-pro",
+             "responses": "gpt-5.5-pro"}
 # client scenario -> the environment (requirements.txt section) it runs in, in matrix order
 CLIENTS = {
     "openai_sdk": "main", "anthropic_sdk": "main", "google_genai_sdk": "main", "openai_agents": "main",
@@ -224,7 +225,7 @@ def render_md(m: Matrix, versions: dict[str, dict[str, str]], envs: dict[str, En
         "# Real-client conformance", "",
         f"{datetime.date.today().isoformat()}, `{cmd}` ({secs:.0f}s): {ok} passed, {bad} failed"
         + (f" ({known} of them known gateway bugs, in the notes)" if known else "") + ".", "",
-        "Each cell: how many of the demo fleet's three models passed, one per upstream wire API: "
+        "Each cell: how many of the demo fleet's four models passed, one per upstream wire API: "
         + ", ".join(f"`{m_}` ({p})" for p, m_ in PROVIDERS.items()) + ". The gateway is `switchman demo`.", "",
         "| client | " + " | ".join(COLUMNS) + " |", "|" + "---|" * (len(COLUMNS) + 1),
         *("| " + " | ".join(r) + " |" for r in t), "",

@@ -202,3 +202,24 @@ routes:
     assert r.returncode == 0, r.stderr
     assert "arms: control=a, candidate=b; ramp 5% -> 50% -> 100%" in r.stdout
     assert "prefer: headroom" in r.stdout and "prompt cache ttl 1h" in r.stdout
+
+
+def test_check_shows_the_bandits_settings_and_which_api_a_model_is_reached_by(tmp_path):
+    cfg = tmp_path / "s.yaml"
+    cfg.write_text("""\
+providers:
+  oa: {kind: openai, api_key: k}
+models:
+  - {name: a, provider: oa, model: gpt-4o-mini}
+  - {name: pro, provider: oa, model: gpt-5.5-pro}
+routes:
+  - {name: b, policy: {kind: bandit, models: [a, pro], quality: {a: 0.7, pro: 0.9}, tradeoff: 20, seed: 7,
+                       context_tag: task}}
+""")
+    r = run("check", "--config", str(cfg))
+    assert r.returncode == 0, r.stderr
+    assert "bandit: tradeoff 20, explore 0.05, prior weight 10 (quality a=0.7, pro=0.9); learns per tag 'task'; " \
+           "seed 7" in r.stdout
+    line = next(x for x in r.stdout.splitlines() if x.strip().startswith("pro "))
+    assert line.endswith("via the Responses API")
+    assert not next(x for x in r.stdout.splitlines() if x.strip().startswith("a ")).endswith("Responses API")

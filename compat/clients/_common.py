@@ -18,8 +18,9 @@ from collections.abc import Callable
 
 from pydantic import BaseModel  # every client library here depends on pydantic
 
-# The demo fleet's three models, one per upstream wire API (switchman/demo.py).
-PROVIDERS = {"openai": "gpt-4o-mini", "anthropic": "claude-haiku-4-5", "gemini": "gemini-2.5-pro"}
+# The demo fleet's four chat models, one per upstream wire API (switchman/demo.py).
+PROVIDERS = {"openai": "gpt-4o-mini", "anthropic": "claude-haiku-4-5", "gemini": "gemini-2.5-pro",
+             "responses": "gpt-5.5-pro"}
 COLUMNS = ("plain", "stream", "tools", "structured", "async")
 KEY = "compat-key"  # the demo gateway has no keys configured: any key goes
 CELL_TIMEOUT = float(os.environ.get("COMPAT_CELL_TIMEOUT", "30"))

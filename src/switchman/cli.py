@@ -35,8 +35,9 @@ def cmd_check(a: argparse.Namespace) -> int:
         cached = pr.cached_input if pr.cached_input is not None else pr.input
         ctx = f"{m.context_window:,}" if m.context_window else "?"
         fb = f"  fallbacks: {', '.join(m.fallbacks)}" if m.fallbacks else ""
+        api = "  via the Responses API" if m.api == "responses" else ""
         print(f"  {m.name:<22} {m.provider.name}/{m.upstream:<28} {pr.input:>8} / {pr.output:>8} / {cached:>8}"
-              f"  ctx {ctx:>9}  ({m.priced_by}){fb}")
+              f"  ctx {ctx:>9}  ({m.priced_by}){fb}{api}")
     print(f"\nroutes ({len(cfg.routes)})")
     for r in cfg.routes.values():
         if r.policy == "weighted":
@@ -77,7 +78,15 @@ def _policy_lines(p) -> list[str]:
         bar = f"min_quality {p.min_quality:g}" if p.min_quality is not None else f"tradeoff {p.tradeoff:g}"
         src = (f"router {p.router} (task from tag '{p.task_tag}')" if p.router
                else "quality " + ", ".join(f"{m}={q:g}" for m, q in p.quality))
-        out.append(f"{p.kind}: {bar}; {src}")
+        costs = f"; costs from {p.costs or 'the router, else prices'}" if p.kind == "learned" else ""
+        out.append(f"{p.kind}: {bar}; {src}{costs}")
+    if p.kind == "bandit":
+        prior = (f"router {p.router}" if p.router else
+                 "quality " + ", ".join(f"{m}={q:g}" for m, q in p.quality) if p.quality else "no prior")
+        ctx = f"; learns per tag '{p.context_tag}'" if p.context_tag else ""
+        seed = f"; seed {p.seed}" if p.seed is not None else ""
+        out.append(f"bandit: tradeoff {p.tradeoff if p.tradeoff is not None else 0:g}, explore {p.explore:g}, "
+                   f"prior weight {p.prior:g} ({prior}){ctx}{seed}")
     for i, r in enumerate((*p.rules, *([p.default] if p.default else []))):
         cond = ", ".join(f"{c}={getattr(v, 'pattern', v)}" for c, v in r.when) or "otherwise"
         out.append(f"{r.label}: {cond} -> {'route ' if r.route else ''}{r.to}")

@@ -1,6 +1,7 @@
 """``switchman demo``: the gateway over a simulated fleet on loopback, no keys needed.
 
-Four fake upstream models speak the three wire APIs (a cheap fast one, a mid one, a frontier one,
+Five fake chat models speak the four wire APIs (a cheap fast one on OpenAI's Chat Completions, a
+mid one on Anthropic's, a frontier one on Gemini's, a Responses-only one on OpenAI's Responses API,
 and a flaky one that fails half the time), priced from the built-in catalog. The demo sends a few
 sample requests through the gateway, prints which model answered, why, and at what cost, then
 keeps serving so a newcomer can point the ``openai`` or ``anthropic`` SDK at it. A ledger in a temp
@@ -36,6 +37,7 @@ _FLEET = (
     ("gpt-4o-mini", "gpt-4o-mini", "openai"),
     ("claude-haiku-4-5", "claude-haiku-4-5", "anthropic"),
     ("gemini-2.5-pro", "gemini-2.5-pro", "gemini"),
+    ("gpt-5.5-pro", "gpt-5.5-pro", "openai"),  # through the Responses API, as the catalog marks it
     ("flaky-llama", "flaky-llama", "openai"),
     ("text-embedding-3-small", "text-embedding-3-small", "openai"),  # POST /v1/embeddings
     ("gemini-embedding-001", "gemini-embedding-001", "gemini"),
@@ -58,6 +60,7 @@ def demo_config(fake: FakeUpstream, port: int, host: str = "127.0.0.1") -> Confi
             name=name, provider=providers[kind], upstream=upstream,
             price=e.price if e else _FLAKY_PRICE, context_window=e.context_window if e else 32_000,
             max_output=e.max_output if e else 4096, priced_by="catalog" if e else "config",
+            api=e.api if e else "chat",
         )
     routes = {
         # Cheapest first: the flaky self-hosted model, then the cheap API model, then up.
@@ -114,8 +117,9 @@ async def _run(port: int, exit_after: bool, host: str) -> int:
     server = HttpServer(App(gw, meter), limits=config.server.limits)
     actual = await server.start(host, port)
     base = f"http://{host}:{actual}"
-    print(f"switchman demo: gateway on {base} over 6 simulated models "
+    print(f"switchman demo: gateway on {base} over 7 simulated models "
           f"(gpt-4o-mini via OpenAI wire, claude-haiku-4-5 via Anthropic, gemini-2.5-pro via Gemini, "
+          f"gpt-5.5-pro via OpenAI's Responses API, "
           f"flaky-llama failing half the time; text-embedding-3-small and gemini-embedding-001 for embeddings); "
           f"routes: auto, best, split, smart (rules, then a cascade)")
     await _samples(meter)

@@ -454,7 +454,7 @@ def test_command_line_prints_ready_and_serves():
 
 async def test_demo_fleet_names_the_answering_model_and_the_flaky_one_fails_half():
     models = demo_models()
-    assert set(models) == {"gpt-4o-mini", "claude-haiku-4-5", "gemini-2.5-pro", "flaky-llama",
+    assert set(models) == {"gpt-4o-mini", "claude-haiku-4-5", "gemini-2.5-pro", "gpt-5.5-pro", "flaky-llama",
                            "text-embedding-3-small", "gemini-embedding-001"}
     for m in models.values():  # no waiting in this test
         m.latency = m.ttft = m.inter_token = 0

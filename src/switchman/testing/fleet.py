@@ -1,7 +1,8 @@
-"""The simulated fleet ``switchman demo`` runs on: four upstream models on one fake upstream.
+"""The simulated fleet ``switchman demo`` runs on: five chat models on one fake upstream.
 
 A cheap fast model (served on the OpenAI wire), a mid one (Anthropic wire), a frontier one (Gemini
-wire) and a flaky self-hosted one (OpenAI wire) that fails half its requests with 503. Their
+wire), one served by OpenAI's Responses API only, and a flaky self-hosted one (OpenAI wire) that
+fails half its requests with 503. Their
 latencies are in the proportions of the real ones, and each reply says which model wrote it, so a
 newcomer watching the demo sees routing and fallback at work. Which wire a model is reached by is
 the gateway's config (``demo.py``); the fake serves every model on every wire.
@@ -58,6 +59,13 @@ def demo_models() -> dict[str, FakeModel]:
             reply=_reply("gemini-2.5-pro here, the frontier model.",
                          f"A thorough, step-by-step answer would go here: the kind worth paying more for on "
                          f"hard questions. {_SIMULATED}"),
+            latency=0.200, ttft=0.120, inter_token=0.016, chunks=6, behave=True,
+        ),
+        # ~400 ms, served on OpenAI's Responses API only (the catalog says so: demo.py reaches it there).
+        "gpt-5.5-pro": FakeModel(
+            reply=_reply("gpt-5.5-pro here, the Responses-API-only model.",
+                         f"A deliberate answer would go here; built-in tools such as web search reach this model "
+                         f"when a Responses client offers them. {_SIMULATED}"),
             latency=0.200, ttft=0.120, inter_token=0.016, chunks=6, behave=True,
         ),
         # Fails half its requests with 503 (deterministically, from the fake's seeded RNG).
