@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import math
 import random
 import shlex
 import statistics
@@ -186,6 +187,23 @@ def canary(bad: bool, runs: int = 200) -> dict:
             "candidate_before_rollback_max": max(before) if before else None}
 
 
+def canary_bound(n: int = 499, p0: float = 0.02, p1: float = 0.06, runs: int = 200) -> dict:
+    """What any test can do at most: one look after ``n`` candidate requests, control's error rate
+    known exactly, rejecting when the candidate's errors reach the least count whose chance under
+    "no worse" is within the false-alarm budget (Neyman-Pearson: the most powerful test of that
+    size). Per budget: the share of 3x candidates it misses, and the chance that all ``runs`` are
+    caught. Exact binomial sums."""
+    def tail(p: float, c: int) -> float:
+        return sum(math.comb(n, k) * p ** k * (1 - p) ** (n - k) for k in range(c, n + 1))
+
+    out = {}
+    for alpha in (0.05, 0.02):  # the whole budget; the share errors get in the experiment (40% of 5%)
+        c = next(c for c in range(n + 1) if tail(p0, c) <= alpha)
+        miss = 1 - tail(p1, c)
+        out[alpha] = {"errors_at_least": c, "miss": miss, "all_caught": (1 - miss) ** runs}
+    return out
+
+
 def sticky(split: tuple[float, float], subjects: int = 10_000) -> dict:
     e = Experiment("s", ExperimentSpec(arms=(("a", "x"), ("b", "y")), split=split), None, frozenset())
     ctx = RouteContext({})
@@ -230,7 +248,8 @@ async def main() -> None:
     lb = await least_busy()
     print("least-busy", lb, flush=True)
     bad, same = canary(True), canary(False)
-    print("canary bad", bad, "\ncanary same", same, flush=True)
+    bound = canary_bound()
+    print("canary bad", bad, "\ncanary same", same, "\nbound", bound, flush=True)
     st = [sticky((90.0, 10.0)), sticky((50.0, 50.0))]
     print("sticky", st, flush=True)
     dt_ = decision_times()
@@ -254,6 +273,11 @@ async def main() -> None:
         f"requests before it p50 {bad['candidate_before_rollback_p50']:g}, p95 {bad['candidate_before_rollback_p95']}, "
         f"max {bad['candidate_before_rollback_max']} {ok(bad['under_500'] == bad['runs'])} | "
         "rolled back before 500 candidate requests |",
+        f"| the most any test can do: one look at 499 candidate requests, control's 2% known, rolling back "
+        f"at {bound[0.05]['errors_at_least']}+ errors (5% false alarms) or {bound[0.02]['errors_at_least']}+ (2%, "
+        f"the share errors get here) | misses {bound[0.05]['miss']:.2%} / {bound[0.02]['miss']:.2%} of 3x "
+        f"candidates: all {bad['runs']} caught with probability {bound[0.05]['all_caught']:.0%} / "
+        f"{bound[0.02]['all_caught']:.0%} | (bound, not a target) |",
         f"| canary, candidate no worse, {same['runs']} rollouts | reached 100% in {same['reached_100']}; rolled back "
         f"(false alarms) in {same['rolled_back']} ({same['rolled_back'] / same['runs']:.1%}) "
         f"{ok(same['rolled_back'] / same['runs'] <= 0.05)} | reaches 100%; false alarms ≤ alpha 5% |",
