@@ -445,16 +445,18 @@ def _prefer(doc: _Doc, path: str, o: _Obj) -> str | None:
 
 def _pace(doc: _Doc, path: str, v: dict | None, kind: str, spec: PolicySpec | None):
     """``pace: {usd: 50, per: day, controller: multiplicative|pid, interval: 60}``: on a policy with
-    a price of cost to steer (a bandit, a learned policy with a tradeoff, or a cascade starting by one)."""
+    a price of cost or a quality bar to steer (a bandit, cheapest, a learned policy with a tradeoff,
+    or a cascade starting by one)."""
     if v is None:
         return None
     from .routing.pacing import PERIODS, PaceSpec
 
     steered = spec.start if kind == "cascade" and spec is not None and spec.start is not None else spec
-    if kind != "bandit" and not (steered is not None and steered.kind in ("bandit", "learned")
-                                 and (steered.kind == "bandit" or steered.tradeoff is not None)):
-        raise doc.error(path, f"pacing steers a price of cost: a bandit, a learned policy with a tradeoff, or a "
-                              f"cascade starting by one; not '{kind}'")
+    if kind not in ("bandit", "cheapest") and not (
+            steered is not None and steered.kind in ("bandit", "learned", "cheapest")
+            and (steered.kind != "learned" or steered.tradeoff is not None)):
+        raise doc.error(path, f"pacing steers a price of cost or a quality bar: a bandit, cheapest, a learned policy "
+                              f"with a tradeoff, or a cascade starting by one; not '{kind}'")
     po = _Obj(doc, path, v, ("usd", "per", "controller", "interval"), ("usd", "per"))
     per = po.get("per", str)
     if per not in PERIODS:

@@ -354,13 +354,14 @@ class Gateway:
         calls in flight and bandit posteriors with the other workers."""
         self.health.start()
         st = self.config.accounting.state if self.config.accounting is not None else None
-        uses = any(t.spec.policy in ("least-busy", "bandit", "experiment") for t in self._targets.values())
+        uses = self._pacers or any(t.spec.policy in ("least-busy", "bandit", "experiment")
+                                   for t in self._targets.values())
         if st is not None and st.backend == "redis" and uses and self.shared is None:
             from .routing.shared import SharedState
 
             bandits = {n: t.policy for n, t in self._targets.items() if t.spec.policy == "bandit"}
             self.shared = SharedState(st.url, st.prefix, self.executor.live, bandits, timeout=st.timeout,
-                                      experiments=self.experiments)
+                                      experiments=self.experiments, pacers=self._pacers)
             self.shared.start()
 
     async def close(self) -> None:

@@ -23,6 +23,7 @@ COST = {"dear": 0.02, "cheap": 0.001}
 QUALITY = {"dear": 0.9, "cheap": 0.7}
 DAY = 86400
 STEP = 60
+MIDNIGHT = 1_796_342_400  # 2026-12-04 00:00 UTC: pacing windows are the calendar's
 
 
 def arrivals(t: float) -> int:
@@ -31,9 +32,9 @@ def arrivals(t: float) -> int:
 
 
 def paced_day(controller: str, days: int = 1) -> list[tuple[float, float]]:
-    clock = VirtualClock()
+    clock = VirtualClock(MIDNIGHT)
     b = Bandit(("dear", "cheap"), QUALITY, explore=0.0, prior=200, rng=random.Random(1))
-    b.pacer = Pacer(PaceSpec(50.0, "day", controller), clock, start_tradeoff=1.0)
+    b.pacer = Pacer(PaceSpec(50.0, "day", controller), clock, start_tradeoff=1.0, wall=clock.now)
     ctx = RouteContext(models={})
     out = []
     for _ in range(days):
@@ -75,9 +76,9 @@ def test_a_day_of_varying_traffic_ends_on_budget(controller):
 
 
 def test_the_reason_says_where_the_pace_stands():
-    clock = VirtualClock()
+    clock = VirtualClock(MIDNIGHT)
     b = Bandit(("dear", "cheap"), QUALITY, rng=random.Random(2))
-    b.pacer = Pacer(PaceSpec(50.0, "day"), clock)
+    b.pacer = Pacer(PaceSpec(50.0, "day"), clock, wall=clock.now)
     clock.advance(DAY / 2)
     b.pacer.spend(30.0)
     assert "pace: lambda=" in b.plan(REQ, RouteContext(models={})).reason and "$30.0000 spent of $25.0000 planned" in \
@@ -135,9 +136,9 @@ def test_pacing_steers_a_learned_router_too(tmp_path):
     from .test_policies import _router_file
 
     router = Router.load(_router_file(tmp_path))
-    clock = VirtualClock()
+    clock = VirtualClock(MIDNIGHT)
     pol = Learned(router, tradeoff=0.0)
-    pol.pacer = Pacer(PaceSpec(50.0, "day"), clock, start_tradeoff=1.0)
+    pol.pacer = Pacer(PaceSpec(50.0, "day"), clock, start_tradeoff=1.0, wall=clock.now)
     cost = {"small-model": 0.001, "dear": 0.01}
     prompts = [ChatRequest(model="r", messages=[Message(Role.USER, [TextPart(t)])]) for t in (
         "compute 12 times 7", "write a poem about the sea", "compute 3 times 9", "a poem of dogs and cats")]
@@ -165,3 +166,71 @@ routes: [{{name: r, policy: {policy}, pace: {{usd: 5, per: day}}}}]
     with pytest.raises(ConfigError) as e:
         configfile.loads(base.format(policy="{kind: weighted, models: {a: 1, b: 1}}"), file="s.yaml", env={})
     assert "a learned policy with a tradeoff" in str(e.value)
+
+
+def test_windows_are_the_calendars_so_a_pacer_started_mid_day_plans_for_what_is_left():
+    clock = VirtualClock(MIDNIGHT + 15 * 3600)  # a gateway started at 15:00 UTC
+    p = Pacer(PaceSpec(48.0, "day"), clock, wall=clock.now)
+    assert p.planned() == pytest.approx(30.0)  # 15 of 24 hours of $48 are behind us
+    clock.advance(9 * 3600 + 60)  # past midnight: a new day, planned from zero again
+    p.spend(1.0)
+    assert p.window_start == MIDNIGHT + DAY and p.spent == 1.0 and p.planned() == pytest.approx(48 / 1440)
+    hourly = Pacer(PaceSpec(1.0, "hour"), clock, wall=clock.now)
+    assert hourly.window_end - hourly.window_start == 3600 and hourly.window_start % 3600 == 0
+
+
+def test_a_paced_cheapest_route_moves_its_quality_bar_and_ends_the_day_on_budget():
+    from switchman.routing.cheapest import Cheapest
+    from switchman.config import ModelSpec, Price, ProviderSpec
+    from decimal import Decimal
+
+    prov = ProviderSpec("p", "openai", "openai", "http://x")
+    models = {"dear": ModelSpec("dear", prov, "dear", Price(Decimal(0), Decimal(20000))),  # $0.02 a token
+              "cheap": ModelSpec("cheap", prov, "cheap", Price(Decimal(0), Decimal(1000)))}
+    clock = VirtualClock(MIDNIGHT)
+    pol = Cheapest(("dear", "cheap"), min_quality=0.8, quality=QUALITY, output_tokens=1)
+    pol.pacer = Pacer(PaceSpec(50.0, "day"), clock, wall=clock.now)
+    ctx = RouteContext(models)
+    assert pol.plan(REQ, ctx).models[0] == "dear"  # on plan: the configured bar, 0.8, only dear meets
+    spent = quality = n = 0
+    for step in range(DAY // STEP):
+        for _ in range(arrivals(step * STEP)):
+            p = pol.plan(REQ, ctx)
+            m = p.models[0]
+            pol.pacer.spend(COST[m])
+            spent += COST[m]
+            quality += QUALITY[m]
+            n += 1
+        clock.advance(STEP)
+    assert abs(spent - 50) <= 2.5, spent
+    assert quality / n > downgrade_day()[1]
+    assert "pace: lambda=" in p.reason and ", bar " in p.reason
+
+
+async def test_with_redis_every_worker_paces_on_the_sum_of_what_all_spent():
+    import uuid
+
+    redis = pytest.importorskip("redis")
+    from switchman.resilience.live import LiveStats
+    from switchman.routing.shared import SharedState
+
+    prefix = f"sm-test-{uuid.uuid4().hex[:8]}:"
+    clock = VirtualClock(MIDNIGHT + 6 * 3600)
+    one, two = (Pacer(PaceSpec(50.0, "day"), clock, wall=clock.now) for _ in range(2))
+    s1 = SharedState("redis://127.0.0.1:6379/0", prefix, LiveStats(), {}, pacers={"r": one})
+    s2 = SharedState("redis://127.0.0.1:6379/0", prefix, LiveStats(), {}, pacers={"r": two})
+    try:
+        one.spend(4.0)
+        two.spend(6.0)
+        assert await s1.tick() and await s2.tick() and await s1.tick()
+        assert one.spent == two.spent == 10.0
+        again = Pacer(PaceSpec(50.0, "day"), clock, wall=clock.now)  # a worker restarted: it reads the total
+        s3 = SharedState("redis://127.0.0.1:6379/0", prefix, LiveStats(), {}, pacers={"r": again})
+        assert await s3.tick() and again.spent == 10.0
+        await s3.close()
+    finally:
+        await s1.close()
+        await s2.close()
+        r = redis.Redis()
+        for k in r.scan_iter(prefix + "*"):
+            r.delete(k)

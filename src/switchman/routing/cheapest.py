@@ -10,11 +10,16 @@ from the configured prices: the prompt's estimated tokens plus ``output_tokens``
 The plan: the chosen model, then the other models that meet the bar, cheapest first, then the
 rest, best first (so a failure falls back to the next cheapest good-enough model). When no model
 meets the bar, the best one leads, and the reason says so.
+
+With ``pace:`` on the route, the bar moves with the spend (``routing/pacing.py``): its slack below
+1 is scaled by the pacer's λ, so spending ahead of plan lowers it (cheaper models qualify) and
+lagging raises it toward the best model; the reason shows the bar in force and the pace.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import replace
 
 from typing import TYPE_CHECKING
 
@@ -35,6 +40,7 @@ class Cheapest(Policy):
         self.router = router
         self.output_tokens = output_tokens
         self.task_tag = task_tag
+        self.pacer = None  # a route's budget pacing, when it has one: it moves the bar
         alias = dict(aliases or {})
         self._column = {}
         if router is not None:
@@ -51,19 +57,26 @@ class Cheapest(Policy):
         return q
 
     def plan(self, req: ChatRequest, ctx: RouteContext) -> Plan:
+        if self.pacer is None:
+            return self._plan(req, ctx, self.min_quality)
+        bar = self.pacer.bar(self.min_quality)
+        p = self._plan(req, ctx, bar)
+        return replace(p, reason=f"{p.reason}; {self.pacer.reason()}, bar {bar:.2f}")
+
+    def _plan(self, req: ChatRequest, ctx: RouteContext, min_quality: float) -> Plan:
         q = self.expected_quality(req)
         tokens_in = req.estimated_tokens()
         tokens_out = min(self.output_tokens, req.max_tokens or self.output_tokens)
         cost = {m: ctx.models[m].price.cost(tokens_in, tokens_out) for m in self.models if m in ctx.models}
         known = [m for m in cost if m in q]
-        good = sorted((m for m in known if q[m] >= self.min_quality), key=lambda m: (cost[m], -q[m]))
+        good = sorted((m for m in known if q[m] >= min_quality), key=lambda m: (cost[m], -q[m]))
         rest = sorted((m for m in known if m not in good), key=lambda m: -q[m])
         order = (*good, *rest)
         if not order:
             return Plan((), "cheapest:no-candidates")
         pick = order[0]
         if good:
-            why = f"cheapest:{pick} q={q[pick]:.2f}>={self.min_quality:.2f} ${cost[pick]:.6f}"
+            why = f"cheapest:{pick} q={q[pick]:.2f}>={min_quality:.2f} ${cost[pick]:.6f}"
         else:
-            why = f"cheapest:none reaches q>={self.min_quality:.2f}, best {pick} q={q[pick]:.2f}"
+            why = f"cheapest:none reaches q>={min_quality:.2f}, best {pick} q={q[pick]:.2f}"
         return Plan(order, why)

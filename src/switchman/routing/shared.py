@@ -11,6 +11,9 @@ Nothing here is on the request path. A background task, every ``interval`` secon
   totals in Redis (``HINCRBYFLOAT``, so concurrent workers never overwrite each other) and reads
   the totals back: every worker's posterior is the prior plus everything any worker learned, and
   survives restarts;
+- adds what each paced route spent since the last tick to its window's total (``pace:``, one
+  counter per route and UTC window, expiring after two windows) and reads the sum back, so the
+  route is paced on what every worker spent, across restarts;
 - does the same for each experiment's arm figures, adopts the rollout's step, rollback and history,
   and reviews a canary once ``min_requests`` new candidate requests came in anywhere; a decision
   is written by a script that takes it only if the rollout has not moved since it was read, so two
@@ -58,7 +61,7 @@ return 1
 
 class SharedState:
     def __init__(self, url: str, prefix: str, live, bandits: dict, interval: float = 0.1, ttl: float = 3.0,
-                 timeout: float = 0.25, experiments: dict | None = None) -> None:
+                 timeout: float = 0.25, experiments: dict | None = None, pacers: dict | None = None) -> None:
         import redis.asyncio as aioredis
 
         self.r = aioredis.from_url(url, socket_timeout=timeout, socket_connect_timeout=timeout)
@@ -75,6 +78,9 @@ class SharedState:
         self.experiments = experiments or {}  # route name -> Experiment
         for e in self.experiments.values():
             e.pending = {}
+        self.pacers = pacers or {}  # route name -> Pacer
+        for pc in self.pacers.values():
+            pc.pending = 0.0
         self._decide = self.r.register_script(_DECIDE)
 
     def start(self) -> None:
@@ -94,6 +100,8 @@ class SharedState:
                 await self._posteriors(route, b)
             for route, e in self.experiments.items():
                 await self._experiment(route, e)
+            if self.pacers:
+                await self._paced()
         except Exception as e:  # noqa: BLE001 - Redis down: route on local state, and say so
             self._down(e)
             return False
@@ -184,6 +192,26 @@ class SharedState:
             t = totals.setdefault((ctx or None, model), [0.0, 0.0, 0.0, 0.0])
             t["abcn".index(suffix)] += float(v)
         b.apply_shared(totals)
+
+    async def _paced(self) -> None:
+        """Each paced route's spend this window, summed over the workers."""
+        p = self.r.pipeline(transaction=False)
+        sent = []
+        for route, pc in self.pacers.items():
+            pc.tradeoff()  # moves to a new window if one began
+            key = f"{self.prefix}pace:{route}:{pc.label}"
+            add, pc.pending = pc.pending, 0.0
+            sent.append((pc, pc.label, add))
+            p.incrbyfloat(key, add)
+            p.expire(key, int(2 * (pc.window_end - pc.window_start)) + 60)
+        try:
+            got = await p.execute()
+        except Exception:
+            for pc, _, add in sent:  # not added: kept for the next tick
+                pc.pending += add
+            raise
+        for (pc, label, _), total in zip(sent, got[::2]):
+            pc.shared_total(label, float(total))
 
     async def _experiment(self, route: str, e) -> None:
         """Add this worker's arm figures to the shared totals, adopt the rollout's state, and review
