@@ -444,7 +444,7 @@ def _prefer(doc: _Doc, path: str, o: _Obj) -> str | None:
 
 
 def _pace(doc: _Doc, path: str, v: dict | None, kind: str, spec: PolicySpec | None):
-    """``pace: {usd: 50, per: day, controller: multiplicative|pid, interval: 60}``: on a policy with
+    """``pace: {usd: 50, per: day, controller: pid|multiplicative, interval: 60}``: on a policy with
     a price of cost or a quality bar to steer (a bandit, cheapest, a learned policy with a tradeoff,
     or a cascade starting by one)."""
     if v is None:
@@ -461,7 +461,7 @@ def _pace(doc: _Doc, path: str, v: dict | None, kind: str, spec: PolicySpec | No
     per = po.get("per", str)
     if per not in PERIODS:
         raise doc.error(f"{path}.per", f"must be one of {', '.join(PERIODS)}, not '{per}'")
-    controller = po.get("controller", str, "multiplicative")
+    controller = po.get("controller", str, "pid")
     if controller not in ("multiplicative", "pid"):
         raise doc.error(f"{path}.controller", f"must be multiplicative or pid, not '{controller}'")
     return PaceSpec(usd=po.positive("usd", float, None), per=per, controller=controller,

@@ -66,13 +66,36 @@ def downgrade_day() -> tuple[float, float]:
 
 @pytest.mark.parametrize("controller", ["multiplicative", "pid"])
 def test_a_day_of_varying_traffic_ends_on_budget(controller):
-    (spent, quality), (spent2, quality2) = paced_day(controller, days=2)
+    days = paced_day(controller, days=3)
     free_spend = sum(arrivals(s * STEP) for s in range(DAY // STEP)) * COST["dear"]
     assert free_spend > 150  # unpaced, the route would spend three times its budget
-    assert abs(spent - 50) <= 2.5, spent  # within 5% of $50, the first day
-    assert abs(spent2 - 50) <= 2.5, spent2  # and the next, starting from the λ the first ended with
+    # The first day nothing is known of the traffic: the plan is spread evenly, and a day that ebbs
+    # toward midnight leaves the PID controller up to 6% under (benchmarks/pacing.py has the figure
+    # through the gateway). From the second day the plan has the first day's shape: within 5%.
+    assert abs(days[0][0] - 50) <= 3.0, days[0]
+    for spent, _ in days[1:]:
+        assert abs(spent - 50) <= 2.5, days
     _, downgraded = downgrade_day()
-    assert quality > downgraded  # spread over the day, the same budget buys better answers
+    # spread over the day, the same budget buys better answers (here, with two models, better means
+    # more of the dear one: so from the day the spend is on plan)
+    assert all(q > downgraded for _, q in days[1:])
+
+
+def test_the_second_days_plan_follows_the_first_days_traffic():
+    clock = VirtualClock(MIDNIGHT)
+    p = Pacer(PaceSpec(50.0, "day"), clock, wall=clock.now)
+    for step in range(DAY // STEP):  # all the traffic between 12:00 and 18:00
+        if 720 <= step < 1080:
+            p.tradeoff()
+        clock.advance(STEP)
+    p.tradeoff()  # the next day
+    assert p.planned() == pytest.approx(0.0, abs=1e-6)
+    clock.advance(12 * 3600)
+    noon = p.planned()
+    clock.advance(6 * 3600)
+    # by noon only the even fifth of the plan (half a day of it); by 18:00 nearly everything
+    assert noon == pytest.approx(0.98 * 50 * 0.2 * 0.5, rel=0.02)
+    assert p.planned() == pytest.approx(0.98 * 50 * (0.2 * 0.75 + 0.8), rel=0.02)
 
 
 def test_the_reason_says_where_the_pace_stands():
@@ -81,8 +104,8 @@ def test_the_reason_says_where_the_pace_stands():
     b.pacer = Pacer(PaceSpec(50.0, "day"), clock, wall=clock.now)
     clock.advance(DAY / 2)
     b.pacer.spend(30.0)
-    assert "pace: lambda=" in b.plan(REQ, RouteContext(models={})).reason and "$30.0000 spent of $25.0000 planned" in \
-        b.plan(REQ, RouteContext(models={})).reason
+    assert "pace: lambda=" in b.plan(REQ, RouteContext(models={})).reason and "$30.0000 spent of $24.5000 planned" in \
+        b.plan(REQ, RouteContext(models={})).reason  # the plan aims at 98% of the budget
 
 
 @pytest.mark.parametrize("pace,key,words", [
@@ -171,10 +194,10 @@ routes: [{{name: r, policy: {policy}, pace: {{usd: 5, per: day}}}}]
 def test_windows_are_the_calendars_so_a_pacer_started_mid_day_plans_for_what_is_left():
     clock = VirtualClock(MIDNIGHT + 15 * 3600)  # a gateway started at 15:00 UTC
     p = Pacer(PaceSpec(48.0, "day"), clock, wall=clock.now)
-    assert p.planned() == pytest.approx(30.0)  # 15 of 24 hours of $48 are behind us
+    assert p.planned() == pytest.approx(0.98 * 30.0)  # 15 of 24 hours of $48 (aimed at 98%) are behind us
     clock.advance(9 * 3600 + 60)  # past midnight: a new day, planned from zero again
     p.spend(1.0)
-    assert p.window_start == MIDNIGHT + DAY and p.spent == 1.0 and p.planned() == pytest.approx(48 / 1440)
+    assert p.window_start == MIDNIGHT + DAY and p.spent == 1.0 and p.planned() == pytest.approx(0.98 * 48 / 1440)
     hourly = Pacer(PaceSpec(1.0, "hour"), clock, wall=clock.now)
     assert hourly.window_end - hourly.window_start == 3600 and hourly.window_start % 3600 == 0
 

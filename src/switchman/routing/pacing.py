@@ -3,11 +3,17 @@
 A route with ``pace: {usd: 50, per: day}`` gets a controller that, every ``interval`` seconds,
 compares what the route has spent since the window began with the plan (the budget spread evenly
 over the window) and moves the route's price of cost, λ, so the spend follows the plan: up when it
-runs ahead (cheaper models win more draws), down when it lags (better models do). Two controllers:
+runs ahead (cheaper models win more draws), down when it lags (better models do). The plan
+aims at 98% of the budget (``AIM``), so the noise of the window's last minutes does not run into a
+hard budget set at the same figure. Two controllers, both on log λ, with error
+``e = (spent − planned) / budget``:
 
-* ``multiplicative`` (the default): ``λ ← λ · exp(gain · e)`` every interval, ``e`` being
-  (spent − planned) / budget; scale-free, it needs no tuning to the prices of the models;
-* ``pid``: ``λ = λ0 · exp(gain · (e + 4·∫e + 0.001·de/dt))``, time in windows.
+* ``pid`` (the default): ``λ = λ0 · exp(8 · (e + 4·∫e + 0.001·de/dt))``, time in windows; the
+  integral removes the steady offset a plain proportional rule leaves;
+* ``multiplicative``: ``λ ← λ · exp(60 · Δe)`` every interval, so ``λ = λ0 · exp(60 · e)``:
+  proportional in log space, scale-free, but it ends the window off plan by ``log(λ*/λ0) / 60``.
+  (A first version multiplied λ by ``exp(gain · e)`` every interval: an integral of the already
+  cumulative error, which oscillated between the dearest and the cheapest model; replaced.)
 
 ``benchmarks/pacing.py`` measures both through the gateway on a simulated day.
 
@@ -19,7 +25,13 @@ hard budget, if any, stays the safety net; pacing only steers.
 Windows are the calendar's, in UTC, as budgets' are: ``day`` is the UTC day, ``week`` the ISO week,
 ``month`` the calendar month, ``hour`` the clock hour; so a route paced at $50 a day and a budget of
 $50 a day count the same day. The time is the injected clock's, anchored to the wall clock once.
-A new window starts from the λ the last one ended with, so a daily pattern is learnt once. With
+A new window starts from the λ the last one ended with, and its plan follows the shape of the last
+window's traffic (by 96 bins, a fifth of it spread evenly) rather than the clock, so a route
+busy in the afternoon plans to spend in the afternoon: a daily pattern is learnt once. (Spread
+evenly, a plan asks a quiet night for money it cannot spend, and the controller, acting only on
+past error, ends the day behind.) An
+interval without a decision leaves λ alone: an idle route is behind its plan, but not because λ
+is wrong, and would otherwise meet the next burst with λ at its floor, spending freely. With
 ``state: {backend: redis}`` every worker adds what it spent to the window's total in Redis and
 paces on the sum (``routing/shared.py``), which also survives a restart; without it each process
 paces what it sees.
@@ -36,6 +48,10 @@ from ..accounting.budgets import Period, period_window
 from ..clock import Clock
 
 PERIODS = ("hour", "day", "week", "month")
+AIM = 0.98  # the share of the budget the plan spreads: day-end noise must not reach a hard limit at the budget
+GAINS = {"pid": 8.0, "multiplicative": 60.0}
+BINS = 96  # the traffic profile's resolution over a window (a day: 15 minutes)
+EVEN = 0.2  # the share of a learnt plan spread evenly, for the times the last window saw no traffic
 
 
 def window(per: str, t: float) -> tuple[float, float, str]:
@@ -51,21 +67,21 @@ def window(per: str, t: float) -> tuple[float, float, str]:
 class PaceSpec:
     usd: float
     per: str  # hour | day | week | month
-    controller: str = "multiplicative"  # multiplicative | pid
+    controller: str = "pid"  # pid | multiplicative
     interval: float = 60.0  # seconds between adjustments
 
 
 class Pacer:
     """``wall``: unix time now (default: ``clock`` anchored to the wall clock at construction)."""
 
-    def __init__(self, spec: PaceSpec, clock: Clock, start_tradeoff: float = 1.0, gain: float = 8.0,
+    def __init__(self, spec: PaceSpec, clock: Clock, start_tradeoff: float = 1.0, gain: float | None = None,
                  bounds: tuple[float, float] = (1e-3, 1e6), wall: Callable[[], float] | None = None) -> None:
         self.spec = spec
         if wall is None:
             offset = time.time() - clock.now()
             wall = lambda: offset + clock.now()  # noqa: E731
         self.wall = wall
-        self.gain = gain
+        self.gain = GAINS[spec.controller] if gain is None else gain
         self.bounds = bounds
         self.lam = max(start_tradeoff, bounds[0])
         self._base = self.lam
@@ -75,9 +91,17 @@ class Pacer:
         self._next = self.wall() + spec.interval
         self._integral = 0.0
         self._last_error = 0.0
+        self._asked = 0  # decisions since the last adjustment
+        self._counts = [0] * BINS  # decisions per bin of this window
+        self._whole = wall() < self.window_start + spec.interval  # this window seen from its start: it may
+        # shape the next plan
+        self._shape: list[float] | None = None  # cumulative share of the plan at each bin's start, and 1
 
     def tradeoff(self) -> float:
         self._tick()
+        self._asked += 1
+        f = (self.wall() - self.window_start) / (self.window_end - self.window_start)
+        self._counts[min(BINS - 1, max(0, int(f * BINS)))] += 1
         return self.lam
 
     def bar(self, min_quality: float) -> float:
@@ -96,8 +120,15 @@ class Pacer:
             self.spent = max(self.spent, total)
 
     def planned(self, now: float | None = None) -> float:
+        """The spend planned by ``now``: the budget spread evenly over the window, or, once a whole
+        window has been seen, in the shape of its traffic (``EVEN`` of it spread evenly)."""
         now = self.wall() if now is None else now
-        return self.spec.usd * min(1.0, (now - self.window_start) / (self.window_end - self.window_start))
+        f = min(1.0, max(0.0, (now - self.window_start) / (self.window_end - self.window_start)))
+        if self._shape is not None:
+            x = f * BINS
+            k = min(int(x), BINS - 1)
+            f = self._shape[k] + (x - k) * (self._shape[k + 1] - self._shape[k])
+        return AIM * self.spec.usd * f
 
     def reason(self) -> str:
         return f"pace: lambda={self.lam:.3g}, ${self.spent:.4f} spent of ${self.planned():.4f} planned"
@@ -108,16 +139,32 @@ class Pacer:
             while self._next < self.window_end:  # the old window's last adjustments
                 self._adjust(self._next)
                 self._next += self.spec.interval
+            self._learn_shape()
             self.window_start, self.window_end, self.label = window(self.spec.per, now)
             self.spent = 0.0
             self._integral = 0.0
+            self._last_error = 0.0
             self._base = self.lam
             self._next = self.window_start + self.spec.interval
         while now >= self._next:
             self._adjust(self._next)
             self._next += self.spec.interval
 
+    def _learn_shape(self) -> None:
+        """The ended window's traffic, by bin, as the next plan's shape (only a window seen whole)."""
+        total = sum(self._counts)
+        if self._whole and total >= BINS:
+            cum = [0.0]
+            for c in self._counts:
+                cum.append(cum[-1] + (1 - EVEN) * c / total + EVEN / BINS)
+            self._shape = cum
+        self._counts = [0] * BINS
+        self._whole = True
+
     def _adjust(self, at: float) -> None:
+        if not self._asked:  # no traffic this interval: nothing says λ is wrong (no wind-up while idle)
+            return
+        self._asked = 0
         error = (self.spent - self.planned(at)) / self.spec.usd  # ahead of plan: > 0
         if self.spec.controller == "pid":
             dt = self.spec.interval / (self.window_end - self.window_start)
@@ -127,5 +174,6 @@ class Pacer:
             x = self.gain * (error + 4.0 * self._integral + 0.001 * derivative)
             self.lam = self._base * math.exp(max(-40.0, min(40.0, x)))
         else:
-            self.lam *= math.exp(self.gain * error)
+            self.lam *= math.exp(max(-40.0, min(40.0, self.gain * (error - self._last_error))))
+            self._last_error = error
         self.lam = min(max(self.lam, self.bounds[0]), self.bounds[1])

@@ -1,0 +1,243 @@
+#!/usr/bin/env python3
+"""Budget pacing on a simulated day, through the gateway (issue 16's pacing figure).
+
+One UTC day of traffic on the injected clock: requests arrive minute by minute, quiet at night and
+peaking in the afternoon, and go over real loopback HTTP to the gateway (dialect, route, policy,
+executor, ledger, budgets), whose upstream is the replay upstream (``switchman.testing.replay``):
+each routerbench-3task test prompt is answered by each model as it really answered, at its real
+cost. The route has three models: gpt-4-1106-preview (the best), Yi-34B-Chat and
+mixtral-8x7b-chat. Its day's budget is $50, and a budget rule of $50/day is the hard limit in every
+row (the safety net pacing must not hit). Strategies:
+
+- quality first: always gpt-4, until the hard limit refuses;
+- soft-threshold downgrade: gpt-4, and past 80% of the budget the rule's ``downgrade_to`` sends
+  requests to Yi-34B (the existing safety net, alone);
+- ``pace: {usd: 50, per: day}`` with each controller, on a ``bandit`` (quality priors: the means
+  over the train split, worth as many observations as it has prompts; it learns each model's cost from what the ledger settles) and on ``learned`` (the
+  router ``switchman train`` makes from the train split, its per-prompt cost estimates). Not on
+  ``cheapest``: it prices from the configured prices, which the replay upstream sets equal for
+  every model (it bills each call's recorded cost through the token count), so it would see no
+  cost difference here; ``tests/routing/test_pacing.py`` checks it on a simulated day.
+
+Costs are the data's, scaled by one factor so that the day's traffic answered by gpt-4 alone would
+cost exactly three times the budget ($150): the prices' ratios, and so every routing decision, are
+the data's. Quality is each answer's recorded quality; a refused request counts 0 in the mean.
+Parameters (controller gain and interval) are the library's defaults, not tuned on this day.
+
+    PYTHONPATH=src python benchmarks/pacing.py [--requests 4000] [--seed 1]
+
+Writes the table to stdout and to benchmarks/RESULTS.md between ``<!-- pacing:begin -->`` and
+``<!-- pacing:end -->``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import datetime as dt
+import math
+import random
+import shlex
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent / "src"))
+from results import write_section  # noqa: E402
+
+from switchman import configfile  # noqa: E402
+from switchman.accounting.facade import Accountant  # noqa: E402
+from switchman.app import App  # noqa: E402
+from switchman.clock import VirtualClock  # noqa: E402
+from switchman.gateway import Gateway  # noqa: E402
+from switchman.http.server import HttpServer  # noqa: E402
+from switchman.metering import Metering  # noqa: E402
+from switchman.outcomes import load_table, resolve_costs  # noqa: E402
+from switchman.testing.replay import ReplayUpstream  # noqa: E402
+
+DATA = Path("/work/shared/data/routerbench-3task/outcomes.jsonl.gz")
+BEST, MID, LOW = "gpt-4-1106-preview", "zero-one-ai/Yi-34B-Chat", "mistralai/mixtral-8x7b-chat"
+BUDGET = 50.0
+ROUTER = ""  # set in main: the router file
+TRAIN: list[int] = []  # set in main: the train split, whose means are the bandit's priors (worth its size)
+KEY = "sk-bench-admin"
+DAY = 86_400
+DAYS = 2  # the first day the pacer knows nothing; the second it plans in the shape of the first's traffic
+
+
+def arrivals(n: int) -> list[int]:
+    """Requests in each minute of the day, ``n`` in all: quiet at night, a peak at 15:00."""
+    w = [1 + 0.85 * math.sin(2 * math.pi * (m / 1440 - 0.375)) for m in range(1440)]
+    raw = [n * x / sum(w) for x in w]
+    out = [int(x) for x in raw]
+    for m in sorted(range(1440), key=lambda m: raw[m] - out[m], reverse=True)[: n - sum(out)]:
+        out[m] += 1
+    return out
+
+
+def routes(kind: str, quality: dict[str, float]) -> str:
+    q = ", ".join(f'"{m}": {quality[m]:.4f}' for m in (BEST, MID, LOW))
+    three = f'["{BEST}", "{MID}", "{LOW}"]'
+    if kind == "first":
+        policy, pace = f'{{kind: first, models: ["{BEST}"]}}', ""
+    elif kind.startswith("bandit"):
+        policy = f"{{kind: bandit, models: {three}, quality: {{{q}}}, prior: {len(TRAIN)}, explore: 0, seed: 1}}"
+        pace = f", pace: {{usd: {BUDGET:g}, per: day, controller: {kind.split('-')[1]}}}"
+    else:  # learned: the router trained on the train split, starting at λ 0.1
+        policy = f'{{kind: learned, router: "{ROUTER}", models: {three}, tradeoff: 0.1}}'
+        pace = f", pace: {{usd: {BUDGET:g}, per: day, controller: {kind.split('-')[1]}}}"
+    return (f"  - {{name: day, policy: {policy}{pace}}}\n"
+            f'  - {{name: cheap, policy: {{kind: first, models: ["{MID}"]}}}}\n')
+
+
+def config(up: ReplayUpstream, tmp: str, kind: str, quality: dict[str, float]) -> str:
+    soft = ", soft: 80%, downgrade_to: cheap" if kind == "downgrade" else ""
+    return (f'providers:\n  replay: {{kind: openai, base_url: "{up.url("openai")}", api_key: sk-replay}}\n'
+            f"models:\n{up.models_yaml('replay')}routes:\n{routes('first' if kind == 'downgrade' else kind, quality)}"
+            f"budgets:\n  - {{global: true, limit: {BUDGET:g}/day{soft}}}\n"
+            f'auth: {{admin_key: {KEY}}}\nledger: {{url: "sqlite:///{tmp}/ledger.db", flush_interval: 1}}\n'
+            f"retry: {{attempts: 1}}\ncache: {{enabled: false}}\n")
+
+
+async def one_day(kind: str, table, cost: np.ndarray, rows: list[int], per_minute: list[int],
+                  quality: dict[str, float], seed: int) -> dict:
+    import aiohttp
+
+    up = ReplayUpstream(table, cost, rows=rows)
+    await up.start()
+    tmp = tempfile.mkdtemp(prefix="switchman-pacing-")
+    cfg = configfile.loads(config(up, tmp, kind, quality), file="pacing.yaml", env={})
+    clock = VirtualClock()
+    gw = Gateway(cfg, clock=clock)
+    meter = Metering(gw, Accountant(cfg.accounting, required=True, admin_key=KEY, clock=clock))
+    await meter.start()
+    gw.start()
+    server = HttpServer(App(gw, meter), limits=cfg.server.limits)
+    port = await server.start("127.0.0.1", 0)
+    now = time.time()
+    clock.advance((math.floor(now / DAY) + 1) * DAY - now + 1)  # the next UTC midnight: a fresh day
+    rng = random.Random(seed)
+    idx = {m: table.models.index(m) for m in table.models}
+    sem = asyncio.Semaphore(16)
+    headers = {"authorization": f"Bearer {KEY}"}
+    days = []
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=32)) as http:
+        async def ask(row: int):
+            body = {"model": "day", "messages": [{"role": "user", "content": table.prompts[row].text}]}
+            async with sem, http.post(f"http://127.0.0.1:{port}/v1/chat/completions", json=body,
+                                      headers=headers) as r:
+                await r.read()
+                if r.status != 200:
+                    return row, None, 0.0, r.status
+                return row, r.headers["x-switchman-model"], float(r.headers.get("x-switchman-cost-usd", 0)), 200
+
+        for _ in range(DAYS):
+            d = {"spent": 0.0, "quality": 0.0, "refused": 0, "answered": 0, "by_model": {}, "hourly": []}
+            for minute, n in enumerate(per_minute):
+                got = await asyncio.gather(*(ask(rng.choice(rows)) for _ in range(n)))
+                for row, model, c, status in got:
+                    if model is None:
+                        if status != 429:
+                            raise RuntimeError(f"{kind}: HTTP {status}")
+                        d["refused"] += 1
+                        continue
+                    d["answered"] += 1
+                    d["spent"] += c
+                    d["quality"] += float(table.quality[row, idx[model]])
+                    d["by_model"][model] = d["by_model"].get(model, 0) + 1
+                clock.advance(60)
+                if minute % 60 == 59:
+                    d["hourly"].append(d["spent"])
+            d["quality"] /= sum(per_minute)
+            days.append(d)
+    await server.stop(grace=0.5)
+    await meter.close()
+    await gw.close()
+    await up.stop(grace=0.1)
+    return {"kind": kind, "days": days}
+
+
+LABELS = {
+    "first": "quality first (gpt-4 until the hard limit)",
+    "downgrade": "soft-threshold downgrade (80%, then Yi-34B)",
+    "bandit-multiplicative": "pace, multiplicative, on a bandit",
+    "bandit-pid": "pace, PID, on a bandit",
+    "learned-multiplicative": "pace, multiplicative, on learned",
+    "learned-pid": "pace, PID, on learned",
+}
+
+
+def table_rows(results: list[dict], n: int, scale: float, args: argparse.Namespace) -> str:
+    soft = next(r for r in results if r["kind"] == "downgrade")["days"]
+    lines = [f"Run {dt.date.today()}: `python benchmarks/pacing.py {shlex.join(sys.argv[1:])}`".rstrip(), "",
+             f"Two simulated UTC days of {n:,} requests each (peak at 15:00, 12x the 03:00 rate), through the gateway "
+             f"over the replay upstream; the data's costs x {scale:.2f}, so gpt-4 alone would spend $150 a day. "
+             "Budget $50/day, hard limit $50/day in every row. Day 1 the pacer knows nothing; day 2 it plans in the "
+             "shape of day 1's traffic. Target: day-end spend within ±5% of $50, no hard-limit refusals, mean quality "
+             "above the soft-threshold downgrade's (the same day's).", "",
+             "| strategy | day | spend | refused by the hard limit | mean quality | gpt-4 / Yi / mixtral answers | "
+             "spend by 12:00 / 18:00 | target |", "|---|---|---|---|---|---|---|---|"]
+    for r in results:
+        paced = r["kind"] not in ("first", "downgrade")
+        for k, d in enumerate(r["days"]):
+            ok = (abs(d["spent"] - BUDGET) <= 0.05 * BUDGET and d["refused"] == 0
+                  and d["quality"] > soft[k]["quality"])
+            mix = " / ".join(f"{d['by_model'].get(m, 0):,}" for m in (BEST, MID, LOW))
+            h = d["hourly"]
+            mark = ("met" if ok else "**not met**") if paced else "(baseline)"
+            lines.append(f"| {LABELS[r['kind']] if k == 0 else ''} | {k + 1} | ${d['spent']:.2f} "
+                         f"({d['spent'] / BUDGET:.1%}) | {d['refused']:,} | {d['quality']:.3f} | {mix} | "
+                         f"${h[11]:.1f} / ${h[17]:.1f} | {mark} |")
+    return "\n".join(lines)
+
+
+async def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--requests", type=int, default=4000)
+    ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--data", default=str(DATA))
+    ap.add_argument("--only", default="", help="comma-separated strategies (default: all)")
+    args = ap.parse_args()
+    table = load_table([args.data])
+    cost, _, _ = resolve_costs(table)
+    test, train = table.split_indices("test"), table.split_indices("train")
+    TRAIN.extend(train)
+    quality = {m: float(np.nanmean(table.quality[train, table.models.index(m)])) for m in (BEST, MID, LOW)}
+    per_minute = arrivals(args.requests)
+    # only prompts the replay upstream can answer unambiguously for the three models
+    probe = ReplayUpstream(table, cost, rows=test)
+    rows = [i for i in test if all(probe.prompt_of(table.prompts[i].text, m) == i for m in (BEST, MID, LOW))]
+    # the scale: the day's prompts (the same draws every strategy makes) answered by gpt-4 cost $150
+    rng = random.Random(args.seed)
+    draws = [rng.choice(rows) for _ in range(args.requests)]
+    scale = 3 * BUDGET / float(sum(cost[i, table.models.index(BEST)] for i in draws))
+    kinds = [k for k in LABELS if not args.only or k in args.only.split(",")]
+    if any(k.startswith("learned") for k in kinds):
+        import subprocess
+
+        global ROUTER
+        ROUTER = str(Path(tempfile.mkdtemp(prefix="switchman-pacing-")) / "router.npz")
+        subprocess.run([sys.executable, "-c", "import sys; from switchman.cli import main; sys.exit(main())",
+                        "train", "--data", args.data, "--out", ROUTER], check=True, capture_output=True)
+    results = []
+    for kind in kinds:
+        t0 = time.monotonic()
+        r = await one_day(kind, table, cost * scale, rows, per_minute, quality, args.seed)
+        for k, d in enumerate(r["days"]):
+            print(f"{kind} day {k + 1}: ${d['spent']:.2f}, refused {d['refused']}, quality {d['quality']:.3f}, "
+                  f"{d['by_model']}", flush=True)
+        print(f"  ({time.monotonic() - t0:.0f} s)", flush=True)
+        results.append(r)
+    if {"first", "downgrade"} <= set(kinds):
+        text = table_rows(results, args.requests, scale, args)
+        print(text)
+        if not args.only:
+            write_section(HERE / "RESULTS.md", "pacing", text)
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
