@@ -59,3 +59,26 @@ def test_not_a_litellm_config_is_one_line_and_exit_2(tmp_path):
     assert out.returncode == 2 and out.stderr.count("\n") == 1 and "no model_list" in out.stderr
     out = run("import-litellm", str(tmp_path / "missing.yaml"))
     assert out.returncode == 2 and out.stderr.count("\n") == 1
+
+
+def test_deployments_litellm_sends_to_the_responses_api_keep_going_there(tmp_path):
+    src = tmp_path / "litellm.yaml"
+    src.write_text("""\
+model_list:
+  - model_name: pro
+    litellm_params: {model: openai/responses/gpt-5.5-pro, api_key: os.environ/OPENAI_API_KEY}
+  - model_name: native
+    litellm_params: {model: openai/gpt-5.5, api_key: os.environ/OPENAI_API_KEY}
+    model_info: {supported_endpoints: ["/v1/responses"]}
+  - model_name: chat
+    litellm_params: {model: openai/gpt-5.5, api_key: os.environ/OPENAI_API_KEY}
+""")
+    out = run("import-litellm", str(src))
+    assert out.returncode == 0, out.stderr
+    models = {m["name"]: m for m in yaml.safe_load(out.stdout)["models"]}
+    assert (models["pro"]["model"], models["pro"]["api"]) == ("gpt-5.5-pro", "responses")
+    assert models["native"]["api"] == "responses" and "api" not in models["chat"]
+    (tmp_path / "switchman.yaml").write_text(out.stdout)
+    checked = run("check", "--config", str(tmp_path / "switchman.yaml"))
+    assert checked.returncode == 0, checked.stderr
+    assert checked.stdout.count("via the Responses API") == 2

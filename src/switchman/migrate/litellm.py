@@ -77,6 +77,20 @@ def _kind(model: str) -> tuple[str | None, str]:
     return None, model
 
 
+def _api(kind: str, upstream: str, info: Any) -> str | None:
+    """The upstream id, when a deployment is reached through OpenAI's Responses API: LiteLLM's
+    ``openai/responses/<model>`` prefix, or ``model_info.supported_endpoints`` naming
+    ``/v1/responses`` and not ``/v1/chat/completions``. None: the chat API."""
+    if kind not in ("openai", "azure"):
+        return None
+    if upstream.startswith("responses/"):
+        return upstream.split("/", 1)[1]
+    ends = info.get("supported_endpoints") if isinstance(info, dict) else None
+    if isinstance(ends, list) and "/v1/responses" in ends and "/v1/chat/completions" not in ends:
+        return upstream
+    return None
+
+
 def _safe(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.:-]+", "-", name).strip("-") or "model"
 
@@ -140,6 +154,10 @@ def _deployment(entry: Any, i: int, providers: OrderedDict, notes: list[str]) ->
             p["api_version"] = lp["api_version"]
         providers[pk] = p
     m: dict = {"provider": providers[pk]["name"], "model": upstream}
+    api = _api(kind, upstream, entry.get("model_info"))
+    if api is not None:
+        m["model"] = upstream = api
+        m["api"] = "responses"
     if lp.get("input_cost_per_token") is not None or lp.get("output_cost_per_token") is not None:
         m["price"] = {"input": round(float(lp.get("input_cost_per_token") or 0) * 1e6, 9),
                       "output": round(float(lp.get("output_cost_per_token") or 0) * 1e6, 9)}
