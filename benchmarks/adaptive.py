@@ -229,6 +229,28 @@ def decision_times() -> dict:
                                  None, frozenset()),
     }
     out = {}
+    data = Path("/work/shared/data/routerbench-3task/outcomes.jsonl.gz")
+    if data.exists():  # with the router switchman train makes: the prompt's featurisation is in the decision
+        import subprocess
+        import tempfile
+
+        from switchman.outcomes import load_table
+        from switchman.routing.learned import Router
+
+        path = Path(tempfile.mkdtemp(prefix="switchman-adaptive-")) / "router.npz"
+        subprocess.run([sys.executable, "-c", "import sys; from switchman.cli import main; sys.exit(main())",
+                        "train", "--data", str(data), "--out", str(path)], check=True, capture_output=True)
+        router = Router.load(path)
+        t = load_table([data])
+        texts = [t.prompts[i].text for i in t.split_indices("test")]
+        b = Bandit(tuple(router.models), {}, 0.0, router=router)
+        ts = []
+        for k in range(2000):
+            r = ChatRequest(model="r", messages=[Message(Role.USER, [TextPart(texts[k % len(texts)])])])
+            t0 = time.perf_counter()
+            b.plan(r, ctx)
+            ts.append((time.perf_counter() - t0) * 1e6)
+        out["bandit with router: (routerbench test prompts, 1,550 characters on average)"] = statistics.median(ts)
     for name, p in policies.items():
         rs = [req(f"u{i}") for i in range(2000)]
         ts = []
