@@ -20,24 +20,34 @@ only ever moves subjects from control to candidate (bucket below the candidate's
 
 **The canary** starts at the ramp's first step. Each settled request counts for its arm (the
 arm is also a tag on the request, ``exp.<route>=<arm>``, so spend, the request log and feedback
-see it). At every ``min_requests`` candidate requests the candidate is compared with control on
-four figures, each by a one-sided test for "candidate worse" on everything seen so far: error
-rate (two proportions), p95 latency (the share of candidate requests slower than control's p95,
-against 5% × (1 + tolerance)), cost per request (means, against control's × (1 + tolerance)) and
-feedback (means). There is one look per step; ``alpha`` is shared out over the figures (40% to errors,
-20% to each of the others) and then evenly over the steps (Bonferroni), so a candidate no worse
-than control is rolled back with probability at most ``alpha``.
-How fast a regression can be caught is bounded by the data, not the test: for a candidate at 6%
-errors against control's 2%, even one look at 499 candidate requests with control's rate known
-exactly and the whole 5% on errors misses 0.16% of such candidates (exact binomial, in
-``benchmarks/adaptive.py``). An always-valid test on every request (a mixture SPRT over the
-error-rate ratio, tried) caught fewer of them before 500 than these five looks (186 against 197
-of 200 simulated rollouts, seeds 1000-1199), so the looks stay. A significant regression rolls back at once (candidate share 0, the reason
+see it). The candidate is compared with control on four figures, each by a one-sided test for
+"candidate worse" on all of the candidate's requests since the experiment started (never reset
+per step); ``alpha``, the false-alarm rate of the whole rollout, is shared out over them (80% to
+errors, a fifteenth to each of the others), so a candidate no worse than control is rolled back
+with probability at most ``alpha`` (union bound):
+
+- **error rate**: a sequential probability ratio test against control's observed rate, looked at
+  on every settled candidate request (``routing/sequential.py``, where its bound and guarantees
+  are stated): a flat SPRT line whose bound is computed exactly for the rollout's
+  ``len(ramp) × min_requests`` candidate requests, and a steep one bounded by Ville's inequality
+  for ever after. Its false-alarm rate is ``alpha`` × 80% for any number of looks, exact for a
+  known control rate (control's is estimated from control's own, far more numerous, requests);
+- **p95 latency** (the share of candidate requests slower than control's p95, against
+  5% × (1 + tolerance)), **cost per request** (means, against control's × (1 + tolerance)) and
+  **feedback** (means): z-tests at the end of each step, one look per step, each at its share of
+  ``alpha`` split evenly over the steps (Bonferroni), so their false-alarm rates are stated too.
+
+How fast a regression can be caught is bounded by the data, not only by the test: for a candidate
+at 6% errors against control's 2%, one look at 499 candidate requests with control's rate known
+exactly and the whole 5% on errors still misses 0.16% of such candidates (exact binomial, in
+``benchmarks/adaptive.py``); the sequential test, looking at every request, misses 0.34% at 4%
+(same computation). A significant regression rolls back at once (candidate share 0, the reason
 recorded); no regression takes the next step; no regression at 100% ends the rollout. Every decision is kept in
 ``history`` (``GET /admin/experiments``). The rollout state is this process's: with several
 workers and ``state: {backend: redis}`` the rollout is one for all (``routing/shared.py``): every
-worker adds its arms' figures to shared totals, the first to see ``min_requests`` new candidate
-requests reviews them (the p95 test on its own latency samples, the rest on everyone's) and
+worker adds its arms' figures to shared totals and runs the error test on them at every exchange
+(a look every tick rather than every request: fewer looks, the same bound), the first to see
+``min_requests`` new candidate requests reviews all four figures (the p95 test on its own latency samples, the rest on everyone's) and
 records its decision only if no other worker moved the rollout first; every worker adopts the
 step, rollback and history on its next exchange. Without Redis each worker ramps on the traffic it
 sees (the assignment itself is the same everywhere).
@@ -55,12 +65,13 @@ from dataclasses import dataclass, field
 from statistics import NormalDist
 
 from ..types import ChatRequest
+from . import sequential
 from .base import Plan, Policy, RouteContext
 
 BUCKETS = 10_000
 SUBJECTS = ("episode", "user", "key")
 # The false-alarm rate, shared out among the figures (errors are what a canary must catch first).
-_SPEND = {"errors": 0.4, "latency": 0.2, "cost": 0.2, "feedback": 0.2}
+_SPEND = {"errors": 0.8, "latency": 0.2 / 3, "cost": 0.2 / 3, "feedback": 0.2 / 3}
 
 
 @dataclass(frozen=True, slots=True)
@@ -267,6 +278,13 @@ class Experiment(Policy):
             self.at_step += 1
             if self.at_step % self.spec.min_requests == 0:
                 self.review()
+            else:  # the error test looks at every candidate request
+                self.watch()
+
+    def watch(self) -> str | None:
+        """The error-rate test on everything so far; rolls back when it crosses its bound."""
+        worse = self.error_regression()
+        return self.apply("rollback", worse) if worse else None
 
     def feedback(self, arm: str, score: float) -> None:
         st = self.stats.get(arm)
@@ -289,7 +307,7 @@ class Experiment(Policy):
         """What a review of the figures so far decides: (rollback | step | done, why)."""
         spec = self.spec
         worse = self.regressions({f: NormalDist().inv_cdf(1 - spec.alpha * w / len(spec.ramp))
-                                  for f, w in _SPEND.items()})
+                                  for f, w in _SPEND.items() if f != "errors"})
         if worse:
             return "rollback", "; ".join(worse)
         if self.step + 1 < len(spec.ramp):
@@ -316,12 +334,9 @@ class Experiment(Policy):
         c, k = self.stats[self.arms[0]], self.stats[self.arms[1]]
         tol = self.spec.tolerance
         out = []
-        if c.requests and k.requests:
-            p = (c.errors + k.errors) / (c.requests + k.requests)
-            se = math.sqrt(max(p * (1 - p) * (1 / c.requests + 1 / k.requests), 1e-12))
-            zs = (k.errors / k.requests - c.errors / c.requests) / se
-            if zs > z["errors"]:
-                out.append(f"error rate {k.errors / k.requests:.1%} against {c.errors / c.requests:.1%} (z={zs:.1f})")
+        worse = self.error_regression()
+        if worse:
+            out.append(worse)
         if len(c.latencies) >= 20 and len(k.latencies) >= 20:
             p95 = sorted(c.latencies)[int(len(c.latencies) * 0.95)]
             slow = sum(1 for x in k.latencies if x > p95)
@@ -339,6 +354,23 @@ class Experiment(Policy):
             out.append(f"feedback {k.feedback_sum / k.feedback_n:.2f} against {c.feedback_sum / c.feedback_n:.2f} "
                        f"(z={zf:.1f})")
         return out
+
+    @property
+    def horizon(self) -> int:
+        """The candidate requests of a whole rollout (one look per step at ``min_requests`` each)."""
+        return len(self.spec.ramp) * self.spec.min_requests
+
+    def error_regression(self) -> str | None:
+        """Why the candidate's error rate is significantly above control's, or None
+        (``routing/sequential.py``: every candidate request since the start, at ``alpha`` × 80%)."""
+        c, k = self.stats[self.arms[0]], self.stats[self.arms[1]]
+        p0 = sequential.rate(c.errors, c.requests)
+        worse, how = sequential.regressed(k.requests, k.errors, p0, self.spec.alpha * _SPEND["errors"],
+                                          self.horizon)
+        if not worse:
+            return None
+        return (f"error rate {k.errors / k.requests:.1%} ({k.errors} of {k.requests} candidate requests) against "
+                f"control's {c.errors / max(c.requests, 1):.1%} ({c.errors} of {c.requests}): {how}")
 
     def _record(self, action: str, why: str) -> None:
         self.history.append({"time": self.clock(), "action": action, "step": self.step,

@@ -15,7 +15,8 @@ Nothing here is on the request path. A background task, every ``interval`` secon
   counter per route and UTC window, expiring after two windows) and reads the sum back, so the
   route is paced on what every worker spent, across restarts;
 - does the same for each experiment's arm figures, adopts the rollout's step, rollback and history,
-  and reviews a canary once ``min_requests`` new candidate requests came in anywhere; a decision
+  runs the canary's error-rate test on the totals at every tick, and reviews all four figures once
+  ``min_requests`` new candidate requests came in anywhere; a decision
   is written by a script that takes it only if the rollout has not moved since it was read, so two
   workers reviewing at once cannot both step it.
 
@@ -242,9 +243,14 @@ class SharedState:
             st.requests, st.errors, st.cost, st.cost2 = int(vals[0]), int(vals[1]), vals[2], vals[3]
             st.feedback_n, st.feedback_sum, st.feedback_sum2 = int(vals[4]), vals[5], vals[6]
         self._adopt(e, h, got[-1])
-        if (e.spec.ramp and not e.rolled_back and not e.finished
-                and float(h.get("at_step", 0)) >= e.spec.min_requests):
-            action, why = e.verdict()
+        if e.spec.ramp and not e.rolled_back and not e.finished:
+            if float(h.get("at_step", 0)) >= e.spec.min_requests:
+                action, why = e.verdict()
+            else:  # between steps the error test looks at the totals on every tick
+                worse = e.error_regression()
+                if not worse:
+                    return
+                action, why = "rollback", worse
             share = {"rollback": 0.0, "done": 100.0}.get(action) or e.spec.ramp[e.step + 1]
             entry = {"time": time.time(), "action": action, "step": e.step + (action == "step"),
                      "candidate_share": share, "why": why}
