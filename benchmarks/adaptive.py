@@ -158,12 +158,13 @@ state: {{backend: redis, prefix: '{prefix}'}}\nretry: {{attempts: 1}}\n""")
             "requests": {m: fake.stats[m].requests for m in ("fast", "slow")}}
 
 
-def canary(bad: bool, runs: int = 200) -> dict:
-    """Simulated rollouts; the candidate's error rate 3x control's (``bad``) or equal."""
+def canary(bad: bool, runs: int = 200, first_seed: int = 0) -> dict:
+    """Simulated rollouts (seeds ``first_seed`` on); the candidate's error rate 3x control's
+    (``bad``) or equal."""
     spec = ExperimentSpec(arms=(("control", "a"), ("candidate", "b")), split=(), ramp=(1.0, 5.0, 25.0, 50.0, 100.0),
                           min_requests=100, alpha=0.05)
     rolled, before, reached = 0, [], 0
-    for run in range(runs):
+    for run in range(first_seed, first_seed + runs):
         e = Experiment(f"c{run}", spec, None, frozenset())
         rng = random.Random(run)
         cand = 0
@@ -180,7 +181,8 @@ def canary(bad: bool, runs: int = 200) -> dict:
             rolled += 1
             before.append(cand)
         reached += e.shares()[-1] == 100
-    return {"runs": runs, "rolled_back": rolled, "reached_100": reached,
+    return {"runs": runs, "seeds": f"{first_seed}-{first_seed + runs - 1}", "rolled_back": rolled,
+            "reached_100": reached,
             "under_500": sum(1 for b in before if b < 500),
             "candidate_before_rollback_p50": statistics.median(before) if before else None,
             "candidate_before_rollback_p95": sorted(before)[int(len(before) * 0.95)] if before else None,
@@ -262,7 +264,17 @@ def decision_times() -> dict:
     return out
 
 
+def canary_only(first_seed: int) -> None:
+    """``--canary [FIRST_SEED]``: the canary rollouts alone, printed (RESULTS.md is not written)."""
+    t = time.perf_counter()
+    bad, same = canary(True, first_seed=first_seed), canary(False, first_seed=first_seed)
+    print("canary bad", bad, "\ncanary same", same, f"\n{time.perf_counter() - t:.0f} s")
+
+
 async def main() -> None:
+    if "--canary" in sys.argv:
+        i = sys.argv.index("--canary")
+        return canary_only(int(sys.argv[i + 1]) if len(sys.argv) > i + 1 else 0)
     rows = []
     w = await fleet("weighted")
     ll = await fleet("least-latency")
