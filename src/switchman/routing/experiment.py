@@ -40,8 +40,8 @@ with probability at most ``alpha`` (union bound):
 How fast a regression can be caught is bounded by the data, not only by the test: for a candidate
 at 6% errors against control's 2%, one look at 499 candidate requests with control's rate known
 exactly and the whole 5% on errors still misses 0.16% of such candidates (exact binomial, in
-``benchmarks/adaptive.py``); the sequential test, looking at every request, misses 0.34% at 4%
-(same computation). A significant regression rolls back at once (candidate share 0, the reason
+``benchmarks/adaptive.py``); the sequential test, looking at every request with 4% on errors, misses
+0.32% (same computation), so of 200 such rollouts all are caught with probability about 53%. A significant regression rolls back at once (candidate share 0, the reason
 recorded); no regression takes the next step; no regression at 100% ends the rollout. Every decision is kept in
 ``history`` (``GET /admin/experiments``). The rollout state is this process's: with several
 workers and ``state: {backend: redis}`` the rollout is one for all (``routing/shared.py``): every
