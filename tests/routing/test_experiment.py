@@ -53,7 +53,7 @@ def _simulate(e: Experiment, control_err: float, cand_err: float, n: int, seed: 
         e.settled(arm, err, rng.gauss(300, 30), 0.001)
         if arm == "candidate":
             cand += 1
-            if e.rolled_back:
+            if e.rolled_back or e.finished:
                 break
     return cand
 
@@ -64,7 +64,53 @@ def test_a_canary_three_times_as_error_prone_is_rolled_back_early():
     assert e.rolled_back and "error rate" in e.rolled_back
     assert cand < 500
     assert e.shares() == [100.0, 0.0]  # everything back on control
-    assert e.history[-1]["action"] == "rollback"
+    last = e.history[-1]
+    assert last["action"] == "rollback" and last["candidate_share"] == 0.0
+    # why, in the history: the figures and the test that crossed its bound
+    assert "error rate" in last["why"] and f"of {cand} candidate requests" in last["why"] and "SPRT" in last["why"]
+
+
+@pytest.mark.parametrize("seed", [11, 12, 13, 14, 15])
+def test_three_times_the_errors_is_caught_before_500_candidate_requests(seed):
+    """On fixed seeds (not the benchmark's), the whole canary: 3x control's errors never reaches
+    the rollout's 500th candidate request."""
+    e = exp(ramp=(1.0, 5.0, 25.0, 50.0, 100.0), min_requests=100, alpha=0.05)
+    cand = _simulate(e, 0.02, 0.06, 200_000, seed=seed)
+    assert e.rolled_back and cand < 500, (cand, e.history)
+
+
+def test_the_error_test_looks_at_every_request_not_only_at_steps():
+    """A candidate failing half its requests is rolled back within a few dozen of them, long
+    before the first step's 100, at whatever request the evidence is enough."""
+    e = exp(ramp=(1.0, 5.0, 25.0, 50.0, 100.0), min_requests=100, alpha=0.05)
+    cand = _simulate(e, 0.02, 0.5, 200_000)
+    assert e.rolled_back and cand < 30
+    assert [h["action"] for h in e.history] == ["start", "rollback"]
+
+
+def test_the_error_test_counts_every_step_since_the_start():
+    """Evidence carries over the steps: a candidate at twice control's rate, not caught at the
+    first step, is rolled back on the candidate's requests of all the steps together."""
+    e = exp(ramp=(1.0, 5.0, 25.0, 50.0, 100.0), min_requests=100, alpha=0.05)
+    cand = _simulate(e, 0.02, 0.04, 400_000, seed=8)
+    actions = [h["action"] for h in e.history]
+    assert e.rolled_back and actions[-1] == "rollback" and "step" in actions
+    assert f"of {cand} candidate requests" in e.rolled_back and cand > 100
+
+
+def test_the_sequential_test_keeps_its_false_alarm_rate():
+    """Exact (the walk of a candidate at control's rate, every request looked at): within the
+    rollout it crosses with probability at most alpha, and a better candidate less often."""
+    from switchman.routing import sequential
+
+    for p0, horizon in ((0.02, 500), (0.005, 1000), (0.2, 300)):
+        fa = sequential.caught(p0, p0, 0.04, horizon, horizon)
+        assert 0.02 < fa <= 0.04 * (1 - sequential.STEEP_SHARE) * 1.02  # the band's rounding: within 2%
+        assert sequential.caught(p0 / 2, p0, 0.04, horizon, horizon) < fa / 4
+        assert sequential.caught(3 * p0, p0, 0.04, horizon, horizon) > 0.9
+    # Past the rollout's horizon only the steep line is left (Ville: at most 10% of alpha, ever)
+    assert not sequential.regressed(2000, 60, 0.02, 0.04, 500)[0]
+    assert sequential.regressed(2000, 120, 0.02, 0.04, 500)[0]
 
 
 def test_a_canary_no_worse_than_control_reaches_100_percent():
@@ -73,6 +119,17 @@ def test_a_canary_no_worse_than_control_reaches_100_percent():
     assert not e.rolled_back
     assert e.shares()[-1] == 100.0
     assert [h["action"] for h in e.history].count("step") == 4
+    assert e.history[-1]["action"] == "done"
+
+
+def test_most_canaries_no_worse_than_control_reach_100_percent():
+    """Twenty equal candidates: rolled back (false alarms) at most at about alpha's rate."""
+    done = 0
+    for seed in range(20):
+        e = exp(ramp=(1.0, 5.0, 25.0, 50.0, 100.0), min_requests=100, alpha=0.05)
+        _simulate(e, 0.02, 0.02, 60_000, seed=100 + seed)
+        done += e.finished and not e.rolled_back
+    assert done >= 18
 
 
 @pytest.mark.parametrize("policy,words", [

@@ -133,3 +133,37 @@ async def test_a_canary_is_one_rollout_across_workers(prefix):
     finally:
         await s1.close()
         await s2.close()
+
+
+async def test_a_shared_canary_is_rolled_back_between_steps_on_the_totals(prefix):
+    """With Redis state the error test runs on every worker's figures together at every tick, not
+    only when a step's ``min_requests`` came in: a candidate failing half its requests is rolled
+    back on all workers before the first step, by one decision, with why in the history."""
+    import random
+
+    from switchman.routing.experiment import Experiment, ExperimentSpec
+
+    spec = ExperimentSpec(arms=(("control", "a"), ("candidate", "b")), split=(), ramp=(10.0, 50.0, 100.0),
+                          min_requests=200, alpha=0.05)
+    w1, w2 = Experiment("canary", spec, None, frozenset()), Experiment("canary", spec, None, frozenset())
+    s1 = SharedState(URL, prefix, LiveStats(), {}, experiments={"canary": w1})
+    s2 = SharedState(URL, prefix, LiveStats(), {}, experiments={"canary": w2})
+    rng = random.Random(7)
+    try:
+        for _ in range(20):
+            for e in (w1, w2):
+                for i in range(30):  # 3 candidate requests per worker and tick
+                    arm = "candidate" if i % 10 == 0 else "control"
+                    e.settled(arm, rng.random() < (0.5 if arm == "candidate" else 0.02), 300.0, 0.001)
+            assert await s1.tick() and await s2.tick()
+            if w1.rolled_back:
+                break
+        await s2.tick()
+        assert w1.rolled_back and w2.rolled_back == w1.rolled_back
+        assert "error rate" in w1.rolled_back and "SPRT" in w1.rolled_back
+        assert w1.stats["candidate"].requests < spec.min_requests  # before the first step's review
+        assert [h["action"] for h in w2.history] == ["start", "rollback"]  # taken once
+        assert w1.shares()[-1] == w2.shares()[-1] == 0.0
+    finally:
+        await s1.close()
+        await s2.close()
