@@ -37,18 +37,19 @@ with probability at most ``alpha`` (union bound):
   **feedback** (means): z-tests at the end of each step, one look per step, each at its share of
   ``alpha`` split evenly over the steps (Bonferroni), so their false-alarm rates are stated too.
 
-How fast a regression can be caught is bounded by the data, not only by the test: for a candidate
-at 6% errors against control's 2%, one look at 499 candidate requests with control's rate known
-exactly and the whole 5% on errors still misses 0.16% of such candidates (exact binomial, in
+How fast a regression can be caught is bounded by the data, not only by the test: for a candidate at
+6% errors against control's 2%, one look at 499 candidate requests with control's rate known exactly
+and the whole 5% on errors still misses 0.16% of such candidates (exact binomial, in
 ``benchmarks/adaptive.py``); the sequential test, looking at every request with 4% on errors, misses
-0.32% (same computation), so of 200 such rollouts all are caught with probability about 53%. A significant regression rolls back at once (candidate share 0, the reason
-recorded); no regression takes the next step; no regression at 100% ends the rollout. Every decision is kept in
-``history`` (``GET /admin/experiments``). The rollout state is this process's: with several
-workers and ``state: {backend: redis}`` the rollout is one for all (``routing/shared.py``): every
-worker adds its arms' figures to shared totals and runs the error test on them at every exchange
-(a look every tick rather than every request: fewer looks, the same bound), the first to see
-``min_requests`` new candidate requests reviews all four figures (the p95 test on its own latency samples, the rest on everyone's) and
-records its decision only if no other worker moved the rollout first; every worker adopts the
+0.32% (same computation), so of 200 such rollouts all are caught with probability about 53%. A
+significant regression rolls back at once (candidate share 0, the reason recorded); no regression
+takes the next step; no regression at 100% ends the rollout. Every decision is kept in ``history``
+(``GET /admin/experiments``). The rollout state is this process's: with several workers and ``state:
+{backend: redis}`` the rollout is one for all (``routing/shared.py``): every worker adds its arms'
+figures to shared totals and runs the error test on them at every exchange (a look every tick rather
+than every request: fewer looks, the same bound), the first to see ``min_requests`` new candidate
+requests reviews all four figures (the p95 test on its own latency samples, the rest on everyone's)
+and records its decision only if no other worker moved the rollout first; every worker adopts the
 step, rollback and history on its next exchange. Without Redis each worker ramps on the traffic it
 sees (the assignment itself is the same everywhere).
 """

@@ -26,8 +26,9 @@ times over at the first steps (99x at 1%), so the guarantee is close to exact bu
 benchmark measures the false-alarm share. Power: no test of the same size catches more regressions
 by the horizon than one look at the end; the line comes close to that (for 6% against 2% by the
 499th request, at ``alpha`` 4%: it misses 0.32% of such candidates, as does one look at the 499th
-request at the 3.6% the line gets, by the same computation: ``caught``). The bound depends on control's rate: it is computed once per 5% band of
-that rate and horizon (cached, a few milliseconds each).
+request at the 3.6% the line gets, by the same computation: ``caught``). The bound depends on
+control's rate: it is computed once per 5% band of that rate and horizon (cached; 20-100 ms
+each).
 """
 
 from __future__ import annotations
