@@ -202,3 +202,25 @@ async def test_an_ab_route_end_to_end(tmp_path):
     out = subprocess.run([sys.executable, "-m", "switchman.cli", "experiments", "--url", s.base, "--key", "k"],
                          capture_output=True, text=True, timeout=60)
     assert out.returncode == 1 and out.stderr.count("\n") == 1 and "cannot reach the gateway" in out.stderr
+
+
+async def test_in_a_server_the_errors_bound_is_computed_off_the_event_loop():
+    """A bound not yet cached never blocks the loop: the first look gets None, a worker thread
+    fills it, and a later look uses it."""
+    import asyncio
+    import time
+
+    from switchman.routing import sequential
+
+    import math
+
+    band, horizon, alpha = round(math.log(0.0123) / sequential._BAND), 1234, 0.0321  # a key nothing else computes
+    t0 = time.perf_counter()
+    assert sequential._bound_now(band, horizon, alpha) is None
+    assert time.perf_counter() - t0 < 0.005
+    for _ in range(500):
+        got = sequential._bound_now(band, horizon, alpha)
+        if got is not None:
+            break
+        await asyncio.sleep(0.01)
+    assert got == sequential._bound(band, horizon, alpha)

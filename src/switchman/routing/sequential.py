@@ -28,12 +28,16 @@ by the horizon than one look at the end; the line comes close to that (for 6% ag
 499th request, at ``alpha`` 4%: it misses 0.32% of such candidates, as does one look at the 499th
 request at the 3.6% the line gets, by the same computation: ``caught``). The bound depends on
 control's rate: it is computed once per 5% band of that rate and horizon (cached; 20-100 ms
-each).
+each). In a server (a running event loop) a bound not yet cached is computed on a worker
+thread, never on the loop: until it is there, only the steep line looks (fewer looks, the same
+guarantee); offline (simulations, the benchmark) it is computed at once, so runs repeat.
 """
 
 from __future__ import annotations
 
+import asyncio
 import math
+from concurrent.futures import ThreadPoolExecutor
 from functools import lru_cache
 
 import numpy as np
@@ -102,6 +106,37 @@ def _bound(band: int, horizon: int, alpha: float) -> float:
     return float(hi)
 
 
+_POOL: ThreadPoolExecutor | None = None
+_PENDING: set[tuple[int, int, float]] = set()
+
+
+def _bound_now(band: int, horizon: int, alpha: float) -> float | None:
+    """The line's bound, or None while a worker thread computes it (inside a running event loop)."""
+    key = (band, horizon, alpha)
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:  # offline: compute it here
+        return _bound(*key)
+    if key in _cached:
+        return _cached[key]
+    if key not in _PENDING:
+        global _POOL
+        _POOL = _POOL or ThreadPoolExecutor(1, thread_name_prefix="switchman-sprt")
+        _PENDING.add(key)
+        _POOL.submit(_fill, key)
+    return None
+
+
+_cached: dict[tuple[int, int, float], float] = {}
+
+
+def _fill(key: tuple[int, int, float]) -> None:
+    try:
+        _cached[key] = _bound(*key)
+    finally:
+        _PENDING.discard(key)
+
+
 def caught(p: float, p0: float, alpha: float, horizon: int, by: int) -> float:
     """The chance the test, with control's rate ``p0`` known, rolls back a candidate failing with
     chance ``p`` by its ``by``-th request (exact, the same computation as the bound)."""
@@ -129,7 +164,7 @@ def regressed(n: int, k: int, p0: float, alpha: float, horizon: int) -> tuple[bo
     line = llr(n, k, p0, RATIO)
     if n > horizon or line <= 0:
         return False, ""
-    b = _bound(round(math.log(p0) / _BAND), horizon, alpha)
-    if line >= b:
+    b = _bound_now(round(math.log(p0) / _BAND), horizon, alpha)
+    if b is not None and line >= b:
         return True, f"SPRT for 1.25x control's odds: log LR {line:.2f} ≥ {b:.2f}"
     return False, ""
