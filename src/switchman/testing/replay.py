@@ -127,7 +127,8 @@ class ReplayUpstream(FakeUpstream):
         return replace(a, input_tokens=tokens, output_tokens=out, cache_read=0, cache_write=0, cache_write_1h=0)
 
 
-def list_prices(table: OutcomeTable, cost: np.ndarray, rows: Sequence[int], answer_tokens: int = 256) -> dict[str, float]:
+def list_prices(table: OutcomeTable, cost: np.ndarray, rows: Sequence[int],
+                answer_tokens: int = 256) -> dict[str, float]:
     """Per model, USD per 1M output tokens such that ``answer_tokens`` of answer cost the model's mean
     recorded cost over ``rows``: prices ranking the models as the data's costs do (``output_price``)."""
     c = np.asarray(cost)[list(rows)]
