@@ -257,3 +257,77 @@ async def test_with_redis_every_worker_paces_on_the_sum_of_what_all_spent():
         r = redis.Redis()
         for k in r.scan_iter(prefix + "*"):
             r.delete(k)
+
+
+def test_pace_is_accepted_on_cheapest_and_the_error_lists_what_pacing_steers():
+    base = """providers: {{p: {{kind: openai, api_key: k}}}}
+models: [{{name: a, provider: p, model: gpt-4o-mini}}, {{name: b, provider: p, model: gpt-4o}}]
+routes: [{{name: r, policy: {policy}, pace: {{usd: 5, per: day, controller: multiplicative}}}}]
+"""
+    cfg = configfile.loads(base.format(policy="{kind: cheapest, models: [a, b], min_quality: 0.8, "
+                                              "quality: {a: 0.7, b: 0.9}}"), file="s.yaml", env={})
+    assert cfg.routes["r"].pace == PaceSpec(5.0, "day", "multiplicative", 60.0)
+    with pytest.raises(ConfigError) as e:
+        configfile.loads(base.format(policy="{kind: least-latency, models: [a, b]}"), file="s.yaml", env={})
+    assert "s.yaml" in str(e.value) and "routes[0].pace" in str(e.value)
+    assert "a bandit, cheapest, a learned policy with a tradeoff" in str(e.value)
+
+
+async def test_a_paced_cheapest_route_over_http_lowers_its_bar_when_spending_runs_ahead(tmp_path):
+    """Through the gateway over loopback HTTP, on the injected clock: a route allowed $0.01 a day
+    answers by the dear model at its configured bar (only the dear model meets 0.8), runs ahead of its
+    plan at once (a dear answer is $0.0002 at 00:00, when the plan is near $0), and within a few
+    minutes its bar has dropped so the cheap model answers; the reason shows the pace and the bar."""
+    import time
+
+    import aiohttp
+
+    from switchman.app import App
+    from switchman.gateway import Gateway
+    from switchman.http.server import HttpServer
+    from switchman.metering import Metering
+    from switchman.testing.fake_upstream import FakeModel, FakeUpstream
+
+    up = FakeUpstream({"dear": FakeModel(), "cheap": FakeModel()})
+    await up.start()
+    cfg = configfile.loads(f"""providers: {{fake: {{kind: openai, base_url: "{up.url('openai')}", api_key: k}}}}
+models:
+  - {{name: dear, provider: fake, model: dear, price: {{input: 30, output: 60}}}}
+  - {{name: cheap, provider: fake, model: cheap, price: {{input: 0.1, output: 0.2}}}}
+routes:
+  - {{name: paced, policy: {{kind: cheapest, models: [dear, cheap], min_quality: 0.8, quality: {{dear: 0.9, cheap: 0.7}}}},
+     pace: {{usd: 0.01, per: day, controller: multiplicative}}}}
+auth: {{admin_key: sk-admin}}
+ledger: {{url: "sqlite:///{tmp_path}/ledger.db"}}
+""", file="s.yaml", env={})
+    clock = VirtualClock()
+    gw = Gateway(cfg, clock=clock)
+    meter = Metering.from_config(gw)
+    await meter.start()
+    server = HttpServer(App(gw, meter))
+    port = await server.start("127.0.0.1", 0)
+    wall = time.time()  # the pacer's window is the UTC day: begin just after the next midnight
+    clock.advance((math.floor(wall / DAY) + 1) * DAY - wall + 5)
+    seen = []
+    try:
+        async with aiohttp.ClientSession() as http:
+            for i in range(30):
+                async with http.post(f"http://127.0.0.1:{port}/v1/chat/completions",
+                                     headers={"authorization": "Bearer sk-admin"},
+                                     json={"model": "paced", "messages": [{"role": "user", "content": f"q{i}"}]}) as r:
+                    assert r.status == 200, await r.text()
+                    seen.append((r.headers["x-switchman-model"], r.headers["x-switchman-reason"]))
+                if seen[-1][0] == "cheap":
+                    break
+                clock.advance(60)  # the pacer adjusts once a minute of the gateway's clock
+    finally:
+        await server.stop(grace=0.2)
+        await meter.close()
+        await gw.close()
+        await up.stop(grace=0.1)
+    model, reason = seen[0]
+    assert model == "dear" and "cheapest:dear" in reason and "pace: lambda=1," in reason and "bar 0.80" in reason
+    model, reason = seen[-1]
+    assert model == "cheap" and len(seen) <= 5, seen
+    bar = float(reason.rsplit("bar ", 1)[1])
+    assert bar <= 0.70 and "pace: lambda=" in reason and "spent of" in reason

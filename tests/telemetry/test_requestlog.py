@@ -175,3 +175,31 @@ async def test_satisfaction_in_spend_and_kept_bodies(tmp_path):
                           str(tmp_path / "switchman.yaml")], capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     assert "SATISFACTION" in out.stdout and "0.50 (n=3)" in out.stdout
+
+
+async def test_feedback_for_a_request_still_being_written_looks_once_when_told_not_to_wait(tmp_path, monkeypatch):
+    """The server first looks for a fresh request's row without waiting (``wait=0``), then writes
+    its own buffer and looks again: the first look must not sleep, or every feedback sent right after
+    its answer takes a tenth of a second."""
+    from switchman.accounting import requestlog
+    from switchman.accounting.store import open_store
+    from switchman.metering import new_request_id
+
+    slept = []
+
+    async def sleep(s):
+        slept.append(s)
+
+    monkeypatch.setattr(requestlog.asyncio, "sleep", sleep)
+    store = open_store(f"sqlite:///{tmp_path}/ledger.db")
+    await store.open()
+    try:
+        fb = requestlog.parse_feedback({"request_id": new_request_id(), "score": 1})
+        with pytest.raises(requestlog.NotFound):
+            await requestlog.add_feedback(store, fb, None, True, 0.0, wait=0)
+        assert slept == []
+        with pytest.raises(requestlog.NotFound):
+            await requestlog.add_feedback(store, fb, None, True, 0.0, wait=0.2)
+        assert slept == [0.1, 0.1]  # three looks, a tenth of a second apart
+    finally:
+        await store.close()

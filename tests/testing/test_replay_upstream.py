@@ -138,3 +138,47 @@ async def test_a_prompt_the_data_does_not_hold_is_a_clear_400(served):
     with pytest.raises(openai.BadRequestError, match="not in the replayed outcome data"):
         await c.chat.completions.create(model="small", messages=[{"role": "user", "content": "never asked"}])
     await c.close()
+
+
+async def test_with_list_prices_cheapest_ranks_models_as_the_data_does_and_the_bill_stays_the_recorded_cost(tmp_path):
+    """Priced at one shared unit, ``cheapest`` cannot tell the models apart; with ``list_prices``
+    it picks the model the data says is cheaper, and the ledger still bills each answer's recorded
+    cost (answers report no output tokens, so the list price never bills)."""
+    from switchman.testing.replay import list_prices
+
+    table = _table()
+    cost, _, _ = resolve_costs(table)
+    rows = table.split_indices("test")
+    prices = list_prices(table, cost, rows)
+    assert prices["small"] < prices["large"]
+    up = ReplayUpstream(table, cost, rows=rows, output_price=prices)
+    await up.start()
+    (tmp_path / "s.yaml").write_text(f"""
+providers:
+  replay: {{kind: openai, base_url: "{up.url('openai')}", api_key: sk-replay}}
+models:
+{up.models_yaml('replay')}
+routes:
+  - {{name: cheap, policy: {{kind: cheapest, models: [large, small], min_quality: 0.8, quality: {{small: 0.85, large: 0.95}}}}}}
+  - {{name: good, policy: {{kind: cheapest, models: [large, small], min_quality: 0.9, quality: {{small: 0.85, large: 0.95}}}}}}
+ledger: {{url: "sqlite:///{tmp_path}/ledger.db"}}
+""")
+    gw = Gateway(configfile.load(tmp_path / "s.yaml"))
+    meter = Metering.from_config(gw)
+    await meter.start()
+    server = HttpServer(App(gw, meter))
+    port = await server.start("127.0.0.1", 0)
+    client = openai.AsyncOpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key="none", max_retries=0)
+    try:
+        for i in rows[:6]:
+            for route, want in (("cheap", "small"), ("good", "large")):
+                model, usd, text, _ = await _ask(client, route, table.prompts[i])
+                j = MODELS.index(want)
+                assert model == want and text == table.responses[i][j]
+                assert usd == pytest.approx(cost[i, j], rel=1e-6)
+    finally:
+        await client.close()
+        await server.stop(grace=0.2)
+        await meter.close()
+        await gw.close()
+        await up.stop(grace=0.1)

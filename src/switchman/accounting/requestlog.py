@@ -246,7 +246,8 @@ class NotFound(LookupError):
 
 async def _target(store: Store, fb: dict, key_id: str | None, admin: bool, wait: float) -> tuple | None:
     """The request (or the episode's latest request) feedback is for, as the caller may see it."""
-    for _ in range(int(wait / 0.1) + 1):
+    tries = int(wait / 0.1) + 1
+    for i in range(tries):
         if fb["request_id"] is not None:
             got = await store.fetch("SELECT request_id, key_id, route, model, provider, ts, tags FROM requests "
                                     "WHERE request_id = ?", [fb["request_id"]])
@@ -256,7 +257,7 @@ async def _target(store: Store, fb: dict, key_id: str | None, admin: bool, wait:
         if got:
             row = got[0]
             return row if admin or row[1] == key_id else None  # another key's: as unknown
-        if not fresh(fb["request_id"]):
+        if not fresh(fb["request_id"]) or i == tries - 1:  # (``wait=0``: one look, no sleep)
             return None
         await asyncio.sleep(0.1)  # settled moments ago, maybe by another worker: not written yet
     return None

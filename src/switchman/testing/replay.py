@@ -21,6 +21,13 @@ not output: the ledger refuses an output count past twice the call's output cap 
 the answer locally instead), while input is checked against the model's context window, which
 :meth:`models_yaml` sets above any count reported.
 
+A policy that prices requests from the configured prices (``cheapest``, ``learned`` with ``costs:
+prices``) sees every model at the same shared unit. ``output_price`` gives it list prices to rank
+by: each model's output price (USD per 1M tokens) is set as given, and every answer then reports 0
+output tokens, so the bill stays the recorded cost while the estimate before the call
+(``output_tokens`` of answer at that price) follows the model's price. :func:`list_prices` makes
+them from the data: each model's mean recorded cost, spread over a nominal answer.
+
 A prompt is found by its text (the last user message) and the model id asked for. A text the data
 does not hold for that model, or one whose copies in ``rows`` were answered differently (the same
 question asked twice with different results), gets a 400 in the wire's error shape saying so.
@@ -30,8 +37,8 @@ Only the OpenAI wire's chat completions are meant here; the other wires work too
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
-from typing import Sequence
 
 import numpy as np
 
@@ -55,8 +62,9 @@ class ReplayUpstream(FakeUpstream):
     (prompts × models USD, as :func:`~switchman.outcomes.resolve_costs` gives it)."""
 
     def __init__(self, table: OutcomeTable, cost: np.ndarray, rows: Sequence[int] | None = None, *,
-                 usd_per_token: float | None = None, **kw) -> None:
+                 usd_per_token: float | None = None, output_price: Mapping[str, float] | None = None, **kw) -> None:
         super().__init__({m: FakeModel() for m in table.models}, default=None, **kw)
+        self.output_price = dict(output_price or {})
         idx = range(len(table)) if rows is None else rows
         used = np.asarray(cost)[list(idx)] if len(idx) else np.zeros((0, len(table.models)))
         self.usd_per_token = usd_per_token or _unit(float(np.nanmax(used)) if used.size else 0.0)
@@ -88,8 +96,13 @@ class ReplayUpstream(FakeUpstream):
         any input count an answer reports."""
         p = self.price()
         return "".join(f'{indent}- {{name: "{m}", provider: {provider}, model: "{m}", '
-                       f'price: {{input: {p["input"]!r}, output: {p["output"]:g}}}, context_window: {MAX_TOKENS}}}\n'
+                       f'price: {{input: {p["input"]!r}, output: {self._out(m)}}}, '
+                       f'context_window: {MAX_TOKENS}}}\n'
                        for m in self.table.models)
+
+    def _out(self, model: str) -> str:
+        got = self.output_price.get(model)
+        return repr(got) if got is not None else f"{self.price()['output']:g}"
 
     def prompt_of(self, text: str, model: str) -> int | None:
         """The data's row of the prompt that text asks (for ``model``), if it holds one."""
@@ -110,4 +123,13 @@ class ReplayUpstream(FakeUpstream):
     def _answer(self, call: Call, spec: FakeModel, prompt: int, wire, use=None, body=None) -> Answer:
         reply, tokens, _ = self._book[(call.last_user, call.model)]
         a = super()._answer(call, replace(spec, reply=reply), prompt, wire, use, None)
-        return replace(a, input_tokens=tokens, cache_read=0, cache_write=0, cache_write_1h=0)
+        out = 0 if self.output_price else a.output_tokens  # with list prices: output would be billed
+        return replace(a, input_tokens=tokens, output_tokens=out, cache_read=0, cache_write=0, cache_write_1h=0)
+
+
+def list_prices(table: OutcomeTable, cost: np.ndarray, rows: Sequence[int],
+                answer_tokens: int = 256) -> dict[str, float]:
+    """Per model, USD per 1M output tokens such that ``answer_tokens`` of answer cost the model's mean
+    recorded cost over ``rows``: prices ranking the models as the data's costs do (``output_price``)."""
+    c = np.asarray(cost)[list(rows)]
+    return {m: float(np.nanmean(c[:, j])) / answer_tokens * 1e6 for j, m in enumerate(table.models)}
