@@ -85,7 +85,8 @@ async def ask(http, port: int, route: str, prompt, sem=None) -> tuple[str, float
 
 
 async def feedback(http, port: int, rid: str, score: float) -> None:
-    for _ in range(50):  # the ledger settles the request just after the answer: retry until it knows it
+    """``POST /v1/feedback`` with an answer's recorded quality (``KEY`` the admin key; also ``pacing.py``'s)."""
+    for _ in range(100):  # the ledger settles the request just after the answer: retry until it knows it
         async with http.post(f"http://127.0.0.1:{port}/v1/feedback", json={"request_id": rid, "score": score},
                              headers={"authorization": f"Bearer {KEY}"}) as r:
             await r.read()

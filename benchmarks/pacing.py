@@ -58,6 +58,7 @@ import numpy as np
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "src"))
+from live_offline import KEY, feedback  # noqa: E402  (the admin key, and feedback sent as a client does)
 from results import write_section  # noqa: E402
 
 from switchman import configfile  # noqa: E402
@@ -74,7 +75,6 @@ DATA = Path("/work/shared/data/routerbench-3task/outcomes.jsonl.gz")
 BEST, MID, LOW = "gpt-4-1106-preview", "zero-one-ai/Yi-34B-Chat", "mistralai/mixtral-8x7b-chat"
 BUDGET = 50.0
 ROUTER = ""  # set in main: the router file
-KEY = "sk-bench-admin"
 DAY = 86_400
 ANSWER_TOKENS = 256  # every request's max_tokens: at the list prices, a call's most possible cost is its model's mean
 MIN_QUALITY = 0.8  # cheapest's configured bar (λ 1); pacing scales its slack
@@ -115,20 +115,6 @@ def config(up: ReplayUpstream, tmp: str, kind: str, quality: dict[str, float], p
             f"budgets:\n  - {{global: true, limit: {BUDGET:g}/day{soft}}}\n"
             f'auth: {{admin_key: {KEY}}}\nledger: {{url: "sqlite:///{tmp}/ledger.db"}}\n'
             f"retry: {{attempts: 1}}\ncache: {{enabled: false}}\n")
-
-
-async def feedback(http, port: int, rid: str, score: float) -> None:
-    """``POST /v1/feedback`` with an answer's recorded quality (retried until the ledger has it)."""
-    for _ in range(100):
-        async with http.post(f"http://127.0.0.1:{port}/v1/feedback", json={"request_id": rid, "score": score},
-                             headers={"authorization": f"Bearer {KEY}"}) as r:
-            await r.read()
-            if r.status < 300:
-                return
-            if r.status != 404:
-                raise RuntimeError(f"feedback: {r.status} {await r.text()}")
-        await asyncio.sleep(0.01)
-    raise RuntimeError(f"feedback for {rid} never accepted")
 
 
 async def one_day(kind: str, table, cost: np.ndarray, rows: list[int], per_minute: list[int],

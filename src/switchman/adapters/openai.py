@@ -312,6 +312,17 @@ def _bad_body(model: ModelSpec, what: str) -> UpstreamStatus:
     )
 
 
+def json_object(body: bytes, model: ModelSpec) -> dict:
+    """A success body as a JSON object, else an unreadable-answer error."""
+    try:
+        d = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        raise _bad_body(model, "not JSON") from None
+    if type(d) is not dict:
+        raise _bad_body(model, "not an object")
+    return d
+
+
 def _redact(msg: str, model: ModelSpec) -> str:
     key = model.provider.api_key
     if key and key in msg:
@@ -367,24 +378,23 @@ class OpenAIAdapter(Adapter):
         text-only model."""
         if not model.vision and req.has_images():
             raise Unsupported(f"model '{model.name}' does not accept images", param="messages")
-        if req.dialect == "openai" and req.raw is not None:
-            body = _passthrough(req, model)
-        else:
-            body = _encode(req, model)
+        body = self.body(req, model)
         key = cache_key(req, model)
         if key is not None and "prompt_cache_key" not in body:
             body["prompt_cache_key"] = key
             if req.prompt_retention and "prompt_cache_retention" not in body:
                 body["prompt_cache_retention"] = req.prompt_retention
-        return UpstreamCall("POST", _url(model), _headers(req, model), orjson.dumps(body))
+        return UpstreamCall("POST", self.url(model), _headers(req, model), orjson.dumps(body))
+
+    def body(self, req: ChatRequest, model: ModelSpec) -> dict:
+        """The request body: the client's own when it speaks this API, else encoded from canonical."""
+        return _passthrough(req, model) if req.dialect == "openai" and req.raw is not None else _encode(req, model)
+
+    def url(self, model: ModelSpec) -> str:
+        return _url(model)
 
     def parse(self, body: bytes, model: ModelSpec) -> ChatResponse:
-        try:
-            d = orjson.loads(body)
-        except orjson.JSONDecodeError:
-            raise _bad_body(model, "not JSON") from None
-        if type(d) is not dict:
-            raise _bad_body(model, "not an object")
+        d = json_object(body, model)
         if d.get("error"):  # some compatible servers answer 200 with an error object
             raise _classify(d["error"], None, model, None)
         choices = d.get("choices")

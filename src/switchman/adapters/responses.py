@@ -44,7 +44,7 @@ from ..types import (ChatRequest, ChatResponse, Finish, FinishReason, ImagePart,
                      TextDelta, TextPart, ToolCallDelta, ToolCallPart, ToolCallStart, ToolResultPart, Usage,
                      UsageEvent)
 from .base import StreamDecoder, UpstreamCall, checked_usage
-from .openai import OpenAIAdapter, _bad_body, _classify, _headers, cache_key
+from .openai import OpenAIAdapter, _bad_body, _classify, _headers, json_object
 
 if TYPE_CHECKING:
     from ..config import ModelSpec
@@ -255,27 +255,14 @@ class ResponsesAdapter(OpenAIAdapter):
 
     kind = "responses"
 
-    def build(self, req: ChatRequest, model: ModelSpec) -> UpstreamCall:
-        if not model.vision and req.has_images():
-            raise Unsupported(f"model '{model.name}' does not accept images", param="messages")
-        if req.dialect == "responses" and req.raw is not None:
-            body = _passthrough(req, model)
-        else:
-            body = _encode(req, model)
-        key = cache_key(req, model)
-        if key is not None and "prompt_cache_key" not in body:
-            body["prompt_cache_key"] = key
-            if req.prompt_retention and "prompt_cache_retention" not in body:
-                body["prompt_cache_retention"] = req.prompt_retention
-        return UpstreamCall("POST", _url(model), _headers(req, model), orjson.dumps(body))
+    def body(self, req: ChatRequest, model: ModelSpec) -> dict:
+        return _passthrough(req, model) if req.dialect == "responses" and req.raw is not None else _encode(req, model)
+
+    def url(self, model: ModelSpec) -> str:
+        return _url(model)
 
     def parse(self, body: bytes, model: ModelSpec) -> ChatResponse:
-        try:
-            d = orjson.loads(body)
-        except orjson.JSONDecodeError:
-            raise _bad_body(model, "not JSON") from None
-        if type(d) is not dict:
-            raise _bad_body(model, "not an object")
+        d = json_object(body, model)
         if d.get("status") == "failed" or (d.get("error") and d.get("object") != "response"):
             raise _classify(_error_of(d.get("error")), None, model, None)
         output = d.get("output")
@@ -310,13 +297,11 @@ class ResponsesAdapter(OpenAIAdapter):
 
     def count_call(self, req: ChatRequest, model: ModelSpec) -> UpstreamCall | None:
         """OpenAI's ``POST /responses/input_tokens``: the same input, counted and not answered."""
-        body = self.build(req, model)
-        d = orjson.loads(body.body)
         keep = ("model", "input", "instructions", "tools", "tool_choice", "parallel_tool_calls", "text",
                 "reasoning", "truncation")
-        count = {k: v for k, v in d.items() if k in keep}
-        return UpstreamCall("POST", body.url.replace("/responses", "/responses/input_tokens", 1), body.headers,
-                            orjson.dumps(count))
+        body = {k: v for k, v in self.body(req, model).items() if k in keep}
+        url = _url(model).replace("/responses", "/responses/input_tokens", 1)
+        return UpstreamCall("POST", url, _headers(req, model), orjson.dumps(body))
 
     def parse_count(self, body: bytes) -> int | None:
         try:
