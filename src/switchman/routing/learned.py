@@ -75,9 +75,13 @@ class Router:
     tasks: list[str] = field(default_factory=list)  # the tasks the training data named
     task_weights: np.ndarray | None = None  # (n_tasks, n_models) float32, added for a known task
     _task_row: dict[str, int] = field(init=False, repr=False, default_factory=dict)
+    # quality and cost weights side by side: one gather and one product per decision, not two
+    _both: np.ndarray | None = field(init=False, repr=False, default=None)
 
     def __post_init__(self) -> None:
         self._task_row = {t: i for i, t in enumerate(self.tasks)}
+        if self.cost_weights is not None:
+            self._both = np.hstack([self.weights, self.cost_weights])
 
     def knows(self, task: str | None) -> bool:
         """Whether ``task`` is one the router learned weights for."""
@@ -91,14 +95,19 @@ class Router:
         """Predicted quality (0..1) and cost (in ``cost_unit``) of every model for one prompt
         (of ``task``, where known: an unknown task counts as none)."""
         idx, val = self.vectorizer.transform_one(text)
-        z = val @ self.weights[idx] + self.bias
+        if self._both is None:
+            z, cz = val @ self.weights[idx] + self.bias, None
+        else:
+            both = val @ self._both[idx]
+            m = len(self.models)
+            z, cz = both[:m] + self.bias, both[m:]
         row = self._task_row.get(task)  # type: ignore[arg-type]
         if row is not None:
             z = z + self.task_weights[row]  # type: ignore[index]
         q = 1.0 / (1.0 + np.exp(-z))
-        if self.cost_weights is None:
+        if cz is None:
             return q, self.cost_per_call
-        return q, self.cost_per_call * np.exp(val @ self.cost_weights[idx] + self.cost_bias)
+        return q, self.cost_per_call * np.exp(cz + self.cost_bias)
 
     def predict_many(self, texts: Sequence[str], tasks: Sequence[str | None] | None = None) -> np.ndarray:
         """Predicted quality for many prompts, ``(len(texts), n_models)``."""
