@@ -50,6 +50,9 @@ class Reply:
     reason: str
     outcome: Outcome
     cache: str | None = None  # hit | miss | bypass, when the response cache is on
+    # why the answering model's reported usage could not be booked (the ledger counts it locally,
+    # after the answer is sent): its cost is then not known when the headers go out
+    usage_refused: str | None = None
 
     @property
     def response(self) -> ChatResponse | None:
@@ -62,6 +65,8 @@ class Reply:
     def cost(self) -> Decimal | None:
         if self.cache in ("hit", "semantic-hit"):
             return Decimal(0)  # served from the cache: no model was called
+        if self.usage_refused is not None:
+            return None  # not the refused usage's price: the ledger books the local count
         return self.outcome.cost()
 
 

@@ -214,6 +214,9 @@ class Ticket:
                 log.warning("request %s: %s reported usage the ledger cannot take (%s); counting it locally",
                             self.rid, reply.outcome.attempts[winner].model, why)
                 usage = None
+                reply.usage_refused = why
+                reply.reason = f"{reply.reason}; usage reported by {reply.outcome.attempts[winner].model} " \
+                               f"not booked ({why}): counted locally"
                 if not streamed and reply.response is not None:
                     streamed = _answer_text(reply.response)
         uncounted = (usage is None or not complete) and winner is not None
