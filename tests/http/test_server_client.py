@@ -148,3 +148,30 @@ async def test_upstream_dropping_mid_body_is_a_stream_cut():
     finally:
         srv.close()
         await client.close()
+
+
+async def test_a_deadline_on_a_reused_connection_neither_fires_early_nor_late():
+    # The connection's timer is kept across requests and only moved sooner: a short deadline on one
+    # request must not cut the next one, which has a longer deadline, on the same connection.
+    async def handler(req):
+        await asyncio.sleep(float(req.query or 0))
+        return Response(200, b"ok", {})
+
+    server, base = await _start(handler)
+    client = HttpClient()
+    loop = asyncio.get_running_loop()
+    try:
+        r = await client.request("GET", f"{base}/p", {}, b"", deadline=loop.time() + 0.15)
+        assert await r.read(loop.time() + 0.15) == b"ok"
+        t0 = loop.time()
+        r = await client.request("GET", f"{base}/p?0.3", {}, b"", deadline=t0 + 5)  # outlives the first's timer
+        assert await r.read(t0 + 5) == b"ok" and loop.time() - t0 >= 0.3
+        t0 = loop.time()
+        with pytest.raises(UpstreamTimeout, match="did not answer in time"):
+            await client.request("GET", f"{base}/p?2", {}, b"", deadline=t0 + 0.2)
+        assert 0.2 <= loop.time() - t0 < 1.0  # at its deadline, not at the old timer's or the answer's
+        r = await client.request("GET", f"{base}/p", {}, b"", deadline=loop.time() + 5)
+        assert await r.read() == b"ok"  # the timed-out connection was closed, a fresh one answers
+    finally:
+        await client.close()
+        await server.stop()

@@ -129,7 +129,7 @@ class _Conn(asyncio.Protocol):
     __slots__ = (
         "server", "lim", "transport", "parser", "url", "url_size", "headers", "head_size", "in_head", "body",
         "too_large", "refused", "check", "queue", "task", "pending", "discard", "reading", "write_paused",
-        "drain", "closed", "timer", "peer", "health_only", "req",
+        "drain", "closed", "timer", "deadline", "limit", "peer", "health_only", "req",
     )
 
     def __init__(self, server: HttpServer) -> None:
@@ -155,6 +155,9 @@ class _Conn(asyncio.Protocol):
         self.drain: asyncio.Future | None = None
         self.closed = False
         self.timer: asyncio.TimerHandle | None = None
+        # the armed limit: a loop time, and what _expired is told; the timer may be set earlier
+        self.deadline: float | None = None
+        self.limit: tuple[float, str | None] = (0.0, None)
         self.peer = ""
         self.health_only = False  # accepted past the connection cap: /health/* only
         self.req: Request | None = None  # the request whose head is in, its body to come
@@ -540,19 +543,37 @@ class _Conn(asyncio.Protocol):
             self._arm(self.lim.idle_timeout, None)
 
     def _arm(self, seconds: float, what: str | None) -> None:
-        if self.timer is not None:
-            self.timer.cancel()
-        self.timer = None
-        if seconds and not self.closed:
-            self.timer = asyncio.get_running_loop().call_later(seconds, self._expired, seconds, what)
+        """Set the connection's one limit (head, body or idle) to ``seconds`` from now. The timer
+        is moved only when the limit comes sooner than it: one that fires early finds the limit
+        moved and waits on. A kept-alive connection arms and disarms four times a request, and
+        cancelling and scheduling a timer each time was 2% of the server's time (py-spy)."""
+        if not seconds or self.closed:
+            self._disarm()
+            return
+        loop = asyncio.get_running_loop()
+        when = loop.time() + seconds
+        self.deadline, self.limit = when, (seconds, what)
+        t = self.timer
+        if t is None or t.when() > when:
+            if t is not None:
+                t.cancel()
+            self.timer = loop.call_at(when, self._tick)
 
     def _disarm(self) -> None:
-        if self.timer is not None:
-            self.timer.cancel()
-            self.timer = None
+        self.deadline = None  # the timer, if any, finds nothing due
+
+    def _tick(self) -> None:
+        self.timer = None
+        if self.deadline is None or self.closed:
+            return
+        loop = asyncio.get_running_loop()
+        if loop.time() < self.deadline:
+            self.timer = loop.call_at(self.deadline, self._tick)
+            return
+        self.deadline = None
+        self._expired(*self.limit)
 
     def _expired(self, seconds: float, what: str | None) -> None:
-        self.timer = None
         if what is None or self.task is not None:  # idle keep-alive: just close
             if self.task is None:
                 self._close()
@@ -575,6 +596,7 @@ class _Conn(asyncio.Protocol):
             t.resume_reading()
         if self.timer is not None:
             self.timer.cancel()
+        self.deadline = None
         self.timer = asyncio.get_running_loop().call_later(_LINGER, self._close)
 
     def _close(self) -> None:
