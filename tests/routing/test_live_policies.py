@@ -86,6 +86,20 @@ def test_least_busy_is_power_of_two_choices():
     assert "in flight" in plan.reason and plan.models[-1] == "a"
 
 
+def test_least_busy_takes_its_share_of_the_other_workers_counts():
+    # This worker has 4 calls on "fast"; the 3 other workers, as of the last exchange, 9 on "slow".
+    # Taken whole, every worker would send its next calls to "fast" at once (all see the same stale
+    # 9); a third of them each is what this worker must make up: 4 on fast against 3 on slow.
+    live = LiveStats(VirtualClock())
+    live.inflight.update({"fast": 4})
+    live.remote.update({"slow": 9})
+    live.peers, live.shared = 3, True
+    plan = LeastBusy(("fast", "slow"), {}, rng=random.Random(1)).plan(REQ, ctx(live))
+    assert plan.models[0] == "slow" and "slow (3 in flight) over fast (4) across workers" in plan.reason
+    live.peers = 1  # one other worker: its counts count whole
+    assert LeastBusy(("fast", "slow"), {}, rng=random.Random(1)).plan(REQ, ctx(live)).models[0] == "fast"
+
+
 @pytest.mark.parametrize("policy,key,words", [
     ("{kind: least-latency, models: [a], tolerance: -1}", "tolerance", "must be 0 or more"),
     ("{kind: least-latency, models: [a], explore: 2}", "explore", "between 0 and 1"),

@@ -31,6 +31,7 @@ class LiveStats:
         self.alpha = alpha
         self.inflight: Counter[str] = Counter()
         self.remote: Counter[str] = Counter()  # other workers' calls in flight (routing/shared.py)
+        self.peers = 0  # how many other live workers ``remote`` sums
         self.shared: bool | None = None  # None: not shared; False: the shared state is unreachable
         # calls and prompt tokens per model in the current minute (models with rpm/tpm limits), this
         # worker's and, with shared state, the others' (for prefer: headroom)

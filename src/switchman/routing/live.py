@@ -7,8 +7,13 @@
   taken for instant nor left unmeasured, and one slow call is not a verdict for ever; a figure
   older than ``stale`` seconds is measured again on the next request.
 * ``least-busy``: power of two choices on calls in flight: two models drawn at random (by
-  ``weights``), the one with fewer calls in flight first (a tie to the one answering sooner) (this process's counts, plus every other
-  worker's with ``state: {backend: redis}``: ``routing/shared.py``).
+  ``weights``), the one with fewer calls in flight first (a tie to the one answering sooner): this
+  process's counts, plus, with ``state: {backend: redis}``, the other workers' (``routing/shared.py``)
+  as of the last exchange, each worker taking its share of them (÷ the number of other workers).
+  Every worker sees the same stale figures, so taken whole they made all N of them correct the same
+  imbalance at once, N − 1 times too much: the load swung between the models, and since a call to
+  the slow model lasts longer, the excess piled up there (4 workers, a model 4x slower: 1.35-1.41x
+  more calls in flight on the slow one; with the share, ``benchmarks/adaptive.py``'s figure).
 
 The rest of the plan follows by the same measure, so a failure falls back to the next best.
 """
@@ -68,7 +73,10 @@ class LeastBusy(Policy):
 
     def plan(self, req: ChatRequest, ctx: RouteContext) -> Plan:
         live = ctx.live
-        busy = (live.inflight + live.remote) if live is not None and live.remote else (live.inflight if live else {})
+        busy: dict[str, float] = live.inflight if live is not None else {}  # type: ignore[assignment]
+        if live is not None and live.remote:
+            share = 1.0 / max(live.peers, 1)  # this worker's share of the others' imbalance (module doc)
+            busy = {m: live.inflight.get(m, 0) + share * live.remote.get(m, 0) for m in self.models}
         if len(self.models) == 1:
             return Plan(self.models, "least-busy: one model")
         a = self.rng.choices(self.models, self.weights)[0]
@@ -84,5 +92,5 @@ class LeastBusy(Policy):
         rest = sorted((m for m in self.models if m != pick), key=lambda m: busy.get(m, 0))
         where = ("" if live is None or live.shared is None else " across workers" if live.shared
                  else "; shared counts unreachable: this worker's own")
-        return Plan((pick, *rest), f"least-busy: {pick} ({busy.get(pick, 0)} in flight) over {other} "
-                                   f"({busy.get(other, 0)}){where}")
+        return Plan((pick, *rest), f"least-busy: {pick} ({busy.get(pick, 0):.3g} in flight) over {other} "
+                                   f"({busy.get(other, 0):.3g}){where}")

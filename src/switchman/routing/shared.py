@@ -142,6 +142,7 @@ class SharedState:
         if not others:
             self.live.remote = Counter()
             self.live.remote_used = {}
+            self.live.peers = 0
             return
         p = self.r.pipeline(transaction=False)
         for w in others:
@@ -166,6 +167,7 @@ class SharedState:
         if gone:
             await self.r.srem(workers, *gone)
         self.live.remote = remote
+        self.live.peers = len(others) - len(gone)
         self.live.remote_used = used
 
     async def _posteriors(self, route: str, b) -> None:
