@@ -426,7 +426,8 @@ class Executor:
                     events = _decode(resp.chunks(_loop_time(self.clock, deadline)), decoder, model)
                     head = await _first_content(events, _loop_time(self.clock, first), first - start, model)
                     released = True  # the stream holds the slot until it ends
-                    stream = _hold(_chain(head, events), limit, lambda: on_call(model.name, -1))
+                    stream = _hold(_chain(head, events), limit, lambda: on_call(model.name, -1),
+                                   tail=lambda secs, n, m=model.name: live.observe_tail(m, secs, n), clock=self.clock)
                     if run.route.on_cut == "resume":
                         stream = self._resumable(run, model, stream)
                     outcome = Outcome(model, run.attempts, run.skipped, events=stream)
@@ -705,9 +706,13 @@ def _chain(head: list[StreamEvent], rest: AsyncIterator[StreamEvent]) -> Opened[
 
 
 def _hold(stream: AsyncIterator[StreamEvent], limit: ConcurrencyLimit | None,
-          ended: Callable[[], None] | None = None) -> Opened[StreamEvent]:
+          ended: Callable[[], None] | None = None, tail: Callable[[float, int], None] | None = None,
+          clock: Clock | None = None) -> Opened[StreamEvent]:
     """Keep the model's concurrency slot until the stream ends, however it ends (closed unread
-    included); then call ``ended``."""
+    included); then call ``ended``. A stream read whole to its finish tells ``tail`` the seconds
+    from now (its first token is in) to its end and its output tokens (as reported, else about
+    four characters a token)."""
+    t0 = clock.now() if clock is not None and tail is not None else 0.0
 
     async def close() -> None:
         try:
@@ -720,8 +725,23 @@ def _hold(stream: AsyncIterator[StreamEvent], limit: ConcurrencyLimit | None,
 
     async def gen() -> AsyncIterator[StreamEvent]:
         try:
+            if tail is None or clock is None:
+                async for ev in stream:
+                    yield ev
+                return
+            chars = tokens = 0
+            finished = False
             async for ev in stream:
+                t = type(ev)
+                if t is TextDelta:
+                    chars += len(ev.text)  # type: ignore[union-attr]
+                elif t is UsageEvent:
+                    tokens = ev.usage.output_tokens or tokens  # type: ignore[union-attr]
+                elif t is Finish:
+                    finished = True
                 yield ev
+            if finished:
+                tail(clock.now() - t0, tokens or (chars + 3) // 4)
         finally:
             await close()
 

@@ -75,6 +75,30 @@ def test_a_slowdown_moves_traffic_within_a_few_observations():
     assert n <= 3
 
 
+def test_a_stream_is_judged_by_its_first_token_and_its_pace_after_it():
+    # "eager" starts in 50 ms but writes 40 ms a token; "steady" starts in 200 ms and writes 5 ms a
+    # token. For a 100-token stream: 4.01 s against 0.70 s. Plain calls are judged on their own.
+    live = LiveStats(VirtualClock())
+    p = LeastLatency(("eager", "steady"), {}, explore=0.0, rng=random.Random(0))
+    stream = ChatRequest(model="r", stream=True, messages=REQ.messages)
+    for _ in range(3):
+        live.observe("eager", 0.050, True)
+        live.observe("steady", 0.200, True)
+    assert p.plan(stream, ctx(live)).models[0] == "eager"  # first tokens alone: eager
+    for _ in range(3):
+        live.observe_tail("eager", 0.040 * 99, 100)
+        live.observe_tail("steady", 0.005 * 99, 100)
+    plan = p.plan(stream, ctx(live))
+    assert plan.models[0] == "steady" and "steady ~695ms" in plan.reason
+    assert live.latency("eager", True)[0] == pytest.approx(0.05 + 0.04 * 99)
+    # a request capped at 3 tokens: the first token is most of it, and eager is quicker again
+    assert p.plan(ChatRequest(model="r", stream=True, max_tokens=3, messages=REQ.messages), ctx(live)).models[0] == "eager"
+    live.observe("eager", 0.3, False)
+    live.observe("steady", 0.1, False)
+    assert p.plan(REQ, ctx(live)).models[0] == "steady"  # plain calls: the whole call, no tail added
+    assert live.latency("eager", False)[0] == pytest.approx(0.3)
+
+
 def test_least_busy_is_power_of_two_choices():
     live = LiveStats(VirtualClock())
     live.inflight.update({"a": 5, "b": 0, "c": 1})
@@ -144,5 +168,35 @@ async def test_least_latency_over_http(tmp_path):
                     late[r.headers["x-switchman-model"]] += 1
         assert late["f"] < 8, late  # traffic left it within a few calls (exploration aside)
         assert any("least-latency: f" in x for x in reasons)
+    finally:
+        await stop(s)
+
+
+async def test_least_latency_streams_go_to_the_model_that_finishes_first(tmp_path):
+    import openai
+
+    from telemetry.serving import ADMIN, serve, stop
+
+    text = "a steady answer of some length, streamed in eight pieces to the client that asked " * 2
+    models = {"eager": FakeModel(reply=text, ttft=0.0, inter_token=0.04, chunks=8),  # first piece at once, 0.3 s in all
+              "steady": FakeModel(reply=text, ttft=0.05, inter_token=0.002, chunks=8)}  # 0.065 s in all
+    s = await serve(tmp_path, models=models, extra_models="""\
+  - {name: e, provider: fake, model: eager, price: {input: 1, output: 2}}
+  - {name: t, provider: fake, model: steady, price: {input: 1, output: 2}}
+""", routes="  - {name: live, policy: {kind: least-latency, models: [e, t], explore: 0.05}}\n")
+    try:
+        picked, reasons = Counter(), []
+        async with openai.AsyncOpenAI(base_url=s.base + "/v1", api_key=ADMIN, max_retries=0) as c:
+            for i in range(24):
+                raw = await c.chat.completions.with_raw_response.create(
+                    model="live", stream=True, messages=[{"role": "user", "content": f"q{i}"}])
+                got = "".join([ch.choices[0].delta.content or "" async for ch in raw.parse() if ch.choices])
+                assert got == text
+                if i >= 8:  # both measured by then, first token and pace
+                    picked[raw.headers["x-switchman-model"]] += 1
+                    reasons.append(raw.headers["x-switchman-reason"])
+        # by first token alone "e" would win every time; whole streams say "t"
+        assert picked["t"] >= 13, (picked, reasons)
+        assert any(r.startswith("least-latency: t ~") for r in reasons)
     finally:
         await stop(s)

@@ -1,7 +1,8 @@
 """Policies that route on what the executor observes now (``resilience/live.py``):
 
 * ``least-latency``: the model with the lowest decaying latency estimate (the whole call for plain
-  requests, the time to first token for streams). Models within ``tolerance`` of the fastest count
+  requests; for streams the time to first token plus the time per output token times the tokens a
+  stream brings: ``resilience/live.py``). Models within ``tolerance`` of the fastest count
   as tied, and a tie is split by ``weights``. A share ``explore`` of requests goes first to another
   model (one never measured, else the least recently measured), so a model never measured is not
   taken for instant nor left unmeasured, and one slow call is not a verdict for ever; a figure
@@ -39,7 +40,7 @@ class LeastLatency(Policy):
 
     def plan(self, req: ChatRequest, ctx: RouteContext) -> Plan:
         live: LiveStats | None = ctx.live
-        est = {m: live.latency(m, req.stream) if live is not None else None for m in self.models}
+        est = {m: live.latency(m, req.stream, req.max_tokens) if live is not None else None for m in self.models}
         unknown = [m for m, e in est.items() if e is None]
         known = sorted((m for m, e in est.items() if e is not None), key=lambda m: est[m][0])
         stale = [m for m in known[1:] if est[m][2] > self.stale]
