@@ -573,7 +573,7 @@ def _policy(doc: _Doc, path: str, v: Any, chain: tuple[str, ...] | None = None
         if "start" in po.v:
             skind, _, _, spec["start"] = _policy(doc, f"{path}.start", po.v["start"], chain=models)
             if skind == "weighted":
-                raise doc.error(f"{path}.start.kind", "a cascade starts by a cheapest, learned, rules or first policy")
+                raise doc.error(f"{path}.start.kind", "a cascade starts by a cheapest, learned, bandit, rules or first policy")
             bad = [m for m in spec["start"].models if m not in models]
             if bad:
                 raise doc.error(f"{path}.start.models", f"{', '.join(bad)} not in the cascade's models")

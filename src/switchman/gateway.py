@@ -144,8 +144,12 @@ class Gateway:
 
     # -- learning from live traffic (policies that learn: ``bandit``) ------------------------------
     def _learner(self, route: str):
+        """The route's policy that learns (a bandit), or the one a cascade starts by."""
         t = self._targets.get(route)
-        return t.policy if t is not None and hasattr(t.policy, "learn") else None
+        if t is None:
+            return None
+        p = t.policy if hasattr(t.policy, "learn") else getattr(t.policy, "start", None)
+        return p if p is not None and hasattr(p, "learn") else None
 
     def feedback(self, route: str | None, model: str | None, score: float, tags: dict | None) -> None:
         """A quality score (``POST /v1/feedback``) for what ``model`` answered on ``route``."""
@@ -308,6 +312,9 @@ class Gateway:
             assert o.response is not None
             why = await checks.verdict(req, o.response, earlier, judge if checks.spec.judge else None,
                                        o.model.upstream)
+            learner = self._learner(p.route.name)
+            if learner is not None:  # a bandit the cascade starts by: a verdict is a quality score
+                learner.learn(o.model.name, 0.0 if why else 1.0, req.tags)
             if why is None:
                 notes.append(f"{o.model.name} passed checks")
                 break
@@ -360,11 +367,11 @@ class Gateway:
         self.health.start()
         st = self.config.accounting.state if self.config.accounting is not None else None
         uses = self._pacers or any(t.spec.policy in ("least-busy", "bandit", "experiment")
-                                   for t in self._targets.values())
+                                   or self._learner(n) is not None for n, t in self._targets.items())
         if st is not None and st.backend == "redis" and uses and self.shared is None:
             from .routing.shared import SharedState
 
-            bandits = {n: t.policy for n, t in self._targets.items() if t.spec.policy == "bandit"}
+            bandits = {n: b for n in self._targets if (b := self._learner(n)) is not None}
             self.shared = SharedState(st.url, st.prefix, self.executor.live, bandits, timeout=st.timeout,
                                       experiments=self.experiments, pacers=self._pacers)
             self.shared.start()

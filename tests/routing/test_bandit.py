@@ -123,3 +123,31 @@ async def test_feedback_and_failures_move_traffic_over_http(tmp_path):
         assert any(x.startswith("bandit: ") and "means:" in x for x in reasons)
     finally:
         await stop(s)
+
+
+async def test_a_cascade_teaches_the_bandit_it_starts_by_with_its_check_verdicts(tmp_path):
+    # "cheap" refuses everything: each time the bandit starts the cascade there, the refusal check
+    # rejects the answer (quality 0 for cheap) and the cascade pays for "dear" as well. The bandit
+    # learns from those verdicts alone (no feedback is sent) to start at "dear".
+    from telemetry.serving import serve, stop
+
+    s = await serve(tmp_path, models={"cheap": FakeModel(reply="I'm sorry, but I can't help with that."),
+                                      "dear": FakeModel()},
+                    extra_models="""\
+  - {name: cheap, provider: fake, model: cheap, price: {input: 1, output: 2}}
+  - {name: dear, provider: fake, model: dear, price: {input: 10, output: 20}}
+""", routes="  - {name: casc, policy: {kind: cascade, models: [cheap, dear], "
+             "start: {kind: bandit, models: [cheap, dear], explore: 0.05, seed: 3}}}\n")
+    try:
+        reasons = []
+        async with aiohttp.ClientSession() as http:
+            for i in range(40):
+                async with http.post(s.base + "/v1/chat/completions", headers=s.admin(),
+                                     json={"model": "casc", "messages": [{"role": "user", "content": f"q{i}"}]}) as r:
+                    assert r.status == 200 and r.headers["x-switchman-model"] == "dear"  # never the refusal
+                    reasons.append(r.headers["x-switchman-reason"])
+        assert any("cheap rejected" in x for x in reasons[:10])
+        late = reasons[20:]
+        assert sum(x.startswith("cascade from dear (bandit") for x in late) >= 17, late
+    finally:
+        await stop(s)
