@@ -83,7 +83,8 @@ def _policy_lines(p) -> list[str]:
     if p.kind == "bandit":
         prior = (f"router {p.router}" if p.router else
                  "quality " + ", ".join(f"{m}={q:g}" for m, q in p.quality) if p.quality else "no prior")
-        ctx = f"; learns per tag '{p.context_tag}'" if p.context_tag else ""
+        ctx = f"; learns per tag '{p.context_tag}'" if p.context_tag else "; learns per prompt cluster" \
+            if p.context == "cluster" else ""
         seed = f"; seed {p.seed}" if p.seed is not None else ""
         out.append(f"bandit: tradeoff {p.tradeoff if p.tradeoff is not None else 0:g}, explore {p.explore:g}, "
                    f"prior weight {p.prior:g} ({prior}){ctx}{seed}")

@@ -161,6 +161,7 @@ class PolicySpec:
     stale: float = 60.0  # least-latency: seconds after which a model's figure is measured again
     prior: float = 10.0  # bandit: the weight of a ``quality`` prior, in observations
     context_tag: str | None = None  # bandit: learn per value of this request tag
+    context: str | None = None  # bandit: "cluster": learn per prompt cluster of its router
     seed: int | None = None  # bandit: seeds its draws (a replay that must repeat itself)
     experiment: "ExperimentSpec | None" = None  # experiment: arms, split, ramp (routing/experiment.py)
 

@@ -477,7 +477,7 @@ _POLICY_KEYS = {
     "cascade": ("kind", "models", "checks", "start"),
     "least-latency": ("kind", "models", "tolerance", "explore", "stale"),
     "least-busy": ("kind", "models"),
-    "bandit": ("kind", "models", "quality", "tradeoff", "explore", "prior", "context_tag", "router", "seed"),
+    "bandit": ("kind", "models", "quality", "tradeoff", "explore", "prior", "context_tag", "context", "router", "seed"),
     "experiment": ("kind", "arms", "split", "ramp", "by", "min_requests", "alpha", "tolerance", "secret"),
 }
 _POLICY_KEYS = {k: (*v, "prefer") for k, v in _POLICY_KEYS.items()}  # prefer: headroom, any kind
@@ -690,6 +690,9 @@ def _resolve_policy(doc: _Doc, path: str, p: PolicySpec, models: dict, routes: d
         for m, a in p.aliases:
             if a not in router.models:
                 raise doc.error(f"{path}.aliases.{m}", f"the router does not know '{a}'")
+        if p.context == "cluster" and not router.clusters:
+            raise doc.error(f"{path}.context", f"the router {p.router} has no prompt clusters: train it with "
+                                               "switchman train --clusters K")
     if p.checks is not None:
         if p.checks.judge is not None:
             model(f"{path}.checks.judge.model", p.checks.judge)

@@ -83,6 +83,7 @@ class Planned:
     checked: int = 0
     conversation: str | None = None  # the prompt-cache stickiness key, on routes that keep it
     arm: str | None = None  # an experiment's arm for this request
+    tags: tuple[tuple[str, str], ...] = ()  # the policy's tags for this request (routing/base.py Plan)
 
 
 class _Target:
@@ -213,7 +214,7 @@ class Gateway:
                 if n not in names:
                     names.append(n)
         return Planned(t.spec, [models[n] for n in names], reason, plan.checks, max(len(plan.models) - 1, 0), key,
-                       plan.arm)
+                       plan.arm, plan.tags)
 
     async def run(self, req: ChatRequest, *, deadline: float | None = None, request_id: str | None = None,
                   plan: Planned | None = None) -> Reply:

@@ -340,8 +340,11 @@ class Ticket:
     def _context_fields(self) -> dict:
         c = self.creq
         out = {"episode": c.episode, "dialect": c.dialect or None, "traceparent": c.traceparent}
-        if self.plan.arm is not None:  # an experiment's arm, as a tag: spend, the log and feedback see it
-            out["tags"] = {**self.adm.tags, f"exp.{self.route}": self.plan.arm}
+        if self.plan.arm is not None or self.plan.tags:
+            # an experiment's arm, a bandit's prompt cluster: tags that spend, the log and feedback see
+            out["tags"] = {**self.adm.tags, **dict(self.plan.tags)}
+            if self.plan.arm is not None:
+                out["tags"][f"exp.{self.route}"] = self.plan.arm
         return out
 
     def failed(self, err: SwitchmanError) -> None:

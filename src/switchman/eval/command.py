@@ -216,7 +216,12 @@ def _train(argv: list[str]) -> int:
     p.add_argument("--out", required=True, metavar="FILE", help="the router (or scorer) file to write (.npz)")
     p.add_argument("--split", choices=("train", "all"), default="train", help="learn from the train split only (default, when the data has one) or from every prompt")
     p.add_argument("--scorer", action="store_true", help="fit an answer scorer for the cascade (needs data with responses) instead of a router")
+    p.add_argument("--clusters", type=int, default=0, metavar="K",
+                   help="also cluster the prompts in K groups (k-means on the router's features), for a bandit that "
+                        "learns per cluster (context: cluster)")
     args = p.parse_args(argv)
+    if args.clusters < 0 or (args.clusters and args.scorer):
+        raise UsageError("--clusters: a number of clusters (1 or more) for a router, not an answer scorer")
     _check_sources(args)
     out_dir = Path(args.out).resolve().parent
     if not out_dir.is_dir():  # before minutes of training, not after
@@ -241,13 +246,17 @@ def _train(argv: list[str]) -> int:
         )
         return 0
     router = train_router(
-        table, cost, cost_unit=unit, rows=rows, params=TrainParams(c=args.c, max_features=args.max_features or TrainParams().max_features), sources=sources
+        table, cost, cost_unit=unit, rows=rows, sources=sources,
+        params=TrainParams(c=args.c, max_features=args.max_features or TrainParams().max_features, clusters=args.clusters),
     )
     router.save(args.out)
     print(
         f"trained on {len(rows)} prompts × {len(table.models)} models in {time.monotonic() - t0:.1f}s; "
         f"{len(router.vectorizer)} features; wrote {args.out}"
     )
+    if router.clusters:
+        print(f"clustered the prompts in {router.clusters} groups: a bandit with router: {args.out} and context: cluster "
+              "learns per group")
     if router.tasks:
         shown = ", ".join(router.tasks[:5]) + (f" and {len(router.tasks) - 5} more" if len(router.tasks) > 5 else "")
         print(f"learned per task too ({shown}): tag requests x-switchman-tags: task=NAME to use it")

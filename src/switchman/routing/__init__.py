@@ -43,7 +43,7 @@ def _build(spec: PolicySpec, route_plan: RoutePlanner) -> Policy:
 
             router = Router.load(spec.router)
         return Bandit(spec.models, dict(spec.quality), spec.tradeoff or 0.0, spec.explore, prior=spec.prior,
-                      context_tag=spec.context_tag, router=router,
+                      context_tag=spec.context_tag, router=router, clusters=spec.context == "cluster",
                       rng=random.Random(spec.seed) if spec.seed is not None else None)
     if spec.kind in ("least-latency", "least-busy"):
         from .live import LeastBusy, LeastLatency

@@ -11,6 +11,10 @@ the rest of the plan follows by posterior mean reward, so a failure falls back t
 * ``explore``: the least share of requests drawn uniformly, so no arm is starved of feedback.
 * ``context_tag: task``: a posterior per value of that request tag, so a route learns per kind of
   request (a value it has not seen starts from the priors).
+* ``context: cluster`` (with a ``router:`` trained with ``switchman train --clusters K``): a posterior
+  per prompt cluster, the nearest of the router's k-means centroids to the prompt's features, for
+  traffic that names no task. The request gets the tag ``cluster`` (in the ledger, the request log
+  and feedback), so what is learned about an answer goes to its prompt's cluster.
 
 * ``router: router.npz`` (a file from ``switchman train``): the bandit starts as the learned
   router and learns a correction on top of it. A request's score for a model is the router's
@@ -66,7 +70,7 @@ class Arm:
 class Bandit(Policy):
     def __init__(self, models: tuple[str, ...], quality: dict[str, float], tradeoff: float = 0.0,
                  explore: float = 0.05, prior: float = 10.0, context_tag: str | None = None,
-                 rng: random.Random | None = None, router=None) -> None:
+                 rng: random.Random | None = None, router=None, clusters: bool = False) -> None:
         self.models = tuple(models)
         self.quality = quality
         self.tradeoff = tradeoff
@@ -83,6 +87,11 @@ class Bandit(Policy):
         # priors per context value (the evaluator's warm start from a train split), over ``quality``
         self.context_quality: dict[str | None, dict[str, float]] = {}
         self.router = router  # a learned Router: per-prompt priors (see the module's doc)
+        self.clusters = clusters  # learn per prompt cluster of the router (context: cluster)
+        if clusters:
+            if router is None or not router.clusters:
+                raise ValueError("bandit: context: cluster needs a router trained with --clusters")
+            self.context_tag = "cluster"
         if router is not None:
             missing = [m for m in self.models if m not in router.models]
             if missing:
@@ -109,8 +118,13 @@ class Bandit(Policy):
 
     def plan(self, req: ChatRequest, ctx: RouteContext) -> Plan:
         if self.router is not None:
-            q, c = self.router.estimate(prompt_text(req), request_task(req, self.context_tag or "task"))
-            return self.choose(q[self._cols], c[self._cols], req.tags)
+            task = request_task(req, "task" if self.clusters else self.context_tag or "task")
+            q, c, k = self.router.estimate_cluster(prompt_text(req), task)
+            if not self.clusters:
+                return self.choose(q[self._cols], c[self._cols], req.tags)
+            tag = (("cluster", str(k)),)
+            p = self.choose(q[self._cols], c[self._cols], {**(req.tags or {}), "cluster": str(k)})
+            return Plan(p.models, p.reason, tags=tag)
         ctxv = self._context(req.tags)
         arms = self.arms(ctxv)
         lam = self.pacer.tradeoff() if self.pacer is not None else self.tradeoff

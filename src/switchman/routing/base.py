@@ -25,6 +25,7 @@ class Plan:
     reason: str  # a few words: why this order (becomes x-switchman-reason)
     checks: "Checks | None" = None  # a cascade: each answer is checked before it is sent
     arm: str | None = None  # an experiment: the arm this request was assigned
+    tags: tuple[tuple[str, str], ...] = ()  # tags the policy gives the request (a bandit's prompt cluster)
 
 
 @dataclass(slots=True)

@@ -29,4 +29,4 @@ class Cascade(Policy):
         p = self.start.plan(req, ctx)
         pick = p.models[0] if p.models else self.models[0]
         chain = self.models[self.models.index(pick):] if pick in self.models else (pick, *self.models)
-        return Plan(chain, f"cascade from {pick} ({p.reason})", self.checks)
+        return Plan(chain, f"cascade from {pick} ({p.reason})", self.checks, tags=p.tags)

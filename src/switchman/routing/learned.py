@@ -74,14 +74,31 @@ class Router:
     cost_bias: np.ndarray | None = None  # (n_models,)
     tasks: list[str] = field(default_factory=list)  # the tasks the training data named
     task_weights: np.ndarray | None = None  # (n_tasks, n_models) float32, added for a known task
+    # prompt clusters (``switchman train --clusters K``): k-means centroids of the training prompts'
+    # features, (n_features, K) float32, for a bandit that learns per cluster (``context: cluster``)
+    centroids: np.ndarray | None = None
     _task_row: dict[str, int] = field(init=False, repr=False, default_factory=dict)
-    # quality and cost weights side by side: one gather and one product per decision, not two
-    _both: np.ndarray | None = field(init=False, repr=False, default=None)
+    # quality, cost and centroid weights side by side: one gather and one product per decision
+    _all: np.ndarray | None = field(init=False, repr=False, default=None)
+    _centroid_sq: np.ndarray | None = field(init=False, repr=False, default=None)
 
     def __post_init__(self) -> None:
         self._task_row = {t: i for i, t in enumerate(self.tasks)}
+        cols = [self.weights]
         if self.cost_weights is not None:
-            self._both = np.hstack([self.weights, self.cost_weights])
+            cols.append(self.cost_weights)
+        if self.centroids is not None and self.centroids.size:
+            cols.append(self.centroids)
+            c = self.centroids.astype(np.float64)
+            self._centroid_sq = (c * c).sum(axis=0)
+        else:
+            self.centroids = None
+        self._all = np.hstack(cols) if len(cols) > 1 else None
+
+    @property
+    def clusters(self) -> int:
+        """How many prompt clusters the router knows (0: none)."""
+        return 0 if self.centroids is None else self.centroids.shape[1]
 
     def knows(self, task: str | None) -> bool:
         """Whether ``task`` is one the router learned weights for."""
@@ -94,20 +111,29 @@ class Router:
     def estimate(self, text: str, task: str | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Predicted quality (0..1) and cost (in ``cost_unit``) of every model for one prompt
         (of ``task``, where known: an unknown task counts as none)."""
+        q, c, _ = self.estimate_cluster(text, task)
+        return q, c
+
+    def estimate_cluster(self, text: str, task: str | None = None) -> tuple[np.ndarray, np.ndarray, int | None]:
+        """:meth:`estimate`, and the prompt's cluster (the nearest centroid; None without clusters),
+        from the same features."""
         idx, val = self.vectorizer.transform_one(text)
-        if self._both is None:
-            z, cz = val @ self.weights[idx] + self.bias, None
+        m = len(self.models)
+        if self._all is None:
+            z, cz, cluster = val @ self.weights[idx] + self.bias, None, None
         else:
-            both = val @ self._both[idx]
-            m = len(self.models)
-            z, cz = both[:m] + self.bias, both[m:]
+            out = val @ self._all[idx]
+            z = out[:m] + self.bias
+            cz = out[m:2 * m] if self.cost_weights is not None else None
+            # nearest centroid: the least |c|² − 2 x·c (|x|² is the same for every centroid)
+            cluster = None if self._centroid_sq is None else int(np.argmin(self._centroid_sq - 2.0 * out[-self.clusters:]))
         row = self._task_row.get(task)  # type: ignore[arg-type]
         if row is not None:
             z = z + self.task_weights[row]  # type: ignore[index]
         q = 1.0 / (1.0 + np.exp(-z))
         if cz is None:
-            return q, self.cost_per_call
-        return q, self.cost_per_call * np.exp(cz + self.cost_bias)
+            return q, self.cost_per_call, cluster
+        return q, self.cost_per_call * np.exp(cz + self.cost_bias), cluster
 
     def predict_many(self, texts: Sequence[str], tasks: Sequence[str | None] | None = None) -> np.ndarray:
         """Predicted quality for many prompts, ``(len(texts), n_models)``."""
@@ -150,6 +176,8 @@ class Router:
                 tasks=np.frombuffer("\n".join(self.tasks).encode("utf-8"), dtype=np.uint8),
                 task_weights=np.asarray(self.task_weights if self.task_weights is not None
                                         else np.zeros((0, m)), dtype=np.float32),
+                centroids=np.asarray(self.centroids if self.centroids is not None else np.zeros((0, 0)),
+                                     dtype=np.float32),
             ),
         )
 
@@ -176,9 +204,19 @@ class Router:
                 cost_bias=z["cost_bias"],
                 tasks=tasks,
                 task_weights=tw if tasks else None,
+                centroids=_centroids(path, z.get("centroids"), z["weights"].shape[0]),
             )
         except KeyError as e:
             raise RouterFileError(f"{path}: router file lacks {e}") from None
+
+
+def _centroids(path, c: np.ndarray | None, features: int) -> np.ndarray | None:
+    """A router file's prompt clusters, if it has any (files from before clusters have none)."""
+    if c is None or not c.size:
+        return None
+    if c.ndim != 2 or c.shape[0] != features:
+        raise RouterFileError(f"{path}: damaged router file (centroids of shape {c.shape})")
+    return c
 
 
 class Learned(Policy):

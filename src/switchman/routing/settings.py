@@ -48,10 +48,20 @@ def bandit(po, path: str, error) -> tuple:
     if tradeoff < 0:
         raise error(f"{path}.tradeoff", "must be 0 or more (quality given up per USD)")
     explore = _share(po, error, "explore")
+    context = po.get("context", str)
+    if context is not None:
+        if context != "cluster":
+            raise error(f"{path}.context", f"must be cluster (learn per prompt cluster), not '{context}'; "
+                                           "to learn per value of a request tag use context_tag")
+        if po.get("context_tag", str) is not None:
+            raise error(f"{path}.context", "give context: cluster or context_tag, not both")
+        if po.get("router", str) is None:
+            raise error(f"{path}.context", "context: cluster needs router: (a file from switchman train --clusters K)")
     return "bandit", models, (), PolicySpec(
         "bandit", models, tradeoff=tradeoff, quality=tuple((m, float(x)) for m, x in q.items()),
         explore=0.05 if explore is None else explore, prior=po.positive("prior", float, 10.0),
-        context_tag=po.get("context_tag", str), router=po.get("router", str), seed=po.get("seed", int))
+        context_tag=po.get("context_tag", str), context=context, router=po.get("router", str),
+        seed=po.get("seed", int))
 
 
 def _share(po, error, key: str) -> float | None:

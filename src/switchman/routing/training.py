@@ -42,6 +42,7 @@ class TrainParams:
     c: float = 0.3  # inverse L2 strength of each logistic regression (best AIQ of 0.1/0.3/1 on routerbench)
     cost_alpha: float = 1.0  # L2 strength of each cost regression
     task_scale: float = 1.0  # value of the task's one-hot column (0 = learn nothing per task)
+    clusters: int = 0  # k-means clusters of the prompts, for a bandit per cluster (0 = none)
 
 
 def _sklearn():
@@ -130,6 +131,13 @@ def train_router(
         bias[j] = float(lr.intercept_[0])
     out_tok = np.nanmean(table.output_tokens[ix], axis=0) if not np.isnan(table.output_tokens[ix]).all() else None
     cost_weights, cost_bias = _cost_models(x, cost[ix], params.cost_alpha)
+    centroids = None
+    if params.clusters:
+        from sklearn.cluster import KMeans
+
+        k = min(params.clusters, len(ix))
+        km = KMeans(n_clusters=k, n_init=3, random_state=0).fit(x)
+        centroids = km.cluster_centers_.T.astype(np.float32)  # (features, k)
     meta = {
         "trained_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "sources": list(sources),
@@ -137,6 +145,7 @@ def train_router(
         "tasks": tasks[:50] if tasks else sorted({t for t in named if t})[:50],
         "c": params.c,
         "task_scale": params.task_scale,
+        "clusters": params.clusters,
         "train_quality": [float(v) for v in q.mean(axis=0)],
     }
     return Router(
@@ -152,6 +161,7 @@ def train_router(
         cost_bias=cost_bias,
         tasks=tasks,
         task_weights=task_weights if tasks else None,
+        centroids=centroids,
     )
 
 
