@@ -12,7 +12,11 @@ hard budget set at the same figure. Two controllers, both on log λ, with error
   ``log λ += 60·Δe + 32·e·dt + 0.06·Δ(de/dt)``, time in windows: the proportional part is the
   multiplicative rule's, the integral removes the offset that rule leaves at the window's end, and
   the derivative (0.001 of the proportional gain) damps the rate's swings. λ is clamped to its bounds
-  after each step, so a quiet night that holds λ at its floor winds nothing up;
+  after each step, so a quiet night that holds λ at its floor winds nothing up. The integral acts
+  only once the plan has the shape of a whole window's traffic: against an even plan (the first
+  window) the error is mostly the plan's own, behind at night and ahead in the afternoon peak
+  whatever λ does, and integrating it raised λ through the peak (to 12 where the multiplicative rule
+  held 9 on ``benchmarks/pacing.py``'s first day), sending the bandit's prompts to its worst model;
 * ``multiplicative``: ``λ ← λ · exp(60 · Δe)`` every interval, so ``λ = λ0 · exp(60 · e)``:
   proportional in log space, scale-free, but it ends the window off plan by ``log(λ*/λ0) / 60``.
   (A first version multiplied λ by ``exp(gain · e)`` every interval: an integral of the already
@@ -63,7 +67,7 @@ from ..clock import Clock
 PERIODS = ("hour", "day", "week", "month")
 AIM = 0.98  # the share of the budget the plan spreads: day-end noise must not reach a hard limit at the budget
 GAINS = {"pid": 60.0, "multiplicative": 60.0}  # log λ per unit of error (a share of the budget)
-INTEGRAL = 32.0  # pid: log λ per unit of error held for a whole window
+INTEGRAL = 32.0  # pid: log λ per unit of error held for a whole window (once the plan has a learnt shape)
 DERIVATIVE = 0.001  # pid: the derivative's gain, as a share of the proportional gain
 BINS = 96  # the traffic profile's resolution over a window (a day: 15 minutes)
 EVEN = 0.2  # the share of a learnt plan spread evenly, for the times the last window saw no traffic
@@ -183,7 +187,9 @@ class Pacer:
         if self.spec.controller == "pid":  # incremental: the clamp below is the anti-wind-up
             dt = self.spec.interval / (self.window_end - self.window_start)
             rate = (error - self._last_error) / dt
-            step += INTEGRAL * error * dt + DERIVATIVE * self.gain * (rate - self._last_rate)
+            step += DERIVATIVE * self.gain * (rate - self._last_rate)
+            if self._shape is not None:  # the plan has the traffic's shape: its error is λ's (see above)
+                step += INTEGRAL * error * dt
             self._last_rate = rate
         self._last_error = error
         self.lam *= math.exp(max(-40.0, min(40.0, step)))
