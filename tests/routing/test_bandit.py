@@ -123,3 +123,50 @@ async def test_feedback_and_failures_move_traffic_over_http(tmp_path):
         assert any(x.startswith("bandit: ") and "means:" in x for x in reasons)
     finally:
         await stop(s)
+
+
+class _Router:
+    """A learned router's surface as the bandit uses it: its models and, per prompt, each one's
+    predicted quality and cost."""
+
+    models = ["good", "fair"]
+
+    def estimate(self, text, task=None):
+        import numpy as np
+
+        return np.array([0.85, 0.80]), np.array([0.01, 0.001])
+
+
+def _stream(b: Bandit, truth: dict[str, float], n: int, rng: random.Random) -> list[tuple[str, str]]:
+    out = []
+    for _ in range(n):
+        plan = b.plan(req({"task": "qa"}), CTX)
+        m = plan.models[0]
+        out.append((m, plan.reason))
+        b.learn(m, 1.0 if rng.random() < truth[m] else 0.0, {"task": "qa"})
+    return out
+
+
+def test_with_a_router_feedback_that_agrees_with_it_leaves_every_decision_the_routers():
+    """Warm from a router, scores that match its predictions are no evidence against it: the bandit
+    decides exactly as the learned policy (here always `good`: 0.85 − 3 × $0.01 against 0.80 −
+    3 × $0.001) and draws nothing; the reason says no residual is significant."""
+    b = Bandit(("good", "fair"), {}, tradeoff=3.0, explore=0.0, prior=50, context_tag="task",
+               rng=random.Random(7), router=_Router())
+    seen = _stream(b, {"good": 0.85, "fair": 0.80}, 400, random.Random(8))
+    assert {m for m, _ in seen} == {"good"}
+    reason = seen[-1][1]
+    assert reason.startswith("bandit+router [task=qa]: good (scored 0.82;") and "no residual significant" in reason
+
+
+def test_with_a_router_a_model_that_degrades_is_found_out_and_traffic_moves():
+    """The router still predicts 0.85 for `good`, but its answers now score 0.3 (a provider swapped
+    the model): within a few dozen scores the residual is significant, and the route moves to `fair`."""
+    b = Bandit(("good", "fair"), {}, tradeoff=3.0, explore=0.0, prior=50, context_tag="task",
+               rng=random.Random(7), router=_Router())
+    seen = _stream(b, {"good": 0.3, "fair": 0.80}, 200, random.Random(8))
+    moved = next(k for k, (m, _) in enumerate(seen) if m == "fair")
+    assert 5 <= moved <= 40, moved
+    assert all(m == "fair" for m, _ in seen[moved:])
+    reason = seen[-1][1]
+    assert "residual significant for good n=" in reason and "(drew " in reason
