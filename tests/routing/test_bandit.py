@@ -170,3 +170,43 @@ def test_with_a_router_a_model_that_degrades_is_found_out_and_traffic_moves():
     assert all(m == "fair" for m, _ in seen[moved:])
     reason = seen[-1][1]
     assert "residual significant for good n=" in reason and "(drew " in reason
+
+
+async def test_with_a_router_over_http_feedback_against_it_moves_the_route(tmp_path):
+    """`switchman serve`, a bandit route started from a router that sends arithmetic to the small
+    model: while the small model's answers score 1 nothing is learnt and it keeps them; once they
+    score 0 (its provider swapped it), a few scores make the residual significant and arithmetic
+    goes to the dear model, the reason saying why."""
+    from telemetry.serving import serve, stop
+
+    from .test_policies import _router_file
+
+    _router_file(tmp_path)
+    s = await serve(tmp_path, models={"small-model": FakeModel(), "dear": FakeModel()}, extra_models="""\
+  - {name: small-model, provider: fake, model: small-model, price: {input: 1, output: 2}}
+  - {name: dear, provider: fake, model: dear, price: {input: 10, output: 20}}
+""", routes="  - {name: warm, policy: {kind: bandit, router: router.npz, models: [small-model, dear], tradeoff: 20, "
+             "explore: 0, prior: 50, context_tag: task, seed: 3}}\n")
+    try:
+        seen = []
+        async with aiohttp.ClientSession() as http:
+            for i in range(60):
+                async with http.post(s.base + "/v1/chat/completions",
+                                     headers={**s.admin(), "x-switchman-tags": "task=sums"},
+                                     json={"model": "warm", "messages": [{"role": "user",
+                                                                          "content": f"compute {i} times 7"}]}) as r:
+                    assert r.status == 200, await r.text()
+                    model = r.headers["x-switchman-model"]
+                    seen.append((model, r.headers["x-switchman-reason"]))
+                    rid = r.headers["x-switchman-request-id"]
+                broken = i >= 20  # from the 21st request the small model's answers are wrong
+                score = 0.0 if model == "small-model" and broken else 1.0
+                async with http.post(s.base + "/v1/feedback", headers=s.admin(),
+                                     json={"request_id": rid, "score": score}) as r:
+                    assert r.status == 201, await r.text()
+        assert {m for m, _ in seen[:21]} == {"small-model"}
+        assert "no residual significant" in seen[20][1]
+        assert all(m == "dear" for m, _ in seen[40:]), seen
+        assert "residual significant for small-model" in seen[-1][1]
+    finally:
+        await stop(s)
