@@ -190,6 +190,7 @@ class Bandit(Policy):
         ctxv = self._context(tags)
         arms = self.arms(ctxv)
         lam = self.pacer.tradeoff() if self.pacer is not None else self.tradeoff
+        q, cost = q.tolist(), cost.tolist()  # Python floats: the same doubles, without numpy's per-item cost
         score, mean, opened = [], [], []
         for k, m in enumerate(self.models):
             resid, n = residual(arms[m], self.prior)
@@ -205,7 +206,7 @@ class Bandit(Policy):
             pick = max(range(len(self.models)), key=score.__getitem__)
             why = f"{'drew' if opened else 'scored'} {score[pick]:.2f}"
         a = arms[self.models[pick]]
-        a.pred_sum += float(q[pick])
+        a.pred_sum += q[pick]
         a.pred_n += 1
         order = sorted(range(len(self.models)), key=lambda k: -mean[k])
         means = ", ".join(f"{self.models[k]} {q[k]:.2f}{mean[k] - q[k] + lam * cost[k]:+.2f}" for k in order[:4])
