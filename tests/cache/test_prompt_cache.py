@@ -4,6 +4,8 @@ as the fake upstream received them; never where it cannot pay, nor over the clie
 
 from __future__ import annotations
 
+import asyncio
+
 import aiohttp
 
 from switchman.testing.fake_upstream import FakeModel
@@ -125,6 +127,7 @@ async def test_prompt_cache_savings_are_in_the_ledger_to_the_picodollar(tmp_path
                 rows = {x["group"]: x for x in spend["rows"]}
                 if rows.get("reader", {}).get("requests") == 2 and "writer" in rows:
                     break
+                await asyncio.sleep(0.05)  # the ledger writes every 0.2 s
     finally:
         await stop(s)
     assert Decimal(rows["reader"]["prompt_cache_savings_usd"]) == 2 * 1000 * Decimal("2.7") / 1_000_000

@@ -92,6 +92,7 @@ async def test_a_paraphrase_is_a_semantic_hit_in_both_dialects(gw):
                 rows = (await r.json())["data"]
             if rows:
                 break
+            await asyncio.sleep(0.05)  # the ledger writes every 0.2 s: wait for it, not a count of quick polls
         assert rows and all(Decimal(r["cost_usd"]) == 0 for r in rows)
         async with http.get(s.base + "/admin/spend?by=cache", headers=s.admin()) as r:
             spend = {x["group"]: x for x in (await r.json())["rows"]}
@@ -194,6 +195,7 @@ async def test_a_judge_model_decides_when_the_wording_differs(tmp_path):
                     rows = {x["group"]: x for x in (await r.json())["rows"]}
                 if rows.get("switchman=cache-verify", {}).get("requests", 0) >= 30:
                     break
+                await asyncio.sleep(0.05)  # the ledger writes every 0.2 s
         assert Decimal(rows["switchman=cache-verify"]["cost_usd"]) > 0
     finally:
         await stop(s)

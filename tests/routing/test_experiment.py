@@ -4,6 +4,8 @@ arm tag in the ledger and GET /admin/experiments."""
 
 from __future__ import annotations
 
+import asyncio
+
 import random
 
 import aiohttp
@@ -183,6 +185,7 @@ async def test_an_ab_route_end_to_end(tmp_path):
                     data = (await r.json())["data"][0]
                 if sum(a["requests"] for a in data["arms"].values()) == 80:
                     break
+                await asyncio.sleep(0.05)  # settled requests reach the figures in the background
             assert data["route"] == "chat" and set(data["arms"]) == {"control", "candidate"}
             assert sum(a["feedback"] for a in data["arms"].values()) == 1
             async with http.get(s.base + "/admin/spend?by=tag", headers=s.admin()) as r:
