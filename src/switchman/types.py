@@ -152,6 +152,7 @@ class ChatRequest:
     # ``POST /v1/embeddings``: the same route, plan, resilience and ledger as chat, with the
     # embedding codecs (``adapters/embeddings.py``) in place of the chat ones.
     embedding: Embedding | None = None
+    _chars: int = field(default=-1, init=False, repr=False, compare=False)  # text_chars(), once counted
 
     def has_images(self) -> bool:
         for m in self.messages:
@@ -168,8 +169,13 @@ class ChatRequest:
         return self.text_chars() // CHARS_PER_TOKEN
 
     def text_chars(self) -> int:
-        """Characters of text in the prompt: a cheap basis for token estimates."""
-        return sum(map(len, self.texts()))
+        """Characters of text in the prompt: a cheap basis for token estimates. Counted once: a
+        request's prompt is never changed in place (``dataclasses.replace`` makes a new request,
+        counted afresh), and admission, the plan and the executor each ask (about 2% of a plain
+        request's time, counted every time)."""
+        if self._chars < 0:
+            self._chars = sum(map(len, self.texts()))
+        return self._chars
 
     def texts(self) -> Iterator[str]:
         """The prompt's text pieces (system, messages, tool calls and results, tool definitions):
