@@ -90,3 +90,13 @@ def test_pairs_skip_one_letter_words():
     # so "cat a cat" makes the pair "cat cat"); "cat the" is no pair of the vocabulary
     assert got == Counter({"the": 3, "cat": 3, "the cat": 2, "cat cat": 1, "cat sat": 1, "sat": 1, "on": 1,
                            "mat": 1, "sat on": 1, "on the": 1, "the mat": 1})
+
+
+def test_pairs_whose_words_are_not_in_the_vocabulary_never_collide():
+    # Only pairs in the vocabulary: their words are numbered beyond the vocabulary's size, and an
+    # unknown word next to a known one must not make up a pair that is not there.
+    v = Vectorizer(["xx yy", "zz ww"], np.ones(2), FeatureParams(shape_scale=0.0))
+    for text in ("ww xx", "xx yy zz ww", "qq xx", "yy qq", "ww qq zz", "yy zz ww xx", "qq qq qq"):
+        words, _ = ngrams(text, v.params)
+        want = Counter(i for i in map(v.words.get, words) if i is not None)
+        assert Counter(v._ascii_ids(text).tolist()) == want, text

@@ -238,7 +238,7 @@ class Vectorizer:
         ``k1 × (K + 1) + k2`` with their vocabulary ids; ``K`` is the unknown word's number."""
         wk: dict[bytes, int] = {}
         uni: list[int] = []
-        pairs: list[tuple[int, int]] = []
+        pairs: list[tuple[int, int, int]] = []
 
         def num(w: bytes) -> int:
             k = wk.get(w)
@@ -254,17 +254,17 @@ class Vectorizer:
             if len(parts) == 1:
                 uni[num(parts[0])] = i
             else:
-                pairs.append((num(parts[0]) * (len(self.words) + 1) + num(parts[1]), i))
+                pairs.append((num(parts[0]), num(parts[1]), i))
         self._unknown = len(uni)
-        self._stride = len(self.words) + 1  # > every k, the unknown one's included
+        self._stride = len(uni) + 1  # > every k, the unknown one's included: codes never collide
         uni.append(-1)
         wk.update({bytes([c]): -2 for c in range(128) if _WORDS_LOWER[c] != 32})
         self._wk = wk
         self._uni = np.array(uni, dtype=np.int64)
-        pairs.sort()
+        coded = sorted((a * self._stride + b, i) for a, b, i in pairs)
         # a sentinel above every code, so a search never runs off the end
-        self._pair_codes = np.array([c for c, _ in pairs] + [2**62], dtype=np.int64)
-        self._pair_ids = np.array([i for _, i in pairs] + [-1], dtype=np.int64)
+        self._pair_codes = np.array([c for c, _ in coded] + [2**62], dtype=np.int64)
+        self._pair_ids = np.array([i for _, i in coded] + [-1], dtype=np.int64)
 
     def _ascii_ids(self, text: str) -> np.ndarray:
         """The vocabulary ids of an ASCII prompt's word 1- and 2-grams, with repeats, as
