@@ -75,6 +75,7 @@ def test_a_day_of_varying_traffic_ends_on_budget(controller):
     assert abs(days[0][0] - 50) <= 3.0, days[0]
     for spent, _ in days[1:]:
         assert abs(spent - 50) <= 2.5, days
+    assert all(spent <= 50.0 for spent, _ in days), days  # never past the budget: a hard limit there refuses nothing
     _, downgraded = downgrade_day()
     # spread over the day, the same budget buys better answers (here, with two models, better means
     # more of the dear one: so from the day the spend is on plan)
@@ -179,7 +180,7 @@ def test_pacing_steers_a_learned_router_too(tmp_path):
                 free += cost[unpaced.plan(req, RouteContext({})).models[0]]
             clock.advance(STEP)
         days.append((spent, free))
-    assert "pace: lambda=" in p.reason
+    assert "pace: " in p.reason
     # Day 1 the plan is even, and from 20:00 this route cannot spend at the plan's rate even with
     # every prompt on the dear model (λ at its floor): a controller that keeps to the plan through
     # the day ends it under (the multiplicative one too, at $43.9). From day 2 the plan has the
@@ -212,6 +213,7 @@ def test_a_pid_paced_route_started_far_below_the_lambda_its_budget_needs_does_no
     assert max(ahead) <= 2.5, max(ahead)  # 5% of the budget
     assert ahead[719] <= 2.5  # noon
     assert abs(spent - 50) <= 2.5, spent  # the issue's ±5%
+    assert spent <= 50.0, spent  # it used to end at $50.14: the guard sends the last minutes to the cheap model
     assert quality / n > downgrade_day()[1]
 
 
@@ -365,3 +367,18 @@ ledger: {{url: "sqlite:///{tmp_path}/ledger.db"}}
     assert model == "cheap" and len(seen) <= 5, seen
     bar = float(reason.rsplit("bar ", 1)[1])
     assert bar <= 0.70 and "pace: lambda=" in reason and "spent of" in reason
+
+
+def test_past_the_guard_the_route_takes_its_cheapest_model_until_the_window_ends():
+    clock = VirtualClock(MIDNIGHT + 20 * 3600)  # 20:00
+    b = Bandit(("dear", "cheap"), QUALITY, explore=0.0, prior=200, rng=random.Random(1))
+    b.pacer = Pacer(PaceSpec(50.0, "day", "pid"), clock, start_tradeoff=0.001, wall=clock.now)
+    b.cost("dear", COST["dear"])
+    b.cost("cheap", COST["cheap"])
+    assert b.plan(REQ, RouteContext(models={})).models[0] == "dear"  # λ near 0: quality wins
+    b.pacer.spend(49.80)  # 99.6% of the day's budget, early
+    plan = b.plan(REQ, RouteContext(models={}))
+    assert plan.models[0] == "cheap" and "99.5% of the $50 budget: the cheapest model until the day ends" in plan.reason
+    assert b.pacer.lam == pytest.approx(0.001)  # λ is the controller's still
+    clock.advance(4 * 3600 + 60)  # the next day: spend from zero, the guard is off, λ the controller's
+    assert "pace: lambda=" in b.plan(REQ, RouteContext(models={})).reason and not b.pacer.guarded

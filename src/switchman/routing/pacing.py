@@ -66,6 +66,12 @@ from ..clock import Clock
 
 PERIODS = ("hour", "day", "week", "month")
 AIM = 0.98  # the share of the budget the plan spreads: day-end noise must not reach a hard limit at the budget
+# Past this share of the budget the route goes to its cheapest model until the window ends, whatever
+# λ says: the controller acts on past error and may end a window a little over its aim (a synthetic
+# day in tests/routing/test_pacing.py: $50.14 of $50), and a hard budget at the same figure would
+# refuse the last requests. What is left over is then what the cheapest model costs for the rest of
+# the window (that day: $49.78). λ itself is kept for the next window.
+GUARD = 0.995
 GAINS = {"pid": 60.0, "multiplicative": 60.0}  # log λ per unit of error (a share of the budget)
 INTEGRAL = 32.0  # pid: log λ per unit of error held for a whole window (once the plan has a learnt shape)
 DERIVATIVE = 0.001  # pid: the derivative's gain, as a share of the proportional gain
@@ -120,7 +126,12 @@ class Pacer:
         self._asked += 1
         f = (self.wall() - self.window_start) / (self.window_end - self.window_start)
         self._counts[min(BINS - 1, max(0, int(f * BINS)))] += 1
-        return self.lam
+        return self.bounds[1] if self.guarded else self.lam
+
+    @property
+    def guarded(self) -> bool:
+        """Whether the window's spend has reached ``GUARD`` of the budget (cheapest only until it ends)."""
+        return self.spent >= GUARD * self.spec.usd
 
     def bar(self, min_quality: float) -> float:
         """``cheapest``'s quality bar, paced: its slack below 1 scaled by λ."""
@@ -149,6 +160,9 @@ class Pacer:
         return AIM * self.spec.usd * f
 
     def reason(self) -> str:
+        if self.guarded:
+            return (f"pace: ${self.spent:.4f} spent, {GUARD:.1%} of the ${self.spec.usd:g} budget: the cheapest "
+                    f"model until the {self.spec.per} ends")
         return f"pace: lambda={self.lam:.3g}, ${self.spent:.4f} spent of ${self.planned():.4f} planned"
 
     def _tick(self) -> None:
