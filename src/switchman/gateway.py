@@ -315,7 +315,8 @@ class Gateway:
                                        o.model.upstream)
             learner = self._learner(p.route.name)
             if learner is not None:  # a bandit the cascade starts by: a verdict is a quality score
-                learner.learn(o.model.name, 0.0 if why else 1.0, req.tags)
+                tags = {**req.tags, **dict(p.tags)} if req.tags else dict(p.tags)  # its context (a cluster)
+                learner.learn(o.model.name, 0.0 if why else 1.0, tags or None)
             if why is None:
                 notes.append(f"{o.model.name} passed checks")
                 break

@@ -31,9 +31,9 @@ def _prompt(kind: int, i: int) -> str:
 
 
 def _table(n: int = 160) -> tuple[OutcomeTable, np.ndarray]:
-    """Both models right half the time on both kinds: the router learns nothing to tell them apart."""
+    """Both models score 0.5 on every prompt: the router learns nothing to tell them apart."""
     prompts = [Prompt(f"p{i}", _prompt(i % 2, i), None, None) for i in range(n)]
-    quality = np.array([[float((i // 2) % 2), float((i // 2 + 1) % 2)] for i in range(n)])
+    quality = np.full((n, 2), 0.5)
     cost = np.tile([0.001, 0.001], (n, 1))
     nan = np.full_like(quality, np.nan)
     return OutcomeTable(prompts, ["a", "b"], quality, cost, nan, nan, nan, None, Dropped()), cost
@@ -124,3 +124,34 @@ routes: [{{name: r, policy: {{kind: bandit, models: [a, b], router: '{plain}', c
     with pytest.raises(ConfigError) as e:
         configfile.loads(text, file="s.yaml", env={})
     assert "context" in str(e.value) and "--clusters" in str(e.value)
+
+
+async def test_a_cascade_teaches_its_cluster_bandit_per_cluster(router_file, tmp_path):
+    # "a" refuses poems and answers maths; the cascade's refusal check tells the bandit it starts by,
+    # per prompt cluster: poems come to start at "b", maths stay at "a".
+    from switchman.testing.fake_upstream import FakeModel
+    from telemetry.serving import serve, stop
+
+    def a_reply(text: str) -> str:
+        return "I'm sorry, but I can't help with that." if text.startswith(tuple(p.split()[0] for p in POEM)) \
+            else f"echo: {text}"
+
+    s = await serve(tmp_path, models={"a-model": FakeModel(reply=a_reply)}, extra_models="""\
+  - {name: a, provider: fake, model: a-model, price: {input: 1, output: 2}}
+  - {name: b, provider: fake, model: echo, price: {input: 10, output: 20}}
+""", routes=f"  - {{name: casc, policy: {{kind: cascade, models: [a, b], start: {{kind: bandit, models: [a, b], "
+            f"router: '{router_file}', context: cluster, explore: 0.0, seed: 5}}}}}}\n")
+    try:
+        late: dict[int, Counter] = {0: Counter(), 1: Counter()}
+        async with aiohttp.ClientSession() as http:
+            for i in range(160):
+                kind = i % 2
+                async with http.post(s.base + "/v1/chat/completions", headers=s.admin(), json={
+                        "model": "casc", "messages": [{"role": "user", "content": _prompt(kind, i)}]}) as r:
+                    assert r.status == 200
+                    reason = r.headers["x-switchman-reason"]
+                if i >= 120:
+                    late[kind][reason.split(" (")[0]] += 1  # "cascade from a" / "cascade from b"
+        assert late[0]["cascade from a"] >= 18 and late[1]["cascade from b"] >= 18, late  # of 20 each
+    finally:
+        await stop(s)
