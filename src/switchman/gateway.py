@@ -152,12 +152,22 @@ class Gateway:
         p = t.policy if hasattr(t.policy, "learn") else getattr(t.policy, "start", None)
         return p if p is not None and hasattr(p, "learn") else None
 
+    def _request_learner(self, route: str | None, tags) -> object | None:
+        """The learner a request's outcome teaches: its route's, or, for an experiment, that of
+        the route its arm sent it to (a bandit A/B tested against another route)."""
+        exp = self.experiments.get(route or "")
+        if exp is not None:
+            arm = tags.get(exp.tag) if tags else None
+            target = exp.target.get(arm) if arm else None
+            return self._learner(target) if target else None
+        return self._learner(route or "")
+
     def feedback(self, route: str | None, model: str | None, score: float, tags: dict | None) -> None:
         """A quality score (``POST /v1/feedback``) for what ``model`` answered on ``route``."""
         exp = self.experiments.get(route or "")
         if exp is not None and tags and tags.get(exp.tag):
             exp.feedback(tags[exp.tag], score)
-        p = self._learner(route or "")
+        p = self._request_learner(route, tags)
         if p is not None and model:
             p.learn(model, score, tags)
 
@@ -171,7 +181,7 @@ class Gateway:
         if exp is not None and request.tags and request.tags.get(exp.tag):
             exp.settled(request.tags[exp.tag], request.status >= 500 or request.error == "degraded",
                         request.latency_ms, float(request.cost))
-        p = self._learner(request.route)
+        p = self._request_learner(request.route, request.tags)
         if p is None:
             return
         tags = dict(request.tags) if request.tags else None
@@ -313,7 +323,8 @@ class Gateway:
             assert o.response is not None
             why = await checks.verdict(req, o.response, earlier, judge if checks.spec.judge else None,
                                        o.model.upstream)
-            learner = self._learner(p.route.name)
+            exp = self.experiments.get(p.route.name)
+            learner = self._learner(exp.target.get(p.arm, "") if exp is not None and p.arm else p.route.name)
             if learner is not None:  # a bandit the cascade starts by: a verdict is a quality score
                 tags = {**req.tags, **dict(p.tags)} if req.tags else dict(p.tags)  # its context (a cluster)
                 learner.learn(o.model.name, 0.0 if why else 1.0, tags or None)

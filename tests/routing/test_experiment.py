@@ -5,8 +5,8 @@ arm tag in the ledger and GET /admin/experiments."""
 from __future__ import annotations
 
 import asyncio
-
 import random
+from collections import Counter
 
 import aiohttp
 import pytest
@@ -227,3 +227,35 @@ async def test_in_a_server_the_errors_bound_is_computed_off_the_event_loop():
             break
         await asyncio.sleep(0.01)
     assert got == sequential._bound(band, horizon, alpha)
+
+
+async def test_a_bandit_arm_learns_from_the_traffic_the_experiment_sends_it(tmp_path):
+    # The control arm is a bandit route over a good and a poor model. Its requests are booked under
+    # the experiment's route; their feedback and failures must still teach the bandit.
+    routes = ("  - {name: learn, policy: {kind: bandit, models: [good, poor, down], explore: 0.05, seed: 2}}\n"
+              "  - {name: chat, policy: {kind: experiment, arms: {control: learn, candidate: echo},"
+              " split: {control: 90, candidate: 10}}}\n")
+    s = await serve(tmp_path, routes=routes, models={"good": FakeModel(), "poor": FakeModel(),
+                                                     "down": FakeModel(error_status=500)}, extra_models="""\
+  - {name: good, provider: fake, model: good, price: {input: 1, output: 2}}
+  - {name: poor, provider: fake, model: poor, price: {input: 1, output: 2}}
+  - {name: down, provider: fake, model: down, price: {input: 1, output: 2}}
+""")
+    try:
+        late = Counter()
+        async with aiohttp.ClientSession() as http:
+            for i in range(140):
+                async with http.post(s.base + "/v1/chat/completions", headers=s.admin(), json={
+                        "model": "chat", "messages": [{"role": "user", "content": f"q{i}"}]}) as r:
+                    assert r.status == 200
+                    model, rid = r.headers["x-switchman-model"], r.headers["x-switchman-request-id"]
+                if model == "echo":
+                    continue  # the candidate arm
+                if i >= 80:
+                    late[model] += 1
+                async with http.post(s.base + "/v1/feedback", headers=s.admin(),
+                                     json={"request_id": rid, "score": 1.0 if model == "good" else 0.0}) as r:
+                    assert r.status == 201, await r.text()
+        assert late["good"] >= 0.8 * sum(late.values()), late
+    finally:
+        await stop(s)

@@ -258,7 +258,7 @@ class Experiment(Policy):
         if target in self.routes:
             p, fallbacks = self.route_plan(target, req)
             models = p.models + tuple(m for m in fallbacks if m not in p.models)
-            return Plan(models, f"{head}; {p.reason}", p.checks, arm=arm)
+            return Plan(models, f"{head}; {p.reason}", p.checks, arm=arm, tags=p.tags)
         return Plan((target,), head, arm=arm)
 
     # -- what the arms did -----------------------------------------------------------------------
