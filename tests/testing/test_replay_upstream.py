@@ -5,6 +5,7 @@ replay of the same router, for the ``learned`` policy and for the ``bandit`` sta
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
 
 import numpy as np
@@ -67,15 +68,22 @@ routes:
 ledger: {{url: "sqlite:///{tmp_path}/ledger.db"}}
 """
     (tmp_path / "s.yaml").write_text(cfg)
-    config = configfile.load(tmp_path / "s.yaml")
-    gw = Gateway(config)
+    async with _gateway(tmp_path / "s.yaml", up) as client:
+        yield table, cost, fold, router, lam, client, up
+
+
+@contextlib.asynccontextmanager
+async def _gateway(config, up: ReplayUpstream):
+    """The gateway of ``config`` on loopback, in this process, and an OpenAI client of it; on the
+    way out everything stops, the replay upstream ``up`` too."""
+    gw = Gateway(configfile.load(config))
     meter = Metering.from_config(gw)
     await meter.start()
     server = HttpServer(App(gw, meter))
     port = await server.start("127.0.0.1", 0)
     client = openai.AsyncOpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key="none", max_retries=0)
     try:
-        yield table, cost, fold, router, lam, client, up
+        yield client
     finally:
         await client.close()
         await server.stop(grace=0.2)
@@ -163,22 +171,10 @@ routes:
   - {{name: good, policy: {{kind: cheapest, models: [large, small], min_quality: 0.9, quality: {{small: 0.85, large: 0.95}}}}}}
 ledger: {{url: "sqlite:///{tmp_path}/ledger.db"}}
 """)
-    gw = Gateway(configfile.load(tmp_path / "s.yaml"))
-    meter = Metering.from_config(gw)
-    await meter.start()
-    server = HttpServer(App(gw, meter))
-    port = await server.start("127.0.0.1", 0)
-    client = openai.AsyncOpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key="none", max_retries=0)
-    try:
+    async with _gateway(tmp_path / "s.yaml", up) as client:
         for i in rows[:6]:
             for route, want in (("cheap", "small"), ("good", "large")):
                 model, usd, text, _ = await _ask(client, route, table.prompts[i])
                 j = MODELS.index(want)
                 assert model == want and text == table.responses[i][j]
                 assert usd == pytest.approx(cost[i, j], rel=1e-6)
-    finally:
-        await client.close()
-        await server.stop(grace=0.2)
-        await meter.close()
-        await gw.close()
-        await up.stop(grace=0.1)

@@ -174,8 +174,7 @@ class _Conn(asyncio.Protocol):
             w.set_exception(UpstreamTimeout(self.late))
 
 
-async def _wait(c: _Conn, deadline: float | None) -> None:
-    await c.wait(deadline, "upstream did not finish its answer in time")
+_LATE_BODY = "upstream did not finish its answer in time"
 
 
 class BodyOverLimit(Exception):
@@ -218,7 +217,7 @@ class ClientResponse:
                         raise UpstreamStatus(f"upstream answer larger than the {limit >> 20} MiB limit",
                                              upstream_kind=UpstreamKind.SERVER_ERROR)
                     raise StreamCut(f"upstream connection failed while reading the body: {c.error!r}")
-                await _wait(c, deadline)
+                await c.wait(deadline, _LATE_BODY)
             return b"".join(c.chunks)
         finally:
             self.close()
@@ -236,7 +235,7 @@ class ClientResponse:
                     return
                 if c.error is not None:
                     raise StreamCut(f"upstream stream broke: {c.error!r}")
-                await _wait(c, deadline)
+                await c.wait(deadline, _LATE_BODY)
         finally:
             self.close()
 
